@@ -39,5 +39,9 @@ class EnvironmentProblem(LlmcalcError):
 
 
 def close_names(name: str, choices: Iterable[str], n: int = 3) -> str:
-    """Up to n close matches, comma separated, or '' when nothing is close."""
-    return ", ".join(difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5))
+    """Up to n close matches, comma separated, or '' when nothing is close: names that start
+    with `name` first (a prefix like 'h100' means the H100 ids), then difflib's ratio order."""
+    choices = sorted(choices)
+    prefixed = [c for c in choices if c.startswith(name)]
+    similar = [c for c in difflib.get_close_matches(name, choices, n=n, cutoff=0.5) if c not in prefixed]
+    return ", ".join((prefixed + similar)[:n])

@@ -1,0 +1,128 @@
+"""typer commands: parse, call the core, hand the result to render.
+
+Exit codes: 0 success, 1 a capacity check failed, 2 bad input, 3 profiler out of memory,
+4 the environment cannot run the command (see llmcalc/errors.py and docs/cli.md).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from llmcalc.errors import LlmcalcError
+
+app = typer.Typer(
+    help="How much GPU memory an LLM workload takes, how fast it runs, and which hardware it fits.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Core errors become one line on stderr and a documented exit code."""
+    try:
+        yield
+    except LlmcalcError as exc:
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(code=exc.exit_code) from None
+
+
+Model = Annotated[str, typer.Argument(help="A card name (see `llmcalc models`), a card .yaml, or a config.json (file or directory).")]
+Mode = Annotated[str, typer.Option(help="infer or train.")]
+Dtype = Annotated[str, typer.Option(help="How weights are stored: fp32, fp16, bf16, fp8, int8, int4, nf4.")]
+Autocast = Annotated[Optional[str], typer.Option(help="torch autocast dtype (bf16 or fp16): mixed precision over the stored weights.")]
+Batch = Annotated[int, typer.Option(help="Sequences per batch.")]
+Seq = Annotated[int, typer.Option(help="Prompt tokens (infer) or sequence length (train).")]
+Gen = Annotated[int, typer.Option(help="New tokens generated (infer).")]
+Beams = Annotated[int, typer.Option(help="Beams per sequence (infer).")]
+KvDtype = Annotated[Optional[str], typer.Option("--kv-dtype", help="KV cache dtype (default: the compute dtype).")]
+Ckpt = Annotated[bool, typer.Option("--grad-checkpointing", help="Gradient checkpointing (train).")]
+Optim = Annotated[str, typer.Option(help="adamw, adamw-8bit or sgd (train).")]
+Attention = Annotated[str, typer.Option(help="sdpa (flash / memory-efficient kernels) or eager (materialises seq x seq scores).")]
+Gpu = Annotated[Optional[str], typer.Option(help="GPU id from `llmcalc gpus`: adds a fit verdict.")]
+Explain = Annotated[bool, typer.Option("--explain", help="Show the formula and numbers behind each row.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON (the documented contract in docs/json.md).")]
+
+
+@app.command()
+def estimate(
+    model: Model,
+    mode: Mode = "infer",
+    dtype: Dtype = "bf16",
+    autocast: Autocast = None,
+    batch: Batch = 1,
+    seq: Seq = 512,
+    gen: Gen = 128,
+    beams: Beams = 1,
+    kv_dtype: KvDtype = None,
+    grad_checkpointing: Ckpt = False,
+    optimizer: Optim = "adamw",
+    attention: Attention = "sdpa",
+    gpu: Gpu = None,
+    explain: Explain = False,
+    json: Json = False,
+) -> None:
+    """Estimate the GPU memory of a workload, per component, at its peak phase."""
+    from llmcalc import render
+    from llmcalc.cards import load_card
+    from llmcalc.hardware import get_gpu
+    from llmcalc.memory import Workload
+    from llmcalc.memory import estimate as run_estimate
+
+    with _reported():
+        card = load_card(model)
+        workload = Workload(
+            mode=mode, dtype=dtype.lower(), autocast=autocast.lower() if autocast else None, batch=batch, seq=seq,
+            gen=gen if mode == "infer" else 0, beams=beams, kv_dtype=kv_dtype.lower() if kv_dtype else None,
+            grad_checkpointing=grad_checkpointing, optimizer=optimizer.lower(), attention=attention.lower(),
+        )
+        spec = get_gpu(gpu) if gpu else None
+        result = run_estimate(card, workload)
+    for line in result.warnings:
+        err.print(f"warning: {line}", markup=False, soft_wrap=True)
+    if json:
+        print(render.estimate_json(result, card, spec))
+    else:
+        render.print_estimate(out, result, card, spec, explain)
+
+
+@app.command()
+def models(json: Json = False) -> None:
+    """List the model cards with their exact parameter counts."""
+    from llmcalc import render
+    from llmcalc.cards import load_all_cards
+
+    with _reported():
+        cards = load_all_cards()
+    if json:
+        print(render.models_json(cards))
+    else:
+        render.print_models(out, cards)
+
+
+@app.command()
+def gpus() -> None:
+    """List the GPU catalog: memory, bandwidth and dense peak rates."""
+    from llmcalc import render
+    from llmcalc.hardware import catalog
+
+    with _reported():
+        specs = list(catalog().values())
+    render.print_gpus(out, specs)
+
+
+def main() -> None:
+    app(prog_name="llmcalc")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""GpuSpec: the GPU catalog, loaded from data and validated on load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmcalc.errors import InputError, close_names
+
+MiB = 2**20
+RATE_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
+_KEYS = {"id", "name", "memory_mib", "bandwidth_tbs", "tflops", "unconfirmed", "source"}
+CATALOG = Path(__file__).parent / "data" / "gpus.yaml"
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    id: str
+    name: str
+    memory_bytes: int
+    hbm_bytes_per_s: float
+    peak_flops: dict[str, float]  # dense peak, FLOP/s (OP/s for int8), per dtype
+    unconfirmed: tuple[str, ...]
+    source: str
+
+
+def _gpu_from_mapping(entry: Any, where: str) -> tuple[GpuSpec | None, list[str]]:
+    if not isinstance(entry, dict):
+        return None, [f"{where}: must be a mapping"]
+    problems = []
+    unknown = sorted(set(entry) - _KEYS)
+    if unknown:
+        problems.append(f"{where}: unknown keys: {', '.join(unknown)}")
+    for key in ("id", "name", "source"):
+        if not isinstance(entry.get(key), str) or not entry.get(key):
+            problems.append(f"{where}.{key}: must be a non-empty string")
+    memory = entry.get("memory_mib")
+    if isinstance(memory, bool) or not isinstance(memory, int) or memory <= 0:
+        problems.append(f"{where}.memory_mib: must be a positive integer, got {memory!r}")
+    bandwidth = entry.get("bandwidth_tbs")
+    if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)) or bandwidth <= 0:
+        problems.append(f"{where}.bandwidth_tbs: must be a positive number, got {bandwidth!r}")
+    rates = entry.get("tflops", {})
+    if not isinstance(rates, dict):
+        problems.append(f"{where}.tflops: must be a mapping of dtype to TFLOP/s")
+        rates = {}
+    for dtype, value in rates.items():
+        if dtype not in RATE_DTYPES:
+            problems.append(f"{where}.tflops.{dtype}: unknown dtype (one of {', '.join(RATE_DTYPES)})")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            problems.append(f"{where}.tflops.{dtype}: must be a positive number, got {value!r}")
+    if problems:
+        return None, problems
+    return GpuSpec(
+        id=entry["id"], name=entry["name"], memory_bytes=memory * MiB,
+        hbm_bytes_per_s=float(bandwidth) * 1e12,
+        peak_flops={k: float(v) * 1e12 for k, v in rates.items()},
+        unconfirmed=tuple(entry.get("unconfirmed", ())), source=entry["source"],
+    ), []
+
+
+def load_catalog(path: Path = CATALOG) -> dict[str, GpuSpec]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: cannot load the GPU catalog ({exc})") from None
+    entries = data.get("gpus") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise InputError(f"{path}: expected a 'gpus' list")
+    gpus: dict[str, GpuSpec] = {}
+    problems: list[str] = []
+    for n, entry in enumerate(entries):
+        gpu, bad = _gpu_from_mapping(entry, f"gpus[{n}]")
+        problems += bad
+        if gpu is not None:
+            if gpu.id in gpus:
+                problems.append(f"gpus[{n}].id: duplicate id '{gpu.id}'")
+            gpus[gpu.id] = gpu
+    if problems:
+        raise InputError(f"{path}: " + "; ".join(problems))
+    return gpus
+
+
+@cache
+def catalog() -> dict[str, GpuSpec]:
+    return load_catalog()
+
+
+def get_gpu(gpu_id: str) -> GpuSpec:
+    gpus = catalog()
+    try:
+        return gpus[gpu_id.lower()]
+    except KeyError:
+        hint = close_names(gpu_id.lower(), gpus)
+        raise InputError(f"unknown GPU '{gpu_id}'" + (f"; closest: {hint}" if hint else "; see `llmcalc gpus`")) from None

@@ -1,0 +1,459 @@
+"""Workload -> MemoryBreakdown: pure functions, no torch.
+
+What is modelled is the reference stack: a Hugging Face transformers model on PyTorch, SDPA
+attention (or eager), torch autocast for mixed precision, fused AdamW, the KV cache grown by
+`torch.cat` (DynamicCache). `peak_allocated` is what `torch.cuda.max_memory_allocated` reports;
+`device_total` adds the caching allocator's reserve and the CUDA context (what nvidia-smi shows).
+
+Every activation term is "bytes per token" x tokens. The per-token figures come from walking the
+transformers 5.17 forward (modeling_llama.py and friends, integrations/sdpa_attention.py,
+loss/loss_utils.py, cache_utils.py) and noting which tensors are alive at once (inference) or
+saved for backward (training). Notation, all per token: H hidden size, I intermediate size,
+Q = heads x head_dim, K = kv_heads x head_dim, V vocabulary; a = bytes of a linear layer's output
+(the compute dtype), s = bytes of the residual stream (fp32 under autocast: the embedding is not
+autocast), r = bytes of RoPE's outputs (fp32 under autocast, since cos/sin are made in fp32).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from math import ceil
+
+from llmcalc import calibration
+from llmcalc.cards import ModelCard
+from llmcalc.errors import InputError, close_names
+from llmcalc.precision import HALF_DTYPES, PRECISIONS, get_precision
+
+MODES = ("infer", "train")
+ATTENTIONS = ("sdpa", "eager")
+COMPONENTS = ("weights", "gradients", "optimizer", "activations", "kv_cache", "cuda_context", "allocator_reserve")
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    name: str
+    note: str
+
+    def state_bytes(self, numel: int, param_bytes: int) -> int:
+        return _OPTIMIZER_STATE[self.name](numel, param_bytes)
+
+
+def _adamw(numel: int, p: int) -> int:
+    # torch.optim.AdamW: exp_avg and exp_avg_sq, zeros_like(param): 2 x param bytes per element.
+    return 2 * numel * p
+
+
+def _adamw_8bit(numel: int, p: int) -> int:
+    # bitsandbytes AdamW8bit: two uint8 states with one fp32 absmax per block of 256 elements;
+    # tensors under 4096 elements (min_8bit_size) keep two fp32 states.
+    if numel < 4096:
+        return 2 * numel * 4
+    return 2 * (numel + 4 * ceil(numel / 256))
+
+
+def _sgd(numel: int, p: int) -> int:
+    # torch.optim.SGD(momentum>0): one momentum buffer, a clone of the gradient.
+    return numel * p
+
+
+_OPTIMIZER_STATE = {"adamw": _adamw, "adamw-8bit": _adamw_8bit, "sgd": _sgd}
+OPTIMIZERS = {
+    "adamw": Optimizer("adamw", "torch AdamW (fused): exp_avg + exp_avg_sq in the parameter dtype"),
+    "adamw-8bit": Optimizer("adamw-8bit", "bitsandbytes AdamW8bit: 2 x uint8 + fp32 absmax per 256"),
+    "sgd": Optimizer("sgd", "torch SGD with momentum: one buffer in the parameter dtype"),
+}
+
+# Activation -> (extra MLP-sized temporaries alive in inference, extra MLP-sized tensors saved for
+# backward). gelu_new is Python in transformers: 0.5*x*(1+tanh(c*(x+0.044715*x**3))): two more
+# temporaries alive at once, and tanh's output, 0.5*x and (1+tanh) saved (pow saves x, shared).
+ACTIVATIONS = {"silu": (0, 0), "gelu": (0, 0), "gelu_pytorch_tanh": (0, 0), "gelu_new": (2, 3)}
+
+
+@dataclass(frozen=True)
+class Workload:
+    mode: str = "infer"
+    dtype: str = "bf16"  # how weights are stored
+    autocast: str | None = None  # torch autocast dtype (mixed precision)
+    batch: int = 1
+    seq: int = 512  # prompt tokens (infer) or sequence length (train)
+    gen: int = 128  # new tokens (infer)
+    beams: int = 1
+    kv_dtype: str | None = None  # default: the compute dtype
+    grad_checkpointing: bool = False
+    optimizer: str = "adamw"
+    attention: str = "sdpa"
+
+    @property
+    def compute_dtype(self) -> str:
+        """dtype of activations: the autocast dtype, else the weights' if float, else bf16."""
+        if self.autocast:
+            return self.autocast
+        return self.dtype if PRECISIONS[self.dtype].is_float else "bf16"
+
+
+def validate_workload(w: Workload, card: ModelCard | None = None) -> list[str]:
+    """Raise InputError for impossible workloads; return warnings for questionable ones."""
+    for name, value in (("batch", w.batch), ("seq", w.seq), ("beams", w.beams)):
+        if value <= 0:
+            raise InputError(f"--{name} must be a positive integer, got {value}")
+    if w.gen < 0:
+        raise InputError(f"--gen must be zero or a positive integer, got {w.gen}")
+    if w.mode not in MODES:
+        raise InputError(f"--mode must be one of {', '.join(MODES)}, got '{w.mode}'")
+    if w.attention not in ATTENTIONS:
+        raise InputError(f"--attention must be one of {', '.join(ATTENTIONS)}, got '{w.attention}'")
+    get_precision(w.dtype)
+    if w.kv_dtype:
+        get_precision(w.kv_dtype, "kv dtype")
+    if w.autocast and w.autocast not in HALF_DTYPES:
+        raise InputError(f"--autocast must be one of {', '.join(HALF_DTYPES)}, got '{w.autocast}'")
+    if w.optimizer not in OPTIMIZERS:
+        hint = close_names(w.optimizer, OPTIMIZERS)
+        raise InputError(f"unknown optimizer '{w.optimizer}'; choose one of {', '.join(OPTIMIZERS)}"
+                         + (f" (did you mean {hint}?)" if hint else ""))
+    if w.mode == "train" and not PRECISIONS[w.dtype].is_float:
+        raise InputError(f"--mode train needs float weights (fp32, fp16, bf16); {w.dtype} weights are "
+                         "frozen in every framework (quantized fine-tuning trains LoRA adapters)")
+    warnings = []
+    if card is not None:
+        length = w.seq + (w.gen if w.mode == "infer" else 0)
+        if length > card.max_position_embeddings:
+            warnings.append(f"sequence of {length} tokens exceeds {card.name}'s context of "
+                            f"{card.max_position_embeddings}; the estimate is for the length asked")
+    return warnings
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    components: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.components.values())
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    model: str
+    params: int
+    workload: Workload
+    phases: tuple[Phase, ...]
+    peak_phase: str
+    components: dict[str, int]  # at the peak phase, plus cuda_context and allocator_reserve
+    peak_allocated_bytes: int
+    device_total_bytes: int
+    explain: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    calibration: str = ""  # where cuda_context / allocator figures came from
+
+
+# --- weights ------------------------------------------------------------------------------
+
+def weight_bytes(card: ModelCard, w: Workload) -> int:
+    """Quantized formats apply to the decoder's linear layers (bitsandbytes and GPTQ skip the
+    embeddings, norms and lm_head); every other tensor stays in the compute dtype."""
+    store = PRECISIONS[w.dtype]
+    other = store if store.is_float else PRECISIONS[w.compute_dtype]
+    total = 0
+    for p in card.parameters():
+        if p.kind == "linear" and not store.is_float:
+            total += store.matrix_bytes(p.shape[0], p.shape[1])
+        else:
+            total += other.tensor_bytes(p.numel)
+    return total
+
+
+def largest_linear_bytes(card: ModelCard, dtype: str) -> int:
+    biggest = max((p for p in card.parameters() if p.kind == "linear"), key=lambda p: p.numel)
+    return PRECISIONS[dtype].tensor_bytes(biggest.numel)
+
+
+# --- KV cache -----------------------------------------------------------------------------
+
+def kv_cache_bytes(card: ModelCard, w: Workload, length: int) -> int:
+    """2 (K and V) x sequences x cached positions x kv_heads x head_dim x bytes, per layer.
+    Sliding-window layers keep at most `sliding_window` positions. Under autocast the keys come
+    out of RoPE in fp32 and DynamicCache stores them so (its dtype is the first key's)."""
+    seqs = w.batch * w.beams
+    k_bytes, v_bytes = _kv_bytes(card, w)
+    window = card.sliding_window or length
+    full = card.num_layers - card.sliding_layers
+    positions = full * length + card.sliding_layers * min(length, window)
+    return ceil(seqs * positions * card.kv_dim * (k_bytes + v_bytes))
+
+
+def _kv_bytes(card: ModelCard, w: Workload) -> tuple[float, float]:
+    if w.kv_dtype:
+        b = PRECISIONS[w.kv_dtype].bytes_per_element
+        return b, b
+    a = PRECISIONS[w.compute_dtype].bytes_per_element
+    k = 4 if (w.autocast and card.position_embedding == "rope") else a
+    return k, a
+
+
+# --- activations: inference ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Bytes:
+    a: int  # linear outputs
+    s: int  # residual stream
+    r: int  # RoPE outputs
+
+
+def _dtypes(w: Workload) -> _Bytes:
+    a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
+    if w.autocast:
+        return _Bytes(a=a, s=4, r=4)
+    return _Bytes(a=a, s=a, r=a)
+
+
+def _norm_transient(card: ModelCard) -> int:
+    """Bytes/token an RMSNorm holds beyond its input (output included). transformers' RMSNorm:
+    x32 = x.to(fp32); var = x32.pow(2).mean(-1); y = x32 * rsqrt(var + eps); w * y.to(dtype).
+    Alive at worst {x32, pow} = 8H, or {y, y.to(dtype), w*...} = (4 + 2*2)H for 16-bit input;
+    for fp32 input .to() is a no-op and {pow or y, out} = 8H again. LayerNorm is one kernel."""
+    h = card.hidden_size
+    return 8 * h if card.norm == "rmsnorm" else 4 * h
+
+
+def prefill_layer_peak_per_token(card: ModelCard, w: Workload) -> int:
+    """Largest set of non-cache buffers alive at once inside one decoder layer, bytes per token,
+    including the residual stream the layer was given."""
+    b = _dtypes(w)
+    h, i, q, k = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim
+    resid, normed = b.s * h, b.s * h
+    norm_phase = resid + _norm_transient(card)
+    if card.position_embedding == "rope":
+        # q, k, v projections alive; apply_rotary_pos_emb: q*cos, rotate_half(q), *sin, sum.
+        q_rope = q * (2 * b.a + 2 * b.r) + 2 * k * b.a  # {q, q*cos, rot(q), rot(q)*sin} + k + v
+        k_rope = q * (b.a + b.r) + k * (3 * b.a + 2 * b.r)  # {q, q_emb} + {k, k*cos, rot, *sin} + v
+        casts = (q + 2 * k) * b.a if b.r != b.a else 0  # SDPA's autocast copies of q, k, v
+        attn_core = q * (b.r + 2 * b.a) + casts  # {q_emb, out, out.transpose.contiguous()}
+        attn = max(q_rope, k_rope, attn_core)
+    else:
+        # fused c_attn: q, k, v are views of one (Q+2K) tensor, alive until attention returns
+        attn = (q + 2 * k) * b.a + 2 * q * b.a
+    if w.attention == "eager":
+        # scores (a) -> + mask -> softmax in fp32 -> .to(a): {scores+mask, fp32 probs} at worst,
+        # per query row: heads x keys; repeat_kv copies of k and v to all heads.
+        attn = max(attn, q * b.r + 2 * q * b.a + card.num_heads * w.seq * (b.a + 4))
+    act_tmp, _ = ACTIVATIONS[card.activation]
+    if card.mlp == "gated":
+        # {gate, act(gate)} then {act, up, act*up}
+        mlp = i * b.a * max(2 + act_tmp, 3)
+    else:
+        mlp = i * b.a * (2 + act_tmp)  # {fc, act(fc)} (+ gelu_new's temporaries)
+    if card.is_moe:
+        # routed: each expert sees experts_per_token/num_experts of the tokens; a full-size
+        # accumulator; router logits (a) and fp32 routing weights per expert.
+        mlp = ceil(mlp * (card.experts_per_token or 1) / (card.num_experts or 1)) + b.a * h + 8 * (card.num_experts or 0)
+    if card.norms_per_layer == 1:
+        mlp += b.a * h  # parallel attention: the attention output waits for the MLP's
+    return max(norm_phase, resid + normed + attn, resid + normed + mlp)
+
+
+def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str, str]]:
+    b = _dtypes(w)
+    seqs = w.batch * w.beams
+    tokens = seqs * w.seq
+    weights = weight_bytes(card, w)
+    explain: dict[str, str] = {}
+    # Prompt ids (int64) and RoPE's cos/sin (positions are shared across the batch).
+    inputs = 8 * tokens + 2 * w.seq * card.dim_head * 4
+    layer = prefill_layer_peak_per_token(card, w) * tokens
+    # After the last layer: final norm over all tokens, then logits for the last position only
+    # (generate's logits_to_keep=1) and their fp32 copy for sampling.
+    final_norm = tokens * (b.s * card.hidden_size + _norm_transient(card))
+    logits = seqs * card.vocab_size * (b.a + 4) + tokens * b.s * card.hidden_size
+    prefill_act = inputs + max(layer, final_norm, logits)
+    kv_prompt = kv_cache_bytes(card, w, w.seq)
+    load_extra = 0 if PRECISIONS[w.dtype].is_float else largest_linear_bytes(card, w.compute_dtype)
+    phases = [
+        Phase("load", {"weights": weights, "activations": load_extra}),
+        Phase("prefill", {"weights": weights, "kv_cache": kv_prompt, "activations": prefill_act}),
+    ]
+    explain["activations"] = (
+        f"prefill: max(layer {prefill_layer_peak_per_token(card, w)} B/token, final norm, logits) x {tokens} tokens"
+        f" + inputs {inputs} B"
+    )
+    kv_final = kv_prompt
+    if w.gen > 1:
+        # The last generated token is never fed back: the cache ends at prompt + gen - 1.
+        length = w.seq + w.gen - 1
+        kv_final = kv_cache_bytes(card, w, length)
+        # torch.cat grows one layer's K (then V) at a time: old and new copies coexist.
+        k_bytes, _ = _kv_bytes(card, w)
+        cat_copy = ceil(seqs * (length - 1) * card.kv_dim * k_bytes)
+        step_logits = seqs * card.vocab_size * (b.a + 4)
+        step = seqs * prefill_layer_peak_per_token(card, replace(w, seq=length)) + max(cat_copy, step_logits)
+        ids = 8 * seqs * (w.seq + w.gen)
+        phases.append(Phase("decode", {"weights": weights, "kv_cache": kv_final, "activations": step + ids}))
+    explain["kv_cache"] = (
+        f"{seqs} seq x {w.seq + max(w.gen - 1, 0)} positions x {card.num_layers} layers x 2 x "
+        f"{card.kv_heads} kv heads x {card.dim_head} head_dim x bytes = {kv_final}"
+    )
+    return phases, explain
+
+
+# --- activations: training ----------------------------------------------------------------
+
+def saved_layer_per_token(card: ModelCard, w: Workload) -> int:
+    """Bytes per token one decoder layer saves for backward (no checkpointing)."""
+    b = _dtypes(w)
+    h, i, q, k = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim
+    if card.norm == "rmsnorm":
+        # pow saves x32 (4H; the fp32 input itself when the stream is fp32); w*y.to(dtype)
+        # saves y.to(dtype) (s, or y itself in fp32).
+        norm = 4 * h + b.s * h
+    else:
+        norm = b.s * h  # layer_norm saves its input (and fp32 mean/rstd per row)
+    # Linear inputs: the norm output once, or under autocast one bf16 copy per projection.
+    qkv_in = (1 if card.fused_qkv else 3) * b.a * h if w.autocast else b.s * h
+    gated_fused = card.fused_qkv and card.mlp == "gated"  # phi3's gate_up_proj
+    mlp_in_count = 1 if (card.mlp == "plain" or gated_fused) else 2
+    mlp_in = mlp_in_count * b.a * h if w.autocast else b.s * h
+    if card.norms_per_layer == 1 and not w.autocast:
+        mlp_in = 0  # parallel attention: the MLP reads the same saved norm output
+    # Attention. SDPA saves its inputs q, k, v, output and the fp32 logsumexp (heads per token);
+    # o_proj saves out.transpose().contiguous(). RoPE makes q and k new tensors; v is a view of
+    # the projection output, so a fused qkv tensor stays alive in full through v.
+    if card.position_embedding == "rope":
+        qkv_saved = q * b.a + k * b.a + ((q + 2 * k) if card.fused_qkv else k) * b.a
+    else:
+        qkv_saved = (q + 2 * k) * b.a
+    attn = qkv_saved + 2 * q * b.a + 4 * card.num_heads
+    if w.attention == "eager":
+        # eager: repeat_kv copies k, v to every head; softmax's fp32 output and its cast saved.
+        attn = (3 * q + q) * b.a + card.num_heads * w.seq * (4 + b.a)
+    _, act_saved = ACTIVATIONS[card.activation]
+    # gated: silu saves gate, mul saves act and up, down saves the product; plain: the
+    # activation saves fc's output, fc_out saves the activation's.
+    mlp = (4 if card.mlp == "gated" else 2 + act_saved) * i * b.a
+    if card.is_moe:
+        mlp = ceil(mlp * (card.experts_per_token or 1) / (card.num_experts or 1)) + 12 * (card.num_experts or 0)
+    norms = card.norms_per_layer * norm
+    return norms + qkv_in + attn + mlp_in + mlp
+
+
+def _layer_backward_transient(card: ModelCard, w: Workload) -> int:
+    """Gradient buffers alive while one layer runs backward, bytes per token: the incoming
+    and outgoing residual gradients, plus for the MLP grad(prod), grad(act), grad(up); for flash
+    attention dq, dk, dv, dout and its fp32 dq accumulator."""
+    b = _dtypes(w)
+    h, i, q, k = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim
+    mlp = (3 if card.mlp == "gated" else 2) * i * b.a
+    attn = (2 * q + 2 * k) * b.a + 4 * q
+    return 2 * b.s * h + max(mlp, attn)
+
+
+def training_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str, str]]:
+    b = _dtypes(w)
+    tokens = w.batch * w.seq
+    p_bytes = int(PRECISIONS[w.dtype].bytes_per_element)
+    params = card.parameters()
+    weights = weight_bytes(card, w)
+    grads = sum(p.numel for p in params) * p_bytes
+    opt = OPTIMIZERS[w.optimizer]
+    states = sum(opt.state_bytes(p.numel, p_bytes) for p in params)
+    h, vocab = card.hidden_size, card.vocab_size
+    # input_ids and labels (int64), the loss's padded and shifted labels.
+    inputs = 4 * 8 * tokens
+    per_layer = saved_layer_per_token(card, w)
+    if w.grad_checkpointing:
+        # Non-reentrant checkpointing (transformers' default) keeps each layer's input;
+        # backward recomputes one layer at a time, so one layer's saved set comes back.
+        layers_saved = card.num_layers * b.s * h * tokens
+        recompute = per_layer * tokens
+    else:
+        layers_saved = card.num_layers * per_layer * tokens
+        recompute = 0
+    # Final norm (saved like a layer norm) and lm_head's input (a bf16 copy under autocast).
+    final = ((4 * h + b.s * h) if card.norm == "rmsnorm" else b.s * h) + (b.a if w.autocast else b.s) * h
+    saved = inputs + layers_saved + final * tokens
+    # Under autocast every linear weight is cast to bf16 once (autocast's weight cache) and the
+    # copy is saved for backward; with checkpointing only lm_head's copy outlives the forward.
+    linear_params = sum(p.numel for p in params if p.kind in ("linear", "lm_head"))
+    head_params = vocab * h
+    if card.tie_word_embeddings:
+        linear_params += head_params
+    copies_fwd = b.a * linear_params if w.autocast else 0
+    copies_bwd = (b.a * head_params if w.grad_checkpointing else copies_fwd) if w.autocast else 0
+    # Loss (loss_utils.ForCausalLMLoss): logits (a) -> .float() (4, a no-op in fp32) ->
+    # log_softmax (4, saved) -> nll. Backward: nll's grad (4) + log_softmax's grad (4) while its
+    # saved output (4) is still alive: 12 bytes per token per vocabulary entry.
+    logits_fwd = tokens * vocab * (b.a + (4 if b.a < 4 else 0) + 4)
+    logits_bwd = tokens * vocab * 12
+    # lm_head backward: grad logits (a), grad hidden, weight grad (+ the bf16 grad of the
+    # autocast copy before it is cast to the fp32 .grad).
+    head_bwd = tokens * (vocab * b.a + h * b.a) + head_params * (p_bytes + (b.a if w.autocast else 0))
+    layer_fwd_transient = tokens * max(_norm_transient(card), prefill_layer_peak_per_token(card, w) if w.grad_checkpointing else 0)
+    fwd_act = saved + copies_fwd + max(logits_fwd, layer_fwd_transient)
+    bwd_start = saved + copies_bwd + max(logits_bwd, head_bwd,
+                                         head_params * p_bytes + recompute + _layer_backward_transient(card, w) * tokens)
+    # At the end of backward every gradient exists; a tied embedding's gradient is built in a
+    # separate buffer and then added to the lm_head's.
+    tied_extra = head_params * p_bytes if card.tie_word_embeddings else 0
+    phases = [
+        Phase("forward", {"weights": weights, "optimizer": states, "activations": fwd_act}),
+        Phase("backward", {"weights": weights, "optimizer": states, "activations": bwd_start}),
+        Phase("backward_end", {"weights": weights, "optimizer": states, "gradients": grads,
+                               "activations": tied_extra}),
+        Phase("optimizer_step", {"weights": weights, "gradients": grads, "optimizer": states}),
+    ]
+    explain = {
+        "gradients": f"{sum(p.numel for p in params)} params x {p_bytes} B",
+        "optimizer": f"{opt.note}: {states} B",
+        "activations": (
+            f"saved per layer {per_layer} B/token"
+            + (" (checkpointed: layer inputs only)" if w.grad_checkpointing else "")
+            + f" x {card.num_layers} layers x {tokens} tokens; loss {12 * vocab} B/token at backward start"
+            + (f"; autocast weight copies {copies_fwd} B" if w.autocast else "")
+        ),
+    }
+    return phases, explain
+
+
+# --- the estimate -------------------------------------------------------------------------
+
+def estimate(card: ModelCard, w: Workload) -> MemoryBreakdown:
+    warnings = validate_workload(w, card)
+    if w.mode == "infer":
+        phases, explain = inference_phases(card, w)
+    else:
+        phases, explain = training_phases(card, w)
+    # Ties go to the earlier phase; every phase lists all components.
+    phases = [Phase(p.name, {c: p.components.get(c, 0) for c in COMPONENTS[:5]}) for p in phases]
+    peak = max(phases, key=lambda p: p.total)
+    allocated = peak.total + calibration.CUBLAS_WORKSPACE_BYTES
+    reserve = calibration.allocator_reserve_bytes(allocated)
+    context = calibration.CUDA_CONTEXT_BYTES
+    components = dict(peak.components)
+    components["activations"] += calibration.CUBLAS_WORKSPACE_BYTES
+    components["cuda_context"] = context
+    components["allocator_reserve"] = reserve
+    explain["weights"] = _explain_weights(card, w)
+    explain["cuda_context"] = calibration.CUDA_CONTEXT_SOURCE
+    explain["allocator_reserve"] = calibration.ALLOCATOR_SOURCE
+    return MemoryBreakdown(
+        model=card.name,
+        params=card.num_params,
+        workload=w,
+        phases=tuple(phases),
+        peak_phase=peak.name,
+        components=components,
+        peak_allocated_bytes=allocated,
+        device_total_bytes=allocated + reserve + context,
+        explain=explain,
+        warnings=tuple(warnings),
+        calibration=calibration.SOURCE,
+    )
+
+
+def _explain_weights(card: ModelCard, w: Workload) -> str:
+    store = PRECISIONS[w.dtype]
+    if store.is_float:
+        return f"{card.num_params} params x {store.bytes_per_element:g} B ({w.dtype})"
+    linear = sum(p.numel for p in card.parameters() if p.kind == "linear")
+    return (f"{linear} linear params in {w.dtype} ({store.note}) + {card.num_params - linear} "
+            f"others in {w.compute_dtype}")

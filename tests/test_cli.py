@@ -1,0 +1,118 @@
+"""The CLI through typer's CliRunner: exit codes, output, JSON contract."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from llmcalc.cli import app
+
+ASSETS = Path(__file__).parent / "assets"
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, list(args))
+
+
+def test_estimate_table():
+    result = run("estimate", "llama-6b", "--dtype", "int8")
+    assert result.exit_code == 0
+    assert "llama-6b (6.74B params)" in result.output
+    assert "weights" in result.output and "peak allocated" in result.output
+    assert "(peak: decode)" in result.output
+
+
+def test_estimate_json_contract():
+    result = run("estimate", "llama-2-7b", "--dtype", "bf16", "--seq", "4096", "--gen", "1", "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["model"]["params"] == 6_738_415_616
+    comps = doc["memory"]["components"]
+    assert set(comps) == {"weights", "gradients", "optimizer", "activations", "kv_cache", "cuda_context",
+                          "allocator_reserve"}
+    assert all(isinstance(v, int) for v in comps.values())
+    assert comps["weights"] == 2 * 6_738_415_616
+    assert comps["kv_cache"] == 2**31  # 4096 positions x 32 layers x 2 x 4096 x 2 B
+    assert doc["memory"]["peak_phase"] == "prefill"
+    assert doc["memory"]["peak_allocated_bytes"] == sum(comps[c] for c in ("weights", "gradients", "optimizer", "activations", "kv_cache"))
+    assert doc["memory"]["device_total_bytes"] == doc["memory"]["peak_allocated_bytes"] + comps["cuda_context"] + comps["allocator_reserve"]
+
+
+def test_estimate_gpu_verdict():
+    result = run("estimate", "llama-3.1-70b", "--gpu", "h100-sxm-80gb", "--json")
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 0
+    assert doc["gpu"]["fits"] is False and doc["gpu"]["free_bytes"] < 0
+    table = run("estimate", "llama-3.1-70b", "--gpu", "h100-sxm-80gb")
+    assert "does not fit" in table.output
+
+
+def test_explain_shows_formulas():
+    result = run("estimate", "llama-6b", "--mode", "train", "--explain")
+    assert result.exit_code == 0
+    assert "6738415616 params x 2 B (bf16)" in result.output
+
+
+def test_config_json_model():
+    result = run("estimate", str(ASSETS / "tiny-qwen2"), "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["model"]["params"] == 125_504
+
+
+def test_unknown_model_exit_2():
+    result = run("estimate", "lama-6b")
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: unknown model 'lama-6b'; closest: llama-6b, llama-3-8b, llama-2-7b"
+
+
+def test_bad_sizes_exit_2():
+    result = run("estimate", "llama-6b", "--batch", "0")
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --batch must be a positive integer, got 0"
+
+
+def test_unknown_gpu_exit_2():
+    result = run("estimate", "llama-6b", "--gpu", "h100")
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: unknown GPU 'h100'; closest: h100-nvl-94gb, h100-pcie-80gb, h100-sxm-80gb"
+
+
+def test_malformed_card_exit_2():
+    result = run("estimate", str(ASSETS / "invalid_unknown_keys.yaml"))
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {ASSETS / 'invalid_unknown_keys.yaml'}: unknown keys: n_embd, rope_theta"
+    assert "Traceback" not in result.output
+
+
+def test_context_overflow_warns_exit_0():
+    result = run("estimate", "gpt2", "--seq", "1000", "--gen", "100")
+    assert result.exit_code == 0
+    assert "warning: sequence of 1100 tokens exceeds gpt2's context of 1024" in result.output
+
+
+def test_models_lists_every_card():
+    result = run("models", "--json")
+    names = {m["name"] for m in json.loads(result.stdout)}
+    assert {"llama-6b", "llama-3.1-405b", "mixtral-8x7b", "qwen2.5-72b", "falcon-7b", "gpt2"} <= names
+    assert "6,738,415,616" in run("models").output
+
+
+def test_gpus_lists_catalog():
+    result = run("gpus")
+    assert result.exit_code == 0 and "h100-sxm-80gb" in result.output
+
+
+def test_estimate_never_imports_torch():
+    code = ("import sys; from typer.testing import CliRunner; from llmcalc.cli import app; "
+            "r = CliRunner().invoke(app, ['estimate', 'llama-6b', '--json']); assert r.exit_code == 0; "
+            "print(sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_python_dash_m():
+    out = subprocess.run([sys.executable, "-m", "llmcalc", "estimate", "gpt2", "--json"], capture_output=True, text=True)
+    assert out.returncode == 0 and json.loads(out.stdout)["model"]["name"] == "gpt2"

@@ -1,0 +1,164 @@
+"""The memory model: golden values by hand, properties, phase logic."""
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmcalc.cards import load_card
+from llmcalc.errors import InputError
+from llmcalc.memory import Workload, estimate, kv_cache_bytes, weight_bytes
+
+LLAMA = load_card("llama-2-7b")
+P = 6_738_415_616
+
+
+def phase(m, name):
+    return next(p for p in m.phases if p.name == name)
+
+
+@pytest.mark.parametrize("dtype,expected", [("fp32", 4 * P), ("fp16", 2 * P), ("bf16", 2 * P)])
+def test_float_weights(dtype, expected):
+    assert weight_bytes(LLAMA, Workload(dtype=dtype)) == expected
+
+
+def test_int8_weights_keep_embeddings_in_compute_dtype():
+    # Linear weights: 202,375,168 x 32 = 6,476,005,376 int8 bytes; their fp32 row scales:
+    # rows per layer 4*4096 + 2*11008 + 4096 = 42,496 x 32 x 4 B = 5,439,488.
+    # Embedding + lm_head + norms (262,144,000 + 32*8192 + 4096 = 262,410,240) in bf16: 524,820,480.
+    assert weight_bytes(LLAMA, Workload(dtype="int8")) == 6_476_005_376 + 5_439_488 + 524_820_480
+
+
+def test_kv_cache_mha():
+    # 1 seq x 4096 positions x 32 layers x 2 x 32 heads x 128 x 2 B = 2 GiB exactly.
+    assert kv_cache_bytes(LLAMA, Workload(dtype="bf16"), 4096) == 2**31
+
+
+def test_kv_cache_gqa_and_fp8():
+    card = load_card("llama-3.1-8b")
+    # 2 seqs x 8192 x 32 layers x 2 x 8 kv heads x 128 x 2 B = 2 GiB; fp8 halves it.
+    assert kv_cache_bytes(card, Workload(batch=2), 8192) == 2**31
+    assert kv_cache_bytes(card, Workload(batch=2, kv_dtype="fp8"), 8192) == 2**30
+
+
+def test_kv_cache_sliding_window_alternating():
+    card = load_card("gemma-2-2b")
+    # 13 global layers x 8192 + 13 sliding layers x 4096 positions; x 2 x 4 kv heads x 256 x 2 B.
+    assert kv_cache_bytes(card, Workload(), 8192) == (13 * 8192 + 13 * 4096) * 2 * 4 * 256 * 2
+
+
+def test_kv_cache_beams_multiply_sequences():
+    assert kv_cache_bytes(LLAMA, Workload(beams=4), 1024) == 4 * kv_cache_bytes(LLAMA, Workload(), 1024)
+
+
+def test_decode_cache_ends_at_prompt_plus_gen_minus_one():
+    m = estimate(LLAMA, Workload(seq=1000, gen=25))
+    # the 25th new token is sampled, never fed back: 1024 cached positions = 512 MiB in bf16
+    assert phase(m, "decode").components["kv_cache"] == 2**31 // 4
+
+
+def test_adamw_states_fp32():
+    # AdamW keeps exp_avg and exp_avg_sq in the parameter dtype: 6,738,415,616 x 2 x 4 B.
+    m = estimate(LLAMA, Workload(mode="train", dtype="fp32", batch=1, seq=16))
+    assert phase(m, "optimizer_step").components["optimizer"] == 53_907_324_928
+
+
+def test_mixed_precision_step_is_16_bytes_per_param():
+    # fp32 weights (4) + fp32 grads (4) + AdamW (8) with bf16 autocast: 16 x 6,738,415,616.
+    m = estimate(LLAMA, Workload(mode="train", dtype="fp32", autocast="bf16", batch=1, seq=16))
+    assert phase(m, "optimizer_step").total == 107_814_649_856
+
+
+def test_adamw_8bit_is_about_two_bytes_per_param():
+    m = estimate(LLAMA, Workload(mode="train", dtype="bf16", optimizer="adamw-8bit", batch=1, seq=16))
+    states = phase(m, "optimizer_step").components["optimizer"]
+    assert 2.0 < states / P < 2.04
+
+
+def test_sgd_one_buffer():
+    m = estimate(LLAMA, Workload(mode="train", dtype="bf16", optimizer="sgd", batch=1, seq=16))
+    assert phase(m, "optimizer_step").components["optimizer"] == 2 * P
+
+
+def test_peak_is_max_over_phases_not_sum():
+    m = estimate(LLAMA, Workload(mode="train", dtype="bf16", batch=1, seq=128))
+    assert m.peak_allocated_bytes == max(p.total for p in m.phases)
+    assert m.components["weights"] + m.components["gradients"] + m.components["optimizer"] <= m.peak_allocated_bytes
+
+
+def test_long_training_sequence_peaks_in_backward():
+    m = estimate(LLAMA, Workload(mode="train", dtype="bf16", batch=8, seq=2048))
+    assert m.peak_phase == "backward"
+
+
+def test_checkpointing_saves_memory():
+    w = Workload(mode="train", dtype="bf16", batch=8, seq=2048)
+    assert estimate(LLAMA, replace(w, grad_checkpointing=True)).peak_allocated_bytes < estimate(LLAMA, w).peak_allocated_bytes
+
+
+def test_eager_attention_costs_seq_squared():
+    w = Workload(batch=1, seq=4096, gen=0)
+    sdpa, eager = estimate(LLAMA, w), estimate(LLAMA, replace(w, attention="eager"))
+    # one layer's scores + fp32 softmax: 32 heads x 4096^2 x (2 + 4) B = 3 GiB, alone bigger than SDPA's peak activations
+    assert phase(eager, "prefill").components["activations"] - phase(sdpa, "prefill").components["activations"] > 2 * 2**30
+
+
+def test_device_total_adds_reserve_and_context():
+    m = estimate(LLAMA, Workload())
+    assert m.device_total_bytes == m.peak_allocated_bytes + m.components["allocator_reserve"] + m.components["cuda_context"]
+
+
+def test_training_quantized_weights_is_rejected():
+    with pytest.raises(InputError, match=r"^--mode train needs float weights"):
+        estimate(LLAMA, Workload(mode="train", dtype="int8"))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("batch", 0, "--batch must be a positive integer, got 0"),
+    ("seq", -5, "--seq must be a positive integer, got -5"),
+    ("gen", -1, "--gen must be zero or a positive integer, got -1"),
+    ("autocast", "fp32", "--autocast must be one of fp16, bf16, got 'fp32'"),
+    ("optimizer", "adam", "unknown optimizer 'adam'; choose one of adamw, adamw-8bit, sgd (did you mean adamw, adamw-8bit?)"),
+])
+def test_bad_workloads(field, value, message):
+    with pytest.raises(InputError) as exc:
+        estimate(LLAMA, replace(Workload(), **{field: value}))
+    assert str(exc.value) == message
+
+
+def test_context_overflow_warns_but_answers():
+    m = estimate(load_card("llama-6b"), Workload(seq=2048, gen=100))
+    assert m.warnings == ("sequence of 2148 tokens exceeds llama-6b's context of 2048; the estimate is for the length asked",)
+    assert m.peak_allocated_bytes > 0
+
+
+CARDS = ["llama-2-7b", "qwen2.5-0.5b", "gpt2", "falcon-7b", "mixtral-8x7b", "gemma-2-2b", "phi-3-mini"]
+workloads = st.builds(
+    Workload,
+    mode=st.sampled_from(["infer", "train"]),
+    dtype=st.sampled_from(["fp32", "bf16"]),
+    batch=st.integers(1, 64),
+    seq=st.integers(1, 8192),
+    gen=st.integers(0, 512),
+    grad_checkpointing=st.booleans(),
+    attention=st.sampled_from(["sdpa", "eager"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.sampled_from(CARDS), w=workloads, grow=st.integers(1, 4096), which=st.sampled_from(["batch", "seq", "gen"]))
+def test_memory_never_falls_as_the_workload_grows(name, w, grow, which):
+    card = load_card(name)
+    bigger = replace(w, **{which: getattr(w, which) + grow})
+    assert estimate(card, bigger).peak_allocated_bytes >= estimate(card, w).peak_allocated_bytes
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(CARDS), w=workloads)
+def test_more_bytes_per_param_never_less_memory(name, w):
+    card = load_card(name)
+    w = replace(w, mode="infer")
+    order = ["nf4", "int8", "bf16", "fp32"]
+    peaks = [estimate(card, replace(w, dtype=d)).peak_allocated_bytes for d in order]
+    assert peaks == sorted(peaks)
