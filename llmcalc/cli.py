@@ -95,6 +95,60 @@ def estimate(
         render.print_estimate(out, result, card, spec, explain)
 
 
+Device = Annotated[str, typer.Option(help="cuda or cpu.")]
+Weights = Annotated[Optional[str], typer.Option(help="Load a local checkpoint (safetensors directory) instead of random weights.")]
+Snapshot = Annotated[Optional[str], typer.Option(help="Write PyTorch's memory-history snapshot here (view at pytorch.org/memory_viz).")]
+
+
+@app.command()
+def profile(
+    model: Model,
+    mode: Mode = "infer",
+    dtype: Dtype = "bf16",
+    autocast: Autocast = None,
+    batch: Batch = 1,
+    seq: Seq = 512,
+    gen: Gen = 128,
+    beams: Beams = 1,
+    kv_dtype: KvDtype = None,
+    grad_checkpointing: Ckpt = False,
+    optimizer: Optim = "adamw",
+    attention: Attention = "sdpa",
+    device: Device = "cuda",
+    weights: Weights = None,
+    snapshot: Snapshot = None,
+    json: Json = False,
+) -> None:
+    """Run the real model (random weights unless --weights) and compare with the estimate."""
+    from llmcalc import render
+    from llmcalc.cards import load_card
+    from llmcalc.errors import EXIT_OOM
+    from llmcalc.memory import Workload
+    from llmcalc.memory import estimate as run_estimate
+    from llmcalc.profile.compare import record
+    from llmcalc.profile.runner import run_profile
+
+    with _reported():
+        card = load_card(model)
+        workload = Workload(
+            mode=mode, dtype=dtype.lower(), autocast=autocast.lower() if autocast else None, batch=batch, seq=seq,
+            gen=gen if mode == "infer" else 0, beams=beams, kv_dtype=kv_dtype.lower() if kv_dtype else None,
+            grad_checkpointing=grad_checkpointing, optimizer=optimizer.lower(), attention=attention.lower(),
+        )
+        est = run_estimate(card, workload)
+        with err.status("profiling") as status:
+            measured = run_profile(card, workload, device=device, weights=weights, snapshot=snapshot,
+                                   progress=lambda p: status.update(f"profiling: {p}"))
+    doc = record(model, card.name, est, measured.to_dict())
+    if json:
+        print(render.dumps(doc))
+    else:
+        render.print_profile(out, doc)
+    if measured.oom_phase:
+        err.print(f"error: out of memory in phase {measured.oom_phase}; GPU memory released", soft_wrap=True)
+        raise typer.Exit(code=EXIT_OOM)
+
+
 @app.command()
 def models(json: Json = False) -> None:
     """List the model cards with their exact parameter counts."""

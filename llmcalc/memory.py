@@ -164,6 +164,15 @@ def weight_bytes(card: ModelCard, w: Workload) -> int:
     return total
 
 
+def tied_head_transient(card: ModelCard, w: Workload) -> int:
+    """Building a tied model, transformers allocates lm_head's own vocab x hidden weight before
+    tying it to the embedding (measured at load: +V x H x bytes for gpt2, qwen2.5, llama-3.2)."""
+    if not card.tie_word_embeddings:
+        return 0
+    store = PRECISIONS[w.dtype] if PRECISIONS[w.dtype].is_float else PRECISIONS[w.compute_dtype]
+    return store.tensor_bytes(card.vocab_size * card.hidden_size)
+
+
 def largest_linear_bytes(card: ModelCard, dtype: str) -> int:
     biggest = max((p for p in card.parameters() if p.kind == "linear"), key=lambda p: p.numel)
     return PRECISIONS[dtype].tensor_bytes(biggest.numel)
@@ -222,8 +231,12 @@ def prefill_layer_peak_per_token(card: ModelCard, w: Workload) -> int:
     including the residual stream the layer was given."""
     b = _dtypes(w)
     h, i, q, k = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim
+    # The model's forward keeps `inputs_embeds` alive to the end, and the layer loop's caller
+    # holds the layer's input while the layer builds its new residual: two residual-sized
+    # tensors besides the one the layer works on (measured on the H100: +4H B/token in bf16).
+    held = 2 * b.s * h
     resid, normed = b.s * h, b.s * h
-    norm_phase = resid + _norm_transient(card)
+    norm_phase = held + resid + _norm_transient(card)
     if card.position_embedding == "rope":
         # q, k, v projections alive; apply_rotary_pos_emb: q*cos, rotate_half(q), *sin, sum.
         q_rope = q * (2 * b.a + 2 * b.r) + 2 * k * b.a  # {q, q*cos, rot(q), rot(q)*sin} + k + v
@@ -235,9 +248,14 @@ def prefill_layer_peak_per_token(card: ModelCard, w: Workload) -> int:
         # fused c_attn: q, k, v are views of one (Q+2K) tensor, alive until attention returns
         attn = (q + 2 * k) * b.a + 2 * q * b.a
     if w.attention == "eager":
-        # scores (a) -> + mask -> softmax in fp32 -> .to(a): {scores+mask, fp32 probs} at worst,
-        # per query row: heads x keys; repeat_kv copies of k and v to all heads.
-        attn = max(attn, q * b.r + 2 * q * b.a + card.num_heads * w.seq * (b.a + 4))
+        # scores (a) -> + mask -> softmax(dtype=fp32) -> .to(a): {scores, fp32 probs, cast}
+        # per query row: heads x keys x softmax_bytes; repeat_kv copies of k and v to all heads.
+        attn = max(attn, q * b.r + 2 * q * b.a + card.num_heads * w.seq * _eager_softmax_bytes(w))
+    elif _math_sdpa(card, w):
+        # fp32 + GQA: enable_gqa is honoured only by the flash kernel (16-bit), so SDPA falls
+        # back to its math path: q_emb, q*sqrt(scale), k and v repeated to all heads and k
+        # scaled, then fp32 scores and softmax per query row (heads x keys x 4 B each).
+        attn = max(attn, 5 * q * b.a + 2 * 4 * card.num_heads * w.seq)
     act_tmp, _ = ACTIVATIONS[card.activation]
     if card.mlp == "gated":
         # {gate, act(gate)} then {act, up, act*up}
@@ -250,7 +268,20 @@ def prefill_layer_peak_per_token(card: ModelCard, w: Workload) -> int:
         mlp = ceil(mlp * (card.experts_per_token or 1) / (card.num_experts or 1)) + b.a * h + 8 * (card.num_experts or 0)
     if card.norms_per_layer == 1:
         mlp += b.a * h  # parallel attention: the attention output waits for the MLP's
-    return max(norm_phase, resid + normed + attn, resid + normed + mlp)
+    return max(norm_phase, held - b.s * h + resid + normed + attn, held + resid + normed + mlp)
+
+
+def _eager_softmax_bytes(w: Workload) -> int:
+    """Bytes per score alive in eager attention's softmax(x, dtype=fp32).to(dtype): fp16 has a
+    fused half-to-float kernel (x, probs32, cast: 2+4+2); bf16 is first copied to fp32
+    (x, x32, probs32: 2+4+4); fp32 needs no cast (x, probs: 4+4)."""
+    return {"fp16": 8, "bf16": 10, "fp32": 8}[w.compute_dtype]
+
+
+def _math_sdpa(card: ModelCard, w: Workload) -> bool:
+    """SDPA runs its math kernel (seq^2 scores) for fp32 with grouped-query attention: the
+    memory-efficient kernel, the fp32 path, does not take enable_gqa (PyTorch 2.11, measured)."""
+    return PRECISIONS[w.compute_dtype].bits == 32 and card.kv_heads < card.num_heads
 
 
 def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str, str]]:
@@ -264,11 +295,13 @@ def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[st
     layer = prefill_layer_peak_per_token(card, w) * tokens
     # After the last layer: final norm over all tokens, then logits for the last position only
     # (generate's logits_to_keep=1) and their fp32 copy for sampling.
-    final_norm = tokens * (b.s * card.hidden_size + _norm_transient(card))
-    logits = seqs * card.vocab_size * (b.a + 4) + tokens * b.s * card.hidden_size
+    # inputs_embeds is still alive here (one residual-sized tensor per token).
+    final_norm = tokens * (2 * b.s * card.hidden_size + _norm_transient(card))
+    logits = seqs * card.vocab_size * (b.a + 4) + 2 * tokens * b.s * card.hidden_size
     prefill_act = inputs + max(layer, final_norm, logits)
     kv_prompt = kv_cache_bytes(card, w, w.seq)
     load_extra = 0 if PRECISIONS[w.dtype].is_float else largest_linear_bytes(card, w.compute_dtype)
+    load_extra += tied_head_transient(card, w)
     phases = [
         Phase("load", {"weights": weights, "activations": load_extra}),
         Phase("prefill", {"weights": weights, "kv_cache": kv_prompt, "activations": prefill_act}),
@@ -326,10 +359,18 @@ def saved_layer_per_token(card: ModelCard, w: Workload) -> int:
     if w.attention == "eager":
         # eager: repeat_kv copies k, v to every head; softmax's fp32 output and its cast saved.
         attn = (3 * q + q) * b.a + card.num_heads * w.seq * (4 + b.a)
+    elif _math_sdpa(card, w):
+        # math SDPA saves q and the repeated k (both scaled), repeated v and the fp32 softmax
+        # (heads x keys per token); o_proj saves the output's contiguous copy.
+        attn = 4 * q * b.a + 4 * card.num_heads * w.seq
     _, act_saved = ACTIVATIONS[card.activation]
     # gated: silu saves gate, mul saves act and up, down saves the product; plain: the
     # activation saves fc's output, fc_out saves the activation's.
     mlp = (4 if card.mlp == "gated" else 2 + act_saved) * i * b.a
+    if card.activation == "gelu_new" and w.autocast:
+        # autocast runs pow in fp32, so tanh's output and (1 + tanh) are fp32 (4 B) while x,
+        # 0.5*x and the cast for the next linear are 16-bit: 3a + 8 B per element.
+        mlp = (3 * b.a + 8) * i
     if card.is_moe:
         mlp = ceil(mlp * (card.experts_per_token or 1) / (card.num_experts or 1)) + 12 * (card.num_experts or 0)
     norms = card.norms_per_layer * norm

@@ -105,3 +105,33 @@ def print_gpus(console: Console, gpus: list[GpuSpec]) -> None:
         table.add_row(g.id, g.name, gib(g.memory_bytes), f"{g.hbm_bytes_per_s / 1e12:g}",
                       rate("bf16") if "bf16" in g.peak_flops else rate("fp16"), rate("fp8"), rate("int8"))
     console.print(table)
+
+
+def dumps(doc: Any) -> str:
+    return json.dumps(doc, indent=2)
+
+
+def print_profile(console: Console, doc: dict[str, Any]) -> None:
+    est, meas = doc["estimate"], doc["measured"]
+    table = Table(title=f"{doc['model']} on {meas['env'].get('gpu', meas['device'])}: estimate vs measured",
+                  title_justify="left")
+    for col in ("", "estimate GiB", "measured GiB", "error"):
+        table.add_column(col, justify="left" if not col else "right")
+
+    def row(label: str, e: int, m: int) -> None:
+        err = f"{100 * (e - m) / m:+.1f}%" if m else "-"
+        table.add_row(label, gib(e), gib(m) if m else "-", err)
+
+    if meas["device"] == "cuda":
+        row("weights", est["components"]["weights"], meas["weights_bytes"])
+        row("cuda context", est["cuda_context_bytes"], meas["cuda_context_bytes"])
+    for p in meas["phases"]:
+        row(f"phase {p['name']} (peak allocated)", est["phases"].get(p["name"].split(" ")[0], 0), p["peak_allocated_bytes"])
+    table.add_section()
+    row(f"peak allocated (est. {est['peak_phase']}, meas. {meas['peak_phase']})", est["peak_allocated_bytes"],
+        meas["peak_allocated_bytes"])
+    row("peak reserved", est["peak_allocated_bytes"] + est["allocator_reserve_bytes"], meas["peak_reserved_bytes"])
+    row("device total", est["device_total_bytes"], meas["device_total_bytes"])
+    console.print(table)
+    if meas["timings"]:
+        console.print("times: " + ", ".join(f"{k} {v:.4g}" for k, v in meas["timings"].items()))

@@ -1,0 +1,166 @@
+"""The validation matrix: run every case on a CUDA GPU, store the measurements, write the table.
+
+    PYTHONPATH=. python benchmarks/validate.py run --out benchmarks/results/h100-80gb-hbm3.jsonl
+    python benchmarks/validate.py report        # rewrites docs/validation.md
+
+`run` profiles each case in its own process (`llmcalc profile ... --json`), so every case starts
+from a fresh CUDA context and an empty caching allocator. `report` re-estimates every stored
+case with the current code: the measurements are facts, the estimates follow the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from llmcalc.cards import load_card  # noqa: E402
+from llmcalc.memory import Workload, estimate  # noqa: E402
+from llmcalc.profile.compare import pct_error  # noqa: E402
+
+# (model, options). Architectures: multi-head with learned positions (gpt2-medium), grouped-query
+# (tinyllama-1.1b, llama-3.2-1b) and large vocabularies (qwen2.5-0.5b 151,936; llama-3.2-1b 128,256).
+CASES: list[tuple[str, str]] = [
+    ("gpt2-medium", "--dtype fp32 --batch 1 --seq 128 --gen 32"),
+    ("gpt2-medium", "--dtype fp16 --batch 8 --seq 512 --gen 64"),
+    ("gpt2-medium", "--dtype bf16 --batch 32 --seq 896 --gen 128"),
+    ("tinyllama-1.1b", "--dtype fp32 --batch 1 --seq 512 --gen 64"),
+    ("tinyllama-1.1b", "--dtype bf16 --batch 16 --seq 2048 --gen 128"),
+    ("tinyllama-1.1b", "--dtype fp16 --batch 64 --seq 1024 --gen 64"),
+    ("tinyllama-1.1b", "--dtype bf16 --batch 4 --seq 4096 --gen 64"),
+    ("tinyllama-1.1b", "--dtype bf16 --batch 4 --seq 1024 --gen 16 --attention eager"),
+    ("qwen2.5-0.5b", "--dtype bf16 --batch 1 --seq 128 --gen 128"),
+    ("qwen2.5-0.5b", "--dtype bf16 --batch 64 --seq 512 --gen 64"),
+    ("qwen2.5-0.5b", "--dtype fp32 --batch 8 --seq 2048 --gen 32"),
+    ("qwen2.5-0.5b", "--dtype fp16 --batch 16 --seq 4096 --gen 32"),
+    ("llama-3.2-1b", "--dtype bf16 --batch 32 --seq 2048 --gen 128"),
+    ("gpt2-medium", "--mode train --dtype fp32 --batch 8 --seq 512"),
+    ("gpt2-medium", "--mode train --dtype fp32 --autocast bf16 --batch 8 --seq 1024"),
+    ("gpt2-medium", "--mode train --dtype bf16 --batch 16 --seq 1024 --grad-checkpointing"),
+    ("tinyllama-1.1b", "--mode train --dtype bf16 --batch 4 --seq 1024"),
+    ("tinyllama-1.1b", "--mode train --dtype fp32 --autocast bf16 --batch 2 --seq 2048 --grad-checkpointing"),
+    ("tinyllama-1.1b", "--mode train --dtype bf16 --batch 8 --seq 2048 --grad-checkpointing"),
+    ("tinyllama-1.1b", "--mode train --dtype fp32 --batch 2 --seq 512"),
+    ("qwen2.5-0.5b", "--mode train --dtype bf16 --batch 8 --seq 1024"),
+    ("qwen2.5-0.5b", "--mode train --dtype fp32 --batch 4 --seq 512"),
+    ("qwen2.5-0.5b", "--mode train --dtype fp32 --autocast bf16 --batch 8 --seq 1024"),
+    ("qwen2.5-0.5b", "--mode train --dtype bf16 --batch 16 --seq 2048 --grad-checkpointing"),
+    ("llama-3.2-1b", "--mode train --dtype bf16 --batch 4 --seq 2048"),
+    ("llama-3.2-1b", "--mode train --dtype fp32 --autocast bf16 --batch 4 --seq 1024 --grad-checkpointing"),
+]
+
+
+def workload_from_options(options: str) -> Workload:
+    args = options.split()
+    values: dict[str, object] = {}
+    i = 0
+    while i < len(args):
+        key = args[i].lstrip("-").replace("-", "_")
+        if key == "grad_checkpointing":
+            values[key] = True
+            i += 1
+            continue
+        raw = args[i + 1]
+        values[key] = int(raw) if raw.isdigit() else raw
+        i += 2
+    if values.get("mode") == "train":
+        values["gen"] = 0
+    return Workload(**values)  # type: ignore[arg-type]
+
+
+def run(out: Path, only: str | None) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    for model, options in CASES:
+        if only and only not in f"{model} {options}":
+            continue
+        t0 = time.time()
+        cmd = [sys.executable, "-m", "llmcalc", "profile", model, *options.split(), "--json"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+        if proc.returncode not in (0, 3):
+            print(f"FAILED {model} {options}: {proc.stderr.strip()[-500:]}", flush=True)
+            continue
+        doc = json.loads(proc.stdout)
+        doc["case"] = f"{model} {options}"
+        with out.open("a") as f:
+            f.write(json.dumps(doc) + "\n")
+        err = doc["error"]["peak_allocated_pct"]
+        print(f"{time.time() - t0:5.1f}s {model:15s} {options:70s} peak err {err:+.1f}%", flush=True)
+
+
+def report(results_dir: Path, doc_path: Path) -> None:
+    rows, envs = [], set()
+    for path in sorted(results_dir.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            doc = json.loads(line)
+            model, options = doc["case"].split(" ", 1)
+            est = estimate(load_card(model), workload_from_options(options))
+            meas = doc["measured"]
+            env = meas["env"]
+            envs.add(f"{env.get('gpu')}, driver {env.get('driver')}, CUDA {env.get('cuda')}, torch {env.get('torch')}, "
+                     f"transformers {env.get('transformers')}, Python {env.get('python')}")
+            rows.append((doc["case"], est, meas))
+    lines = [
+        "# Validation: estimate vs measured",
+        "",
+        "Generated by `python benchmarks/validate.py report` from the measurements in benchmarks/results/.",
+        "Measurements come from `benchmarks/validate.py run` on a real GPU (each case in a fresh process);",
+        "the estimates are recomputed with the current code every time this page is generated.",
+        "",
+        "Environment: " + "; ".join(sorted(envs)),
+        "",
+        "peak allocated = `torch.cuda.max_memory_allocated()` over all phases; device total = NVML's",
+        "process memory (what nvidia-smi shows). Error = (estimate - measured) / measured.",
+        "",
+        "| case | est. peak GiB | meas. peak GiB | error | est. phase | meas. phase | est. total GiB | meas. total GiB | error |",
+        "|---|---:|---:|---:|---|---|---:|---:|---:|",
+    ]
+    peak_errors, total_errors = [], []
+    for case, est, meas in rows:
+        e1 = pct_error(est.peak_allocated_bytes, meas["peak_allocated_bytes"])
+        e2 = pct_error(est.device_total_bytes, meas["device_total_bytes"])
+        peak_errors.append(abs(e1 or 0))
+        total_errors.append(abs(e2 or 0))
+        lines.append(f"| {case} | {est.peak_allocated_bytes / 2**30:.2f} | {meas['peak_allocated_bytes'] / 2**30:.2f} | "
+                     f"{e1:+.1f}% | {est.peak_phase} | {meas['peak_phase']} | {est.device_total_bytes / 2**30:.2f} | "
+                     f"{meas['device_total_bytes'] / 2**30:.2f} | {e2:+.1f}% |")
+    if rows:
+        lines += [
+            "",
+            f"{len(rows)} cases. Peak allocated: median |error| {statistics.median(peak_errors):.1f}%, "
+            f"max {max(peak_errors):.1f}%. Device total: median |error| {statistics.median(total_errors):.1f}%, "
+            f"max {max(total_errors):.1f}%.",
+        ]
+    corrections = ROOT / "docs" / "validation-corrections.md"
+    if corrections.exists():
+        lines += ["", corrections.read_text().strip()]
+    doc_path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {doc_path} ({len(rows)} cases)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="profile every case on this machine's GPU")
+    p_run.add_argument("--out", type=Path, required=True)
+    p_run.add_argument("--only", help="run the cases whose text contains this")
+    p_rep = sub.add_parser("report", help="rewrite docs/validation.md")
+    p_rep.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    p_rep.add_argument("--doc", type=Path, default=ROOT / "docs" / "validation.md")
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args.out, args.only)
+    else:
+        report(args.results, args.doc)
+
+
+if __name__ == "__main__":
+    main()
