@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmcalc.calibration import CUBLAS_WORKSPACE_BYTES
 from llmcalc.cards import load_card
 from llmcalc.errors import InputError
 from llmcalc.memory import Workload, estimate, kv_cache_bytes, weight_bytes
@@ -83,7 +84,8 @@ def test_sgd_one_buffer():
 
 def test_peak_is_max_over_phases_not_sum():
     m = estimate(LLAMA, Workload(mode="train", dtype="bf16", batch=1, seq=128))
-    assert m.peak_allocated_bytes == max(p.total for p in m.phases)
+    # the largest phase, plus the 32 MiB cuBLAS workspace allocated at the first matmul
+    assert m.peak_allocated_bytes == max(p.total for p in m.phases) + CUBLAS_WORKSPACE_BYTES
     assert m.components["weights"] + m.components["gradients"] + m.components["optimizer"] <= m.peak_allocated_bytes
 
 
@@ -158,7 +160,10 @@ def test_memory_never_falls_as_the_workload_grows(name, w, grow, which):
 @given(name=st.sampled_from(CARDS), w=workloads)
 def test_more_bytes_per_param_never_less_memory(name, w):
     card = load_card(name)
+    # Storage formats at one compute dtype (bf16). fp32 is left out on purpose: it changes the
+    # compute dtype too, and eager attention in bf16 holds 10 B per score (an fp32 copy before
+    # softmax) against fp32's 8, so bf16 can legitimately need more (measured on the H100).
     w = replace(w, mode="infer")
-    order = ["nf4", "int8", "bf16", "fp32"]
+    order = ["int4", "nf4", "fp8", "int8", "bf16"]
     peaks = [estimate(card, replace(w, dtype=d)).peak_allocated_bytes for d in order]
     assert peaks == sorted(peaks)
