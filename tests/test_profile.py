@@ -1,0 +1,86 @@
+"""The profiler end to end on the CPU with a tiny card; OOM handling by a forced failure."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from llmcalc.cards import load_card  # noqa: E402
+from llmcalc.cli import app  # noqa: E402
+from llmcalc.memory import Workload  # noqa: E402
+from llmcalc.profile import runner  # noqa: E402
+
+TINY = str(Path(__file__).parent / "assets" / "tiny-llama.yaml")
+
+
+def test_cpu_inference_phases():
+    m = runner.run_profile(load_card(TINY), Workload(batch=2, seq=16, gen=4), device="cpu")
+    assert [p.name for p in m.phases] == ["load", "prefill", "decode"]
+    assert m.oom_phase is None
+    assert m.timings["decode_tokens_per_s"] > 0
+    assert m.device_total_bytes > 0  # process RSS
+
+
+def test_cpu_training_runs_three_steps():
+    m = runner.run_profile(load_card(TINY), Workload(mode="train", dtype="fp32", autocast="bf16", batch=2, seq=16, gen=0),
+                           device="cpu")
+    assert [p.name for p in m.phases] == ["load", "forward", "backward", "optimizer_step"]
+    assert m.timings["train_step_s"] > 0
+
+
+def test_cli_profile_json_on_cpu():
+    result = CliRunner().invoke(app, ["profile", TINY, "--device", "cpu", "--seq", "8", "--gen", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["model"] == "tiny-llama"
+    assert doc["estimate"]["peak_phase"] in ("load", "prefill", "decode")
+    assert doc["measured"]["device"] == "cpu"
+
+
+def test_out_of_memory_is_a_result(monkeypatch):
+    def explode(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (forced by the test)")
+
+    monkeypatch.setattr(runner, "_run_inference", explode)
+    m = runner.run_profile(load_card(TINY), Workload(seq=8, gen=2), device="cpu")
+    assert m.oom_phase == "load"
+    assert m.phases[-1].name == "load (out of memory)"
+
+
+def test_cli_out_of_memory_exit_3(monkeypatch):
+    def explode(*args, **kwargs):
+        raise torch.OutOfMemoryError("forced")
+
+    monkeypatch.setattr(runner, "_run_training", explode)
+    result = CliRunner().invoke(app, ["profile", TINY, "--device", "cpu", "--mode", "train", "--seq", "8"])
+    assert result.exit_code == 3
+    assert "error: out of memory in phase load; GPU memory released" in result.output
+
+
+def test_no_gpu_is_one_line_exit_4():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    result = CliRunner().invoke(app, ["profile", TINY, "--seq", "8"])
+    assert result.exit_code == 4
+    assert result.output.strip() == "error: no CUDA GPU is visible (torch.cuda.is_available() is False); try --device cpu"
+
+
+def test_quantized_profile_is_refused_clearly():
+    result = CliRunner().invoke(app, ["profile", TINY, "--device", "cpu", "--dtype", "int8", "--seq", "8"])
+    assert result.exit_code == 2
+    assert "int8 needs bitsandbytes and is not wired in yet" in result.output
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_profile_within_five_percent():
+    from llmcalc.memory import estimate
+
+    card, w = load_card("qwen2.5-0.5b"), Workload(batch=8, seq=512, gen=16)
+    m = runner.run_profile(card, w, device="cuda")
+    est = estimate(card, w)
+    assert abs(est.peak_allocated_bytes - m.peak_allocated_bytes) / m.peak_allocated_bytes < 0.05
