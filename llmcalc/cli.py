@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -34,6 +34,18 @@ def _reported() -> Iterator[None]:
     except LlmcalcError as exc:
         err.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(code=exc.exit_code) from None
+
+
+def _workload(mode: str, dtype: str, autocast: str | None, batch: int, seq: int, gen: int, beams: int,
+              kv_dtype: str | None, grad_checkpointing: bool, optimizer: str, attention: str) -> Any:
+    """The options shared by estimate and profile, as a core Workload (validated by the core)."""
+    from llmcalc.memory import Workload
+
+    return Workload(
+        mode=mode, dtype=dtype.lower(), autocast=autocast.lower() if autocast else None, batch=batch, seq=seq,
+        gen=gen if mode == "infer" else 0, beams=beams, kv_dtype=kv_dtype.lower() if kv_dtype else None,
+        grad_checkpointing=grad_checkpointing, optimizer=optimizer.lower(), attention=attention.lower(),
+    )
 
 
 Model = Annotated[str, typer.Argument(help="A card name (see `llmcalc models`), a card .yaml, or a config.json (file or directory).")]
@@ -75,16 +87,12 @@ def estimate(
     from llmcalc import render
     from llmcalc.cards import load_card
     from llmcalc.hardware import get_gpu
-    from llmcalc.memory import Workload
     from llmcalc.memory import estimate as run_estimate
 
     with _reported():
         card = load_card(model)
-        workload = Workload(
-            mode=mode, dtype=dtype.lower(), autocast=autocast.lower() if autocast else None, batch=batch, seq=seq,
-            gen=gen if mode == "infer" else 0, beams=beams, kv_dtype=kv_dtype.lower() if kv_dtype else None,
-            grad_checkpointing=grad_checkpointing, optimizer=optimizer.lower(), attention=attention.lower(),
-        )
+        workload = _workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing,
+                             optimizer, attention)
         spec = get_gpu(gpu) if gpu else None
         result = run_estimate(card, workload)
     for line in result.warnings:
@@ -123,18 +131,14 @@ def profile(
     from llmcalc import render
     from llmcalc.cards import load_card
     from llmcalc.errors import EXIT_OOM
-    from llmcalc.memory import Workload
     from llmcalc.memory import estimate as run_estimate
     from llmcalc.profile.compare import record
     from llmcalc.profile.runner import run_profile
 
     with _reported():
         card = load_card(model)
-        workload = Workload(
-            mode=mode, dtype=dtype.lower(), autocast=autocast.lower() if autocast else None, batch=batch, seq=seq,
-            gen=gen if mode == "infer" else 0, beams=beams, kv_dtype=kv_dtype.lower() if kv_dtype else None,
-            grad_checkpointing=grad_checkpointing, optimizer=optimizer.lower(), attention=attention.lower(),
-        )
+        workload = _workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing,
+                             optimizer, attention)
         est = run_estimate(card, workload)
         with err.status("profiling") as status:
             measured = run_profile(card, workload, device=device, weights=weights, snapshot=snapshot,
