@@ -21,10 +21,8 @@ FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "phi3", "gemma2", "gpt2", "f
 MLP_KINDS = ("gated", "plain")
 NORMS = ("rmsnorm", "layernorm")
 POSITION_EMBEDDINGS = ("rope", "learned", "alibi")
-# Activation -> how many MLP-sized temporaries it holds at once besides its input and output.
-# silu, gelu and gelu_pytorch_tanh are single fused kernels (0); gelu_new is written out in
-# Python in transformers (0.5*x*(1+tanh(c*(x+0.044715*x**3)))) and keeps two extra alive.
-ACTIVATION_TEMPORARIES = {"silu": 0, "gelu": 0, "gelu_pytorch_tanh": 0, "gelu_new": 2}
+# Activation functions the memory model knows (memory.ACTIVATIONS holds their costs).
+ACTIVATIONS = ("silu", "gelu", "gelu_pytorch_tanh", "gelu_new")
 
 
 @dataclass(frozen=True)
@@ -171,7 +169,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "mlp": MLP_KINDS,
     "norm": NORMS,
     "position_embedding": POSITION_EMBEDDINGS,
-    "activation": tuple(ACTIVATION_TEMPORARIES),
+    "activation": ACTIVATIONS,
 }
 
 
