@@ -6,9 +6,9 @@ every activation buffer the reference stack (transformers on PyTorch) allocates 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
+from functools import cached_property
 from math import prod
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ ACTIVATIONS = ("silu", "gelu", "gelu_pytorch_tanh", "gelu_new")
 
 @dataclass(frozen=True)
 class ModelCard:
+    """A decoder-only transformer's shape: everything the memory and speed models need."""
+
     name: str
     family: str
     source: str
@@ -85,8 +87,14 @@ class ModelCard:
         return self.num_layers
 
     # --- parameters -----------------------------------------------------------------------
-    def parameters(self) -> list[Param]:
-        return parameter_tensors(self)
+    def parameters(self) -> tuple[Param, ...]:
+        return self._parameters
+
+    @cached_property
+    def _parameters(self) -> tuple[Param, ...]:
+        # Built once per card: estimate() walks the list several times (weights, gradients, the
+        # largest linear), and a 405B card has over a thousand tensors.
+        return tuple(parameter_tensors(self))
 
     @property
     def num_params(self) -> int:
@@ -228,6 +236,8 @@ def load_card_file(path: Path) -> ModelCard:
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
     if path.suffix == ".json":
+        import json  # only here: `estimate CARD` does not pay for it
+
         from llmcalc.hf import card_from_hf_config
 
         try:

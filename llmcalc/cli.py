@@ -22,8 +22,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# No markup: model names and paths print as given (a path may hold "[...]"); styles are set
+# explicitly in render.
+out = Console(highlight=False, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 
 @contextmanager
@@ -86,14 +88,17 @@ def estimate(
     """Estimate the GPU memory of a workload, per component, at its peak phase."""
     from llmcalc import render
     from llmcalc.cards import load_card
-    from llmcalc.hardware import get_gpu
     from llmcalc.memory import estimate as run_estimate
 
     with _reported():
         card = load_card(model)
         workload = _workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing,
                              optimizer, attention)
-        spec = get_gpu(gpu) if gpu else None
+        spec = None
+        if gpu:
+            from llmcalc.hardware import get_gpu  # the catalog loads only when asked for
+
+            spec = get_gpu(gpu)
         result = run_estimate(card, workload)
     for line in result.warnings:
         err.print(f"warning: {line}", markup=False, soft_wrap=True)

@@ -19,6 +19,8 @@ CATALOG = Path(__file__).parent / "data" / "gpus.yaml"
 
 @dataclass(frozen=True)
 class GpuSpec:
+    """One catalog GPU: memory, HBM bandwidth and dense peak rates, with their sources."""
+
     id: str
     name: str
     memory_bytes: int

@@ -31,6 +31,8 @@ COMPONENTS = ("weights", "gradients", "optimizer", "activations", "kv_cache", "c
 
 @dataclass(frozen=True)
 class Optimizer:
+    """An optimizer's persistent state per parameter and its step's transient."""
+
     name: str
     note: str
 
@@ -71,6 +73,8 @@ ACTIVATIONS = {"silu": (0, 0), "gelu": (0, 0), "gelu_pytorch_tanh": (0, 0), "gel
 
 @dataclass(frozen=True)
 class Workload:
+    """What runs: mode, storage and compute precision, sizes, and the training options."""
+
     mode: str = "infer"
     dtype: str = "bf16"  # how weights are stored
     autocast: str | None = None  # torch autocast dtype (mixed precision)
@@ -125,6 +129,8 @@ def validate_workload(w: Workload, card: ModelCard | None = None) -> list[str]:
 
 @dataclass(frozen=True)
 class Phase:
+    """Bytes alive at the peak of one phase, by component."""
+
     name: str
     components: dict[str, int]
 
@@ -135,6 +141,8 @@ class Phase:
 
 @dataclass(frozen=True)
 class MemoryBreakdown:
+    """The estimate: the peak phase's components plus the allocator reserve and CUDA context."""
+
     model: str
     params: int
     workload: Workload
@@ -205,6 +213,8 @@ def _kv_bytes(card: ModelCard, w: Workload) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class _Bytes:
+    """Bytes per element of the three activation kinds a layer holds."""
+
     a: int  # linear outputs
     s: int  # residual stream
     r: int  # RoPE outputs

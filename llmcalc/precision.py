@@ -14,6 +14,8 @@ from llmcalc.errors import InputError, close_names
 
 @dataclass(frozen=True)
 class Precision:
+    """A storage format: bits per element and the block-scale overhead of quantized ones."""
+
     name: str
     bits: int  # bits per stored element
     is_float: bool  # a format torch computes in directly (fp32/fp16/bf16)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from llmcalc.cards import ModelCard
-from llmcalc.hardware import GpuSpec
 from llmcalc.memory import COMPONENTS, MemoryBreakdown
+
+if TYPE_CHECKING:  # the catalog module loads only when a command names a GPU
+    from llmcalc.hardware import GpuSpec
 
 GiB = 2**30
 JSON_SCHEMA_VERSION = 1
@@ -48,7 +50,7 @@ def estimate_json(m: MemoryBreakdown, card: ModelCard, gpu: GpuSpec | None) -> s
     }
     if gpu is not None:
         doc["gpu"] = fit(m, gpu)
-    return json.dumps(doc, indent=2)
+    return dumps(doc)
 
 
 def print_estimate(console: Console, m: MemoryBreakdown, card: ModelCard, gpu: GpuSpec | None, explain: bool) -> None:
@@ -74,9 +76,9 @@ def print_estimate(console: Console, m: MemoryBreakdown, card: ModelCard, gpu: G
                   + f"  (peak: {m.peak_phase})")
     if gpu is not None:
         verdict = fit(m, gpu)
-        word = "[green]fits[/green]" if verdict["fits"] else "[red]does not fit[/red]"
-        console.print(f"{gpu.name}: {gib(gpu.memory_bytes)} GiB → {word} "
-                      f"({gib(abs(verdict['free_bytes']))} GiB {'free' if verdict['fits'] else 'short'})")
+        word, style = ("fits", "green") if verdict["fits"] else ("does not fit", "red")
+        console.print(Text.assemble(f"{gpu.name}: {gib(gpu.memory_bytes)} GiB → ", (word, style),
+                                    f" ({gib(abs(verdict['free_bytes']))} GiB {'free' if verdict['fits'] else 'short'})"))
 
 
 def print_models(console: Console, cards: list[ModelCard]) -> None:
@@ -92,8 +94,7 @@ def print_models(console: Console, cards: list[ModelCard]) -> None:
 
 
 def models_json(cards: list[ModelCard]) -> str:
-    return json.dumps([{"name": c.name, "family": c.family, "params": c.num_params, "source": c.source}
-                       for c in cards], indent=2)
+    return dumps([{"name": c.name, "family": c.family, "params": c.num_params, "source": c.source} for c in cards])
 
 
 def print_gpus(console: Console, gpus: list[GpuSpec]) -> None:
@@ -108,6 +109,8 @@ def print_gpus(console: Console, gpus: list[GpuSpec]) -> None:
 
 
 def dumps(doc: Any) -> str:
+    import json  # lazily: the table output never needs it
+
     return json.dumps(doc, indent=2)
 
 
