@@ -92,6 +92,10 @@ class Workload:
         """dtype of activations: the autocast dtype, else the weights' if float, else bf16."""
         if self.autocast:
             return self.autocast
+        if self.dtype == "int8":
+            # LLM.int8 quantizes fp16 activations (bitsandbytes casts any other dtype to fp16
+            # first) and transformers loads 8-bit models in fp16.
+            return "fp16"
         return self.dtype if PRECISIONS[self.dtype].is_float else "bf16"
 
 
@@ -186,6 +190,15 @@ def largest_linear_bytes(card: ModelCard, dtype: str) -> int:
     return PRECISIONS[dtype].tensor_bytes(biggest.numel)
 
 
+def dequant_transient(card: ModelCard, w: Workload, rows: int) -> int:
+    """bitsandbytes 4-bit matmul: one input row takes the fused gemv_4bit kernel; more rows
+    dequantize the whole weight to the compute dtype first (bitsandbytes MatMul4Bit), so the
+    largest linear's 16-bit copy is alive during its matmul, in prefill and in batched decode."""
+    if w.dtype != "nf4" or rows <= 1:
+        return 0
+    return largest_linear_bytes(card, w.compute_dtype)
+
+
 # --- KV cache -----------------------------------------------------------------------------
 
 def kv_cache_bytes(card: ModelCard, w: Workload, length: int) -> int:
@@ -272,6 +285,12 @@ def prefill_layer_peak_per_token(card: ModelCard, w: Workload) -> int:
         mlp = i * b.a * max(2 + act_tmp, 3)
     else:
         mlp = i * b.a * (2 + act_tmp)  # {fc, act(fc)} (+ gelu_new's temporaries)
+    if w.dtype == "int8":
+        # LLM.int8 matmul (bitsandbytes int8_vectorwise_quant + int8 GEMM + dequant): the input's
+        # int8 copy (k B/token) and the int32 accumulator (4m B/token) live beside the 16-bit
+        # output. Worst in the MLP at up (or fc): act(gate) + {int8 x, int32, out}.
+        kept = i * b.a if card.mlp == "gated" else 0
+        mlp = max(mlp, kept + h + 4 * i + i * b.a)
     if card.is_moe:
         # routed: each expert sees experts_per_token/num_experts of the tokens; a full-size
         # accumulator; router logits (a) and fp32 routing weights per expert.
@@ -308,7 +327,7 @@ def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[st
     # inputs_embeds is still alive here (one residual-sized tensor per token).
     final_norm = tokens * (2 * b.s * card.hidden_size + _norm_transient(card))
     logits = seqs * card.vocab_size * (b.a + 4) + 2 * tokens * b.s * card.hidden_size
-    prefill_act = inputs + max(layer, final_norm, logits)
+    prefill_act = inputs + max(layer, final_norm, logits) + dequant_transient(card, w, tokens)
     kv_prompt = kv_cache_bytes(card, w, w.seq)
     load_extra = 0 if PRECISIONS[w.dtype].is_float else largest_linear_bytes(card, w.compute_dtype)
     load_extra += tied_head_transient(card, w)
@@ -329,7 +348,8 @@ def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[st
         k_bytes, _ = _kv_bytes(card, w)
         cat_copy = ceil(seqs * (length - 1) * card.kv_dim * k_bytes)
         step_logits = seqs * card.vocab_size * (b.a + 4)
-        step = seqs * prefill_layer_peak_per_token(card, replace(w, seq=length)) + max(cat_copy, step_logits)
+        step = (seqs * prefill_layer_peak_per_token(card, replace(w, seq=length)) + max(cat_copy, step_logits)
+                + dequant_transient(card, w, seqs))
         ids = 8 * seqs * (w.seq + w.gen)
         phases.append(Phase("decode", {"weights": weights, "kv_cache": kv_final, "activations": step + ids}))
     explain["kv_cache"] = (

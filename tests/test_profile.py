@@ -69,10 +69,51 @@ def test_no_gpu_is_one_line_exit_4():
     assert result.output.strip() == "error: no CUDA GPU is visible (torch.cuda.is_available() is False); try --device cpu"
 
 
-def test_quantized_profile_is_refused_clearly():
+def test_quantized_profile_needs_cuda():
     result = CliRunner().invoke(app, ["profile", TINY, "--device", "cpu", "--dtype", "int8", "--seq", "8"])
     assert result.exit_code == 2
-    assert "int8 needs bitsandbytes and is not wired in yet" in result.output
+    assert result.output.strip() == "error: int8 weights run on cuda only (bitsandbytes' kernels)"
+
+
+def test_missing_bitsandbytes_is_one_line(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_bnb(name, *args, **kwargs):
+        if name == "bitsandbytes":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_bnb)
+    with pytest.raises(runner.EnvironmentProblem) as info:
+        runner._import_bnb()
+    assert str(info.value) == ("int8, nf4 and adamw-8bit run through bitsandbytes, which is not installed: "
+                               "pip install bitsandbytes")
+    assert info.value.exit_code == 4
+
+
+def test_unwired_precision_is_refused():
+    result = CliRunner().invoke(app, ["profile", TINY, "--device", "cpu", "--dtype", "fp8", "--seq", "8"])
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: the profiler runs weights in fp32, fp16, bf16, int8, nf4; "
+                                     "fp8 has no reference implementation wired in")
+
+
+def test_cpu_rss_peak_is_sampled_during_the_phase():
+    # A phase that allocates 200 MiB and frees it before returning: an end-of-phase reading
+    # would miss it, the sampled peak must not.
+    probe = runner._Probe(torch, "cpu")
+    before = probe.process_bytes()
+    watch = probe.watch()
+    import time
+
+    block = torch.ones(200 * 2**20, dtype=torch.uint8)
+    time.sleep(0.05)
+    del block
+    peak = watch.stop()
+    assert peak - before >= 190 * 2**20
+    assert probe.process_bytes() - before < 100 * 2**20
 
 
 @pytest.mark.gpu

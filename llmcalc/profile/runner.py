@@ -25,6 +25,7 @@ from llmcalc.hf import to_hf_config
 from llmcalc.memory import Workload
 
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+QUANTIZED = ("int8", "nf4")  # through bitsandbytes
 TRAIN_STEPS = 3
 
 
@@ -33,7 +34,7 @@ class PhaseMeasure:
     name: str
     peak_allocated_bytes: int = 0
     peak_reserved_bytes: int = 0
-    process_bytes: int = 0  # NVML (GPU) or RSS (CPU) at the end of the phase
+    process_bytes: int = 0  # NVML process memory at the end of the phase (GPU), peak RSS during it (CPU)
     seconds: float = 0.0
 
 
@@ -96,6 +97,13 @@ class _Probe:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
+    def watch(self) -> _RssWatch | None:
+        """On the CPU, the process's peak RSS during a phase comes from a sampling thread (the
+        kernel's own high-water mark, ru_maxrss, cannot be reset between phases). On CUDA the
+        NVML reading at the end of a phase is its peak: the caching allocator keeps what it
+        reserved."""
+        return _RssWatch(self.process_bytes) if self.device == "cpu" else None
+
     def sync(self) -> None:
         if self.device == "cuda":
             self.torch.cuda.synchronize()
@@ -108,6 +116,28 @@ class _Probe:
         if self.device == "cuda":
             return self.torch.cuda.max_memory_allocated(), self.torch.cuda.max_memory_reserved()
         return 0, 0
+
+
+class _RssWatch:
+    """Samples the process RSS every millisecond on a thread; `peak` is the largest reading."""
+
+    def __init__(self, read: Callable[[], int]) -> None:
+        import threading
+
+        self.read, self.peak = read, read()
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(0.001):
+            self.peak = max(self.peak, self.read())
+
+    def stop(self) -> int:
+        self.stop_event.set()
+        self.thread.join()
+        self.peak = max(self.peak, self.read())
+        return self.peak
 
 
 def environment(torch: Any, device: str) -> dict[str, str]:
@@ -140,10 +170,12 @@ def build_model(torch: Any, card: ModelCard, w: Workload, device: str, weights: 
         kwargs[key] = 0.0
     config = transformers.AutoConfig.for_model(model_type, **kwargs)
     config._attn_implementation = w.attention
-    dtype = getattr(torch, TORCH_DTYPES.get(w.dtype, "float32"))
+    if w.dtype in QUANTIZED:
+        return _build_quantized(torch, transformers, config, card, w, device, weights)
     if w.dtype not in TORCH_DTYPES:
-        raise InputError(f"the profiler runs fp32, fp16 and bf16 weights; {w.dtype} needs bitsandbytes "
-                         "and is not wired in yet")
+        raise InputError(f"the profiler runs weights in {', '.join([*TORCH_DTYPES, *QUANTIZED])}; "
+                         f"{w.dtype} has no reference implementation wired in")
+    dtype = getattr(torch, TORCH_DTYPES[w.dtype])
     if weights:
         model = transformers.AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, device_map=device,
                                                                   attn_implementation=w.attention)
@@ -151,6 +183,54 @@ def build_model(torch: Any, card: ModelCard, w: Workload, device: str, weights: 
         with torch.device(device):
             model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
     return model
+
+
+def _import_bnb() -> Any:
+    try:
+        import bitsandbytes
+    except ImportError:
+        raise EnvironmentProblem("int8, nf4 and adamw-8bit run through bitsandbytes, which is not installed: "
+                                 "pip install bitsandbytes") from None
+    return bitsandbytes
+
+
+def _build_quantized(torch: Any, transformers: Any, config: Any, card: ModelCard, w: Workload, device: str,
+                     weights: str | None) -> Any:
+    """The model as transformers' bitsandbytes loader leaves it: every decoder nn.Linear replaced
+    by Linear8bitLt (LLM.int8, outlier threshold 6.0) or Linear4bit (NF4, blocks of 64, no double
+    quantization), lm_head and embeddings in the compute dtype. Weights are built on the CPU and
+    quantized as each one reaches the GPU, as a checkpoint load does: the GPU holds the quantized
+    weights plus one 16-bit matrix at a time."""
+    if device != "cuda":
+        raise InputError(f"{w.dtype} weights run on cuda only (bitsandbytes' kernels)")
+    if card.is_moe:
+        raise InputError("quantized MoE experts are not wired into the profiler (transformers fuses them)")
+    bnb = _import_bnb()
+    dtype = getattr(torch, TORCH_DTYPES[w.compute_dtype])
+    if weights:
+        model = transformers.AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, device_map="cpu",
+                                                                  attn_implementation=w.attention)
+    else:
+        model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
+    head = model.get_output_embeddings()
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, torch.nn.Linear) or child is head:
+                continue
+            bias = child.bias is not None
+            if w.dtype == "int8":
+                new = bnb.nn.Linear8bitLt(child.in_features, child.out_features, bias=bias,
+                                          has_fp16_weights=False, threshold=6.0, device="meta")
+                new.weight = bnb.nn.Int8Params(child.weight.data, requires_grad=False, has_fp16_weights=False)
+            else:
+                new = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=bias, compute_dtype=dtype,
+                                        compress_statistics=False, quant_type="nf4", device="meta")
+                new.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, quant_type="nf4",
+                                               blocksize=64, compress_statistics=False, module=new)
+            if bias:
+                new.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
+            setattr(parent, name, new)
+    return model.to(device)
 
 
 def run_profile(
@@ -192,9 +272,13 @@ def run_profile(
         current = name
         progress(name)
         probe.reset()
+        watch = probe.watch()
         t0 = time.perf_counter()
-        value = fn()
-        probe.sync()
+        try:
+            value = fn()
+            probe.sync()
+        finally:
+            rss_peak = watch.stop() if watch else 0
         seconds = time.perf_counter() - t0
         alloc, reserved = probe.peaks()
         existing = next((p for p in m.phases if p.name == name), None)
@@ -203,9 +287,12 @@ def run_profile(
             m.phases.append(existing)
         existing.peak_allocated_bytes = max(existing.peak_allocated_bytes, alloc)
         existing.peak_reserved_bytes = max(existing.peak_reserved_bytes, reserved)
-        existing.process_bytes = max(existing.process_bytes, probe.process_bytes())
+        existing.process_bytes = max(existing.process_bytes, rss_peak or probe.process_bytes())
         existing.seconds += seconds
+        last_seconds[0] = seconds
         return value
+
+    last_seconds = [0.0]  # the latest phase call's own time: fn() and a sync, no probe readings
 
     baseline = torch.cuda.memory_allocated() if device == "cuda" else 0
     try:
@@ -216,7 +303,7 @@ def run_profile(
         tokens = w.batch * w.beams
         ids = torch.randint(0, card.vocab_size, (tokens, w.seq), generator=gen).to(device)
         if w.mode == "infer":
-            _run_inference(torch, model, card, w, ids, phase, m, probe)
+            _run_inference(torch, model, card, w, ids, phase, m, probe, last_seconds)
         else:
             _run_training(torch, model, w, ids, phase, m, device)
     except torch.OutOfMemoryError:
@@ -239,7 +326,11 @@ def run_profile(
     return m
 
 
-def _run_inference(torch: Any, model: Any, card: ModelCard, w: Workload, ids: Any, phase: Any, m: Measurement, probe: _Probe) -> None:
+KERNEL_WINDOW = 5  # decode steps traced for GPU kernel time
+
+
+def _run_inference(torch: Any, model: Any, card: ModelCard, w: Workload, ids: Any, phase: Any, m: Measurement,
+                   probe: _Probe, last_seconds: list[float]) -> None:
     from transformers import DynamicCache
 
     model.eval()
@@ -252,26 +343,69 @@ def _run_inference(torch: Any, model: Any, card: ModelCard, w: Workload, ids: An
         state["next"] = out.logits[:, -1, :].float().argmax(-1, keepdim=True)
 
     phase("prefill", prefill)
-    m.timings["prefill_s"] = next(p.seconds for p in m.phases if p.name == "prefill")
+    m.timings["prefill_s"] = last_seconds[0]
     steps = max(w.gen - 1, 0)
-    step_times = []
 
     @torch.inference_mode()
     def decode_step() -> None:
         out = model(input_ids=state["next"], past_key_values=cache, use_cache=True)
         state["next"] = out.logits[:, -1, :].float().argmax(-1, keepdim=True)
 
-    for _ in range(steps):
-        t0 = time.perf_counter()
+    # Wall time per step: the forward, the argmax and a sync (generate syncs every step to check
+    # its stopping criteria), without the memory probes. GPU kernel time: the kernels of a few
+    # steps in the middle, traced with torch.profiler (those steps are left out of the wall time,
+    # which tracing slows).
+    traced = range(steps // 2, steps // 2 + KERNEL_WINDOW) if (probe.device == "cuda" and steps >= 2 * KERNEL_WINDOW) else range(0)
+    wall: list[float] = []
+    tracer = None
+    for step in range(steps):
+        if step == traced.start and traced:
+            tracer = _KernelTracer(torch)
+            tracer.__enter__()
         phase("decode", decode_step)
-        step_times.append(time.perf_counter() - t0)
-    if step_times:
-        step_times.sort()
-        m.timings["decode_step_median_s"] = step_times[len(step_times) // 2]
+        if tracer is None:
+            wall.append(last_seconds[0])
+        if tracer is not None and step == traced.stop - 1:
+            tracer.__exit__(None, None, None)
+            kernel_s, kernels = tracer.totals()
+            if kernels:
+                m.timings["decode_step_kernel_s"] = kernel_s / len(traced)
+                m.timings["decode_kernels_per_step"] = kernels / len(traced)
+            tracer = None
+    if wall:
+        wall.sort()
+        m.timings["decode_step_median_s"] = wall[len(wall) // 2]
         m.timings["decode_tokens_per_s"] = w.batch * w.beams / m.timings["decode_step_median_s"]
 
 
+class _KernelTracer:
+    """Sum of GPU kernel (and memcpy/memset) durations while active, from torch.profiler."""
+
+    def __init__(self, torch: Any) -> None:
+        from torch.profiler import ProfilerActivity, profile
+
+        self.torch = torch
+        self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+
+    def __enter__(self) -> _KernelTracer:
+        self.prof.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.torch.cuda.synchronize()
+        self.prof.__exit__(*exc)
+
+    def totals(self) -> tuple[float, int]:
+        from torch.autograd import DeviceType
+
+        device_events = [e for e in self.prof.events() if e.device_type == DeviceType.CUDA]
+        return sum(e.time_range.elapsed_us() for e in device_events) * 1e-6, len(device_events)
+
+
 def _run_training(torch: Any, model: Any, w: Workload, ids: Any, phase: Any, m: Measurement, device: str) -> None:
+    if w.dtype in QUANTIZED:
+        raise InputError(f"{w.dtype} weights are frozen: training them needs LoRA adapters, which the profiler "
+                         "does not run yet")
     model.train()
     if w.grad_checkpointing:
         model.gradient_checkpointing_enable()
@@ -280,8 +414,12 @@ def _run_training(torch: Any, model: Any, w: Workload, ids: Any, phase: Any, m: 
         opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
     elif w.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=1e-5, momentum=0.9)
+    elif w.optimizer == "adamw-8bit":
+        if device != "cuda":
+            raise InputError("adamw-8bit runs on cuda only (bitsandbytes' kernels)")
+        opt = _import_bnb().optim.AdamW8bit(params, lr=1e-5)
     else:
-        raise InputError(f"the profiler runs adamw and sgd; {w.optimizer} needs bitsandbytes and is not wired in yet")
+        raise InputError(f"the profiler runs adamw, adamw-8bit and sgd, not {w.optimizer}")
     autocast = (torch.autocast(device_type=device, dtype=getattr(torch, TORCH_DTYPES[w.autocast]))
                 if w.autocast else nullcontext())
     state: dict[str, Any] = {}
