@@ -55,6 +55,13 @@ CASES: list[tuple[str, str]] = [
     ("qwen2.5-0.5b", "--mode train --dtype bf16 --batch 16 --seq 2048 --grad-checkpointing"),
     ("llama-3.2-1b", "--mode train --dtype bf16 --batch 4 --seq 2048"),
     ("llama-3.2-1b", "--mode train --dtype fp32 --autocast bf16 --batch 4 --seq 1024 --grad-checkpointing"),
+    # bitsandbytes: LLM.int8 (fp16 activations) and NF4 (bf16 compute)
+    ("llama-3.2-1b", "--dtype int8 --batch 4 --seq 512 --gen 64"),
+    ("tinyllama-1.1b", "--dtype int8 --batch 16 --seq 1024 --gen 32"),
+    ("qwen2.5-0.5b", "--dtype int8 --batch 1 --seq 2048 --gen 32"),
+    ("llama-3.2-1b", "--dtype nf4 --batch 8 --seq 1024 --gen 64"),
+    ("tinyllama-1.1b", "--dtype nf4 --batch 32 --seq 512 --gen 32"),
+    ("qwen2.5-0.5b", "--dtype nf4 --batch 1 --seq 4096 --gen 64"),
 ]
 
 
@@ -78,9 +85,10 @@ def workload_from_options(options: str) -> Workload:
 
 def run(out: Path, only: str | None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               PYTHONUNBUFFERED="1")
     for model, options in CASES:
-        if only and only not in f"{model} {options}":
+        if only and not any(part in f"{model} {options}" for part in only.split(",")):
             continue
         t0 = time.time()
         cmd = [sys.executable, "-m", "llmcalc", "profile", model, *options.split(), "--json"]
@@ -151,7 +159,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="profile every case on this machine's GPU")
     p_run.add_argument("--out", type=Path, required=True)
-    p_run.add_argument("--only", help="run the cases whose text contains this")
+    p_run.add_argument("--only", help="run the cases whose text contains any of these (comma-separated)")
     p_rep = sub.add_parser("report", help="rewrite docs/validation.md")
     p_rep.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     p_rep.add_argument("--doc", type=Path, default=ROOT / "docs" / "validation.md")

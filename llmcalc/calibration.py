@@ -7,6 +7,12 @@ by `benchmarks/validate.py run`). Other GPUs and drivers differ; calibrate on yo
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
+from llmcalc.errors import InputError
+
 MiB = 2**20
 
 SOURCE = "H100 80GB HBM3, driver 580.159.04, CUDA 13.0, torch 2.11.0 (benchmarks/results/h100-80gb-hbm3.jsonl)"
@@ -30,3 +36,61 @@ ALLOCATOR_SOURCE = "median (reserved - allocated) / allocated over 26 H100 cases
 
 def allocator_reserve_bytes(peak_allocated: int) -> int:
     return int(peak_allocated * ALLOCATOR_RESERVE_FRACTION)
+
+
+# --- throughput efficiencies ----------------------------------------------------------------
+# Achieved fractions of the datasheet peaks and per-kernel costs, measured on the H100 with
+# `llmcalc calibrate` (benchmarks/results/h100-calibration.json). GPUs that have not been
+# calibrated use these fractions; CPUs use CPU_* below.
+BANDWIDTH_EFFICIENCY = 0.0  # filled in from the H100 measurement
+MATMUL_EFFICIENCY: dict[str, float] = {}
+KERNEL_FLOOR_S = 0.0
+LAUNCH_S = 0.0
+THROUGHPUT_SOURCE = ""
+
+
+# --- the user's calibration file ------------------------------------------------------------
+
+def config_dir() -> Path:
+    """$LLMCALC_CONFIG_DIR, else $XDG_CONFIG_HOME/llmcalc, else ~/.config/llmcalc."""
+    if os.environ.get("LLMCALC_CONFIG_DIR"):
+        return Path(os.environ["LLMCALC_CONFIG_DIR"])
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "llmcalc"
+
+
+def calibration_file() -> Path:
+    return config_dir() / "calibration.json"
+
+
+def load_calibrations() -> dict[str, dict[str, Any]]:
+    """Calibrated devices by catalog id; {} when the file is absent. A damaged file is an
+    InputError naming it (estimates never silently ignore a calibration the user made)."""
+    path = calibration_file()
+    if not path.exists():
+        return {}
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        devices = doc["devices"]
+        for gpu_id, entry in devices.items():
+            float(entry["bytes_per_s"]), float(entry["kernel_floor_s"]), float(entry["launch_s"])
+            {k: float(v) for k, v in entry["matmul_flops"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{path}: not a calibration file llmcalc wrote ({exc!r}); delete it or run "
+                         "`llmcalc calibrate` again") from None
+    return dict(devices)
+
+
+def save_calibration(gpu_id: str, entry: dict[str, Any]) -> Path:
+    import json
+
+    path = calibration_file()
+    devices = load_calibrations()
+    devices[gpu_id] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"schema_version": 1, "devices": devices}, indent=2), encoding="utf-8")
+    tmp.replace(path)
+    return path

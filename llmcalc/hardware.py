@@ -1,4 +1,4 @@
-"""GpuSpec: the GPU catalog, loaded from data and validated on load."""
+"""GpuSpec: the GPU and CPU catalog, loaded from data and validated on load."""
 
 from __future__ import annotations
 
@@ -13,24 +13,28 @@ from llmcalc.errors import InputError, close_names
 
 MiB = 2**20
 RATE_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
-_KEYS = {"id", "name", "memory_mib", "bandwidth_tbs", "tflops", "unconfirmed", "source"}
+_KEYS = {"id", "name", "match", "memory_mib", "bandwidth_tbs", "tflops", "unconfirmed", "source"}
+KINDS = ("gpu", "cpu")
 CATALOG = Path(__file__).parent / "data" / "gpus.yaml"
 
 
 @dataclass(frozen=True)
 class GpuSpec:
-    """One catalog GPU: memory, HBM bandwidth and dense peak rates, with their sources."""
+    """One catalog device: memory, memory bandwidth and dense peak rates, with their sources.
+    A CPU's memory is a typical installed RAM; its bandwidth is the DRAM channels'."""
 
     id: str
     name: str
     memory_bytes: int
-    hbm_bytes_per_s: float
+    bytes_per_s: float  # peak memory bandwidth (HBM/GDDR for a GPU, DRAM for a CPU)
     peak_flops: dict[str, float]  # dense peak, FLOP/s (OP/s for int8), per dtype
     unconfirmed: tuple[str, ...]
     source: str
+    kind: str = "gpu"
+    match: tuple[str, ...] = ()  # substrings of the driver's device name
 
 
-def _gpu_from_mapping(entry: Any, where: str) -> tuple[GpuSpec | None, list[str]]:
+def _gpu_from_mapping(entry: Any, where: str, kind: str = "gpu") -> tuple[GpuSpec | None, list[str]]:
     if not isinstance(entry, dict):
         return None, [f"{where}: must be a mapping"]
     problems = []
@@ -55,13 +59,16 @@ def _gpu_from_mapping(entry: Any, where: str) -> tuple[GpuSpec | None, list[str]
             problems.append(f"{where}.tflops.{dtype}: unknown dtype (one of {', '.join(RATE_DTYPES)})")
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             problems.append(f"{where}.tflops.{dtype}: must be a positive number, got {value!r}")
+    if not rates and not problems:
+        problems.append(f"{where}.tflops: needs at least one dtype's rate")
     if problems:
         return None, problems
     return GpuSpec(
         id=entry["id"], name=entry["name"], memory_bytes=memory * MiB,
-        hbm_bytes_per_s=float(bandwidth) * 1e12,
+        bytes_per_s=float(bandwidth) * 1e12,
         peak_flops={k: float(v) * 1e12 for k, v in rates.items()},
-        unconfirmed=tuple(entry.get("unconfirmed", ())), source=entry["source"],
+        unconfirmed=tuple(entry.get("unconfirmed", ())), source=entry["source"], kind=kind,
+        match=tuple(entry.get("match", ())),
     ), []
 
 
@@ -73,15 +80,19 @@ def load_catalog(path: Path = CATALOG) -> dict[str, GpuSpec]:
     entries = data.get("gpus") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise InputError(f"{path}: expected a 'gpus' list")
+    cpus = data.get("cpus", [])
+    if not isinstance(cpus, list):
+        raise InputError(f"{path}: 'cpus' must be a list")
     gpus: dict[str, GpuSpec] = {}
     problems: list[str] = []
-    for n, entry in enumerate(entries):
-        gpu, bad = _gpu_from_mapping(entry, f"gpus[{n}]")
-        problems += bad
-        if gpu is not None:
-            if gpu.id in gpus:
-                problems.append(f"gpus[{n}].id: duplicate id '{gpu.id}'")
-            gpus[gpu.id] = gpu
+    for key, kind, items in (("gpus", "gpu", entries), ("cpus", "cpu", cpus)):
+        for n, entry in enumerate(items):
+            gpu, bad = _gpu_from_mapping(entry, f"{key}[{n}]", kind)
+            problems += bad
+            if gpu is not None:
+                if gpu.id in gpus:
+                    problems.append(f"{key}[{n}].id: duplicate id '{gpu.id}'")
+                gpus[gpu.id] = gpu
     if problems:
         raise InputError(f"{path}: " + "; ".join(problems))
     return gpus
@@ -99,3 +110,12 @@ def get_gpu(gpu_id: str) -> GpuSpec:
     except KeyError:
         hint = close_names(gpu_id.lower(), gpus)
         raise InputError(f"unknown GPU '{gpu_id}'" + (f"; closest: {hint}" if hint else "; see `llmcalc gpus`")) from None
+
+
+def gpu_for_device_name(device_name: str) -> GpuSpec | None:
+    """The catalog GPU whose longest `match` string occurs in the driver's device name."""
+    import re
+
+    hits = [(len(m), g) for g in catalog().values() for m in g.match
+            if re.search(re.escape(m) + r"(?![A-Za-z0-9])", device_name)]  # "L4" is not "L40S"
+    return max(hits, key=lambda hit: hit[0])[1] if hits else None

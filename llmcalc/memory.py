@@ -487,7 +487,9 @@ def training_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str
 
 # --- the estimate -------------------------------------------------------------------------
 
-def estimate(card: ModelCard, w: Workload) -> MemoryBreakdown:
+def estimate(card: ModelCard, w: Workload, cuda_context: tuple[int, str] | None = None) -> MemoryBreakdown:
+    """The memory of workload `w` at its peak phase. `cuda_context` = (bytes, where from)
+    replaces the built-in H100 measurement (a calibration of the target GPU)."""
     warnings = validate_workload(w, card)
     if w.mode == "infer":
         phases, explain = inference_phases(card, w)
@@ -498,13 +500,13 @@ def estimate(card: ModelCard, w: Workload) -> MemoryBreakdown:
     peak = max(phases, key=lambda p: p.total)
     allocated = peak.total + calibration.CUBLAS_WORKSPACE_BYTES
     reserve = calibration.allocator_reserve_bytes(allocated)
-    context = calibration.CUDA_CONTEXT_BYTES
+    context, context_source = cuda_context or (calibration.CUDA_CONTEXT_BYTES, calibration.CUDA_CONTEXT_SOURCE)
     components = dict(peak.components)
     components["activations"] += calibration.CUBLAS_WORKSPACE_BYTES
     components["cuda_context"] = context
     components["allocator_reserve"] = reserve
     explain["weights"] = _explain_weights(card, w)
-    explain["cuda_context"] = calibration.CUDA_CONTEXT_SOURCE
+    explain["cuda_context"] = context_source
     explain["allocator_reserve"] = calibration.ALLOCATOR_SOURCE
     return MemoryBreakdown(
         model=card.name,
@@ -517,7 +519,7 @@ def estimate(card: ModelCard, w: Workload) -> MemoryBreakdown:
         device_total_bytes=allocated + reserve + context,
         explain=explain,
         warnings=tuple(warnings),
-        calibration=calibration.SOURCE,
+        calibration=calibration.SOURCE if cuda_context is None else f"{context_source}; allocator: {calibration.SOURCE}",
     )
 
 

@@ -103,7 +103,7 @@ def print_gpus(console: Console, gpus: list[GpuSpec]) -> None:
         table.add_column(col, justify="left" if col in ("id", "name") else "right")
     for g in gpus:
         rate = lambda d: f"{g.peak_flops[d] / 1e12:g}" if d in g.peak_flops else "-"  # noqa: E731
-        table.add_row(g.id, g.name, gib(g.memory_bytes), f"{g.hbm_bytes_per_s / 1e12:g}",
+        table.add_row(g.id, g.name, gib(g.memory_bytes), f"{g.bytes_per_s / 1e12:g}",
                       rate("bf16") if "bf16" in g.peak_flops else rate("fp16"), rate("fp8"), rate("int8"))
     console.print(table)
 

@@ -159,7 +159,8 @@ def environment(torch: Any, device: str) -> dict[str, str]:
     return env
 
 
-def build_model(torch: Any, card: ModelCard, w: Workload, device: str, weights: str | None) -> Any:
+def build_model(torch: Any, card: ModelCard, w: Workload, device: str, weights: str | None,
+                quantize_on_device: bool = False) -> Any:
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -171,7 +172,7 @@ def build_model(torch: Any, card: ModelCard, w: Workload, device: str, weights: 
     config = transformers.AutoConfig.for_model(model_type, **kwargs)
     config._attn_implementation = w.attention
     if w.dtype in QUANTIZED:
-        return _build_quantized(torch, transformers, config, card, w, device, weights)
+        return _build_quantized(torch, transformers, config, card, w, device, weights, quantize_on_device)
     if w.dtype not in TORCH_DTYPES:
         raise InputError(f"the profiler runs weights in {', '.join([*TORCH_DTYPES, *QUANTIZED])}; "
                          f"{w.dtype} has no reference implementation wired in")
@@ -195,12 +196,13 @@ def _import_bnb() -> Any:
 
 
 def _build_quantized(torch: Any, transformers: Any, config: Any, card: ModelCard, w: Workload, device: str,
-                     weights: str | None) -> Any:
+                     weights: str | None, on_device: bool = False) -> Any:
     """The model as transformers' bitsandbytes loader leaves it: every decoder nn.Linear replaced
     by Linear8bitLt (LLM.int8, outlier threshold 6.0) or Linear4bit (NF4, blocks of 64, no double
     quantization), lm_head and embeddings in the compute dtype. Weights are built on the CPU and
     quantized as each one reaches the GPU, as a checkpoint load does: the GPU holds the quantized
-    weights plus one 16-bit matrix at a time."""
+    weights plus one 16-bit matrix at a time. `on_device` builds the 16-bit model on the GPU
+    first (fast, for timing runs; the load phase's memory is then not the reference's)."""
     if device != "cuda":
         raise InputError(f"{w.dtype} weights run on cuda only (bitsandbytes' kernels)")
     if card.is_moe:
@@ -210,6 +212,9 @@ def _build_quantized(torch: Any, transformers: Any, config: Any, card: ModelCard
     if weights:
         model = transformers.AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, device_map="cpu",
                                                                   attn_implementation=w.attention)
+    elif on_device:
+        with torch.device(device):
+            model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
     else:
         model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
     head = model.get_output_embeddings()
@@ -229,7 +234,13 @@ def _build_quantized(torch: Any, transformers: Any, config: Any, card: ModelCard
                                                blocksize=64, compress_statistics=False, module=new)
             if bias:
                 new.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
+            if on_device:  # quantize now: to() quantizes int8 only from CPU data
+                if w.dtype == "int8":
+                    new.weight._quantize(device)
+                else:
+                    new.weight = new.weight.to(device)
             setattr(parent, name, new)
+            del child
     return model.to(device)
 
 

@@ -1,0 +1,342 @@
+"""Workload + hardware -> time per prefill and per decode step (pure Python, no torch).
+
+A step is the sum of its kernels, each timed by its own roofline (LLM-Viewer's per-layer view,
+taken down to the kernels the reference stack launches):
+
+    t_op = max(flops / (peak_rate[dtype] x matmul_eff),
+               bytes / (peak_bandwidth x bandwidth_eff),
+               kernels x kernel_floor)
+
+The last term is the smallest kernel's GPU time: a decode step of an eager transformers model
+launches ~40 kernels per layer, most of them elementwise ops on a few KiB, and at batch 1 those
+cost as much GPU time as reading the weights. The sum is the step's GPU kernel time (what a
+profiler's kernel trace adds up). The wall clock is longer when the host cannot launch kernels
+as fast as the GPU retires them: host_s = kernels x launch_s, wall = max(kernel time, host_s)
+(on a CPU the two add up).
+
+The reference workload is the profiler's (docs/throughput.md): transformers with SDPA, a
+DynamicCache that grows by torch.cat (every decode step copies each layer's K and V), logits
+for the last prompt position only, greedy decode. The efficiencies are measured (calibration.py,
+or `llmcalc calibrate` on your GPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil
+
+from llmcalc.cards import ModelCard
+from llmcalc.hardware import GpuSpec
+from llmcalc.memory import Workload
+from llmcalc.precision import PRECISIONS
+
+# GPU kernels one decoder layer launches per forward in transformers' eager modules, beyond the
+# projections (counted per linear below). RMSNorm: to(fp32), pow, mean, add eps, rsqrt, mul,
+# to(dtype), mul weight = 8; LayerNorm: 1. RoPE per tensor: q*cos, -x2, cat (rotate_half),
+# *sin, add = 5. Residual add: 1. Cache update: torch.cat for K and V = 2. SDPA: 1, plus the
+# output's transpose-contiguous: 1. Gated MLP: act, mul = 2; plain: act.
+RMSNORM_KERNELS = 8
+ROPE_KERNELS_PER_TENSOR = 5
+# Per forward, outside the layers: embedding gather, RoPE cos/sin (inv_freq matmul, cat, cos,
+# sin, casts), final norm, logits .float(), argmax, position ids and cache bookkeeping.
+HEAD_KERNELS = 14
+# Activation kernels (transformers' ACT2FN): gelu_new is a chain of elementwise ops.
+ACT_KERNELS = {"silu": 1, "gelu": 1, "gelu_pytorch_tanh": 1, "gelu_new": 8}
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """Achieved fractions of the datasheet peaks, and the two per-kernel costs."""
+
+    bandwidth: float  # achieved / peak HBM bandwidth, large device-to-device copy
+    matmul: dict[str, float]  # achieved / peak dense rate per dtype, large square GEMM
+    kernel_floor_s: float  # GPU time of the smallest kernel (profiler trace median)
+    launch_s: float  # host time per kernel launched from eager PyTorch modules
+    source: str
+
+
+@dataclass(frozen=True)
+class Op:
+    """One or more kernels of the same kind: their FLOPs, bytes moved and count."""
+
+    name: str
+    flops: float
+    bytes: float
+    kernels: int
+    rate: str = ""  # dtype whose matrix rate applies; "" for elementwise work
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """Predicted time of one forward (a prefill, or one decode step for the whole batch)."""
+
+    kernel_s: float  # sum over ops of their roofline time: the GPU kernel time
+    host_s: float  # kernels x launch_s
+    wall_s: float  # max(kernel_s, host_s)
+    flops: float
+    bytes: float
+    kernels: int
+    compute_s: float  # part of kernel_s where the matrix rate binds
+    memory_s: float  # part where bandwidth binds
+    floor_s: float  # part where the per-kernel floor binds
+
+    @property
+    def bound(self) -> str:
+        """What sets the GPU time: compute, memory (bandwidth) or kernel overhead."""
+        parts = {"compute": self.compute_s, "memory": self.memory_s, "overhead": self.floor_s}
+        return max(parts, key=lambda k: parts[k])
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity, FLOP per byte moved."""
+        return self.flops / self.bytes if self.bytes else 0.0
+
+
+def matmul_rate_dtype(w: Workload, hw: GpuSpec) -> str:
+    """The matrix-unit dtype a workload's GEMMs run in: fp32 without TF32 (PyTorch's default
+    for matmuls), the 16-bit compute dtype, or int8/fp8 units for those weights."""
+    if w.dtype in ("int8", "fp8") and w.dtype in hw.peak_flops:
+        return w.dtype
+    return w.compute_dtype
+
+
+def _rate(hw: GpuSpec, dtype: str) -> float:
+    if dtype in hw.peak_flops:
+        return hw.peak_flops[dtype]
+    if dtype in ("fp16", "bf16"):  # the other 16-bit rate, else fp32
+        other = "bf16" if dtype == "fp16" else "fp16"
+        if other in hw.peak_flops:
+            return hw.peak_flops[other]
+    return hw.peak_flops.get("fp32", min(hw.peak_flops.values()))
+
+
+def _linear_ops(name: str, rows: int, out_f: int, in_f: int, w: Workload, a: int) -> list[Op]:
+    """A linear layer on `rows` input rows: weight (out_f x in_f) in the stored format."""
+    flops = 2.0 * rows * out_f * in_f
+    act_io = rows * (in_f + out_f) * a
+    store = PRECISIONS[w.dtype]
+    wbytes = store.matrix_bytes(out_f, in_f) if not store.is_float else out_f * in_f * store.bytes_per_element
+    if w.dtype == "int8":
+        # bitsandbytes LLM.int8: quantize the input rows (absmax + int8 copy), int8 GEMM into an
+        # int32 accumulator, dequantize to 16-bit with the row and column scales.
+        quant = Op(name + ".quant", 0, rows * in_f * (a + 1) * 2, 2)
+        gemm = Op(name, flops, wbytes + rows * in_f + 4 * rows * out_f, 1, "int8")
+        dequant = Op(name + ".dequant", 0, rows * out_f * (4 + a), 1)
+        return [quant, gemm, dequant]
+    if w.dtype == "nf4":
+        if rows == 1:  # bitsandbytes gemv_4bit reads the packed weight directly
+            return [Op(name, flops, wbytes + act_io, 1, "")]
+        # more rows: dequantize the whole weight to 16-bit, then a 16-bit GEMM over it
+        dequant = Op(name + ".dequant", 0, wbytes + out_f * in_f * a, 1)
+        return [dequant, Op(name, flops, out_f * in_f * a + act_io, 1, w.compute_dtype)]
+    return [Op(name, flops, wbytes + act_io, 1, "fp8" if w.dtype == "fp8" else w.compute_dtype)]
+
+
+def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, context: int, head_rows: int) -> list[Op]:
+    """Kernels of one forward: `rows` = sequences x new tokens each; attention over `context`
+    keys (for a prompt: causal, so on average half); logits for `head_rows` rows."""
+    a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
+    s = 4 if w.autocast else a  # residual stream dtype
+    kvb = PRECISIONS[w.kv_dtype or w.compute_dtype].bytes_per_element
+    h, i, q, kv, heads = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim, card.num_heads
+    seqs = max(rows // max(new_tokens, 1), 1)
+    ops: list[Op] = []
+
+    def norm(label: str, n: int) -> Op:
+        if card.norm == "rmsnorm":
+            # x(s) -> fp32 copy, pow, mean, rsqrt, mul, cast, *weight: ~10 passes over n x h
+            return Op(label, 0, n * h * (s + 4 + 8 + 8 + 8 + 4 + a + 2 * a), RMSNORM_KERNELS)
+        return Op(label, 0, n * h * (s + a), 1)
+
+    layer: list[Op] = [norm("norm", rows)]
+    if card.fused_qkv:
+        layer += _linear_ops("qkv_proj", rows, q + 2 * kv, h, w, a)
+    else:
+        layer += _linear_ops("q_proj", rows, q, h, w, a)
+        layer += _linear_ops("k_proj", rows, kv, h, w, a)
+        layer += _linear_ops("v_proj", rows, kv, h, w, a)
+    if card.position_embedding == "rope":
+        # five elementwise passes, each reading (one or two inputs) and writing the tensor
+        layer.append(Op("rope", 0, 12 * rows * (q + kv) * a, 2 * ROPE_KERNELS_PER_TENSOR))
+    # DynamicCache.update: torch.cat(old, new) for K and V reads the old cache and writes the
+    # grown one: each step moves the whole layer cache twice (read + write).
+    old = context - new_tokens
+    if old > 0:  # the first update stores the prompt's K and V as they are
+        layer.append(Op("cache_cat", 0, 2 * seqs * (2 * old + new_tokens) * kv * kvb, 2))
+    # Attention: QK^T and PV, 2 x 2 x d FLOPs per (query, key, head); a prompt attends causally,
+    # so on average over half its keys (flash/efficient kernels skip the masked blocks).
+    keys = context / 2 if new_tokens > 1 else context
+    attn_flops = 4.0 * rows * keys * heads * card.dim_head
+    kv_read = 2 * seqs * context * kv * kvb
+    if w.attention == "eager":
+        # scores materialised: write, softmax (fp32) and cast, read for PV
+        scores = rows * heads * keys
+        layer.append(Op("attention", attn_flops, kv_read + 2 * rows * q * a + scores * (4 * a + 8), 6,
+                        w.compute_dtype))
+    else:
+        layer.append(Op("attention", attn_flops, kv_read + 2 * rows * q * a, 1, w.compute_dtype))
+    layer.append(Op("attn_out_copy", 0, 2 * rows * q * a, 1))
+    layer += _linear_ops("o_proj", rows, h, q, w, a)
+    layer.append(Op("residual", 0, 3 * rows * h * s, 1))
+    if card.norms_per_layer > 1:
+        layer.append(norm("norm", rows))
+    experts_active = 1.0
+    if card.is_moe:
+        e, k = card.num_experts or 1, card.experts_per_token or 1
+        # distinct experts a batch of `rows` tokens routes to, in expectation (uniform router)
+        experts_active = e * (1 - (1 - k / e) ** rows)
+        layer += _linear_ops("router", rows, e, h, w, a)
+    tokens_per_expert = max(ceil(rows * (card.experts_per_token or 1) / experts_active), 1) if card.is_moe else rows
+    mlp: list[Op] = []
+    if card.mlp == "gated":
+        mlp += _linear_ops("gate_proj", tokens_per_expert, i, h, w, a)
+        mlp += _linear_ops("up_proj", tokens_per_expert, i, h, w, a)
+        mlp.append(Op("act_mul", 0, tokens_per_expert * i * a * 5, ACT_KERNELS[card.activation] + 1))
+    else:
+        mlp += _linear_ops("fc_in", tokens_per_expert, i, h, w, a)
+        mlp.append(Op("act", 0, tokens_per_expert * i * a * 2 * ACT_KERNELS[card.activation],
+                      ACT_KERNELS[card.activation]))
+    mlp += _linear_ops("down_proj", tokens_per_expert, h, i, w, a)
+    layer += [_scaled(op, experts_active) for op in mlp]
+    layer.append(Op("residual", 0, 3 * rows * h * s, 1))
+
+    for op in layer:
+        ops.append(_scaled(op, card.num_layers))
+    # outside the layers
+    head_store = PRECISIONS[w.dtype] if PRECISIONS[w.dtype].is_float else PRECISIONS[w.compute_dtype]
+    v = card.vocab_size
+    ops.append(Op("embedding", 0, rows * h * a * 2, 1))
+    ops.append(norm("final_norm", rows))
+    ops.append(Op("lm_head", 2.0 * head_rows * v * h, v * h * head_store.bytes_per_element + head_rows * (h + v) * a,
+                  1, w.compute_dtype))
+    # logits .float() and argmax over the vocabulary
+    ops.append(Op("sampling", 0, head_rows * v * (a + 4 + 4), HEAD_KERNELS))
+    return ops
+
+
+def _scaled(op: Op, times: float) -> Op:
+    return Op(op.name, op.flops * times, op.bytes * times, ceil(op.kernels * times), op.rate)
+
+
+def step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
+    compute = memory = floor = flops = moved = 0.0
+    kernels = 0
+    bw = hw.bytes_per_s * eff.bandwidth
+    for op in ops:
+        t_compute = op.flops / (_rate(hw, op.rate or "fp32") * eff.matmul.get(op.rate, eff.matmul.get("bf16", 0.7))) if op.flops and op.rate else 0.0
+        t_memory = op.bytes / bw
+        t_floor = op.kernels * eff.kernel_floor_s
+        t = max(t_compute, t_memory, t_floor)
+        if t == t_compute:
+            compute += t
+        elif t == t_memory:
+            memory += t
+        else:
+            floor += t
+        flops += op.flops
+        moved += op.bytes
+        kernels += op.kernels
+    kernel_s = compute + memory + floor
+    host_s = kernels * eff.launch_s
+    # A GPU overlaps the host's launches with the kernels of earlier ones; a CPU runs the
+    # dispatch and the op on the same cores, one after the other.
+    wall_s = kernel_s + host_s if hw.kind == "cpu" else max(kernel_s, host_s)
+    return StepTime(kernel_s=kernel_s, host_s=host_s, wall_s=wall_s, flops=flops, bytes=moved,
+                    kernels=kernels, compute_s=compute, memory_s=memory, floor_s=floor)
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Prefill and decode speed of a workload on one device."""
+
+    hardware: str
+    prefill: StepTime
+    decode: StepTime  # one step for the whole batch, at `decode_context` cached tokens
+    decode_context: int
+    seqs: int
+    peak_bytes_per_s: float
+    peak_flops: float  # dense peak of the matmul dtype
+    efficiency_source: str
+
+    @property
+    def ttft_s(self) -> float:
+        """Time to first token: the prefill forward (its logits give the first token)."""
+        return self.prefill.wall_s
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        """Aggregate: every sequence gains one token per step."""
+        return self.seqs / self.decode.wall_s
+
+    @property
+    def per_sequence_tokens_per_s(self) -> float:
+        return 1.0 / self.decode.wall_s
+
+    @property
+    def mbu(self) -> float:
+        """Model bandwidth utilisation of decode: bytes a step must move / wall time / peak."""
+        return self.decode.bytes / self.decode.wall_s / self.peak_bytes_per_s
+
+    @property
+    def mfu(self) -> float:
+        """Model FLOP utilisation of prefill: FLOPs / wall time / dense peak."""
+        return self.prefill.flops / self.prefill.wall_s / self.peak_flops
+
+    @property
+    def ridge(self) -> float:
+        """FLOP per byte where the device turns from bandwidth- to compute-bound."""
+        return self.peak_flops / self.peak_bytes_per_s
+
+
+def throughput(card: ModelCard, w: Workload, hw: GpuSpec, eff: Efficiency) -> Throughput:
+    """Prefill over the prompt, then one decode step halfway through the generation."""
+    seqs = w.batch * w.beams
+    prefill = step_time(forward_ops(card, w, seqs * w.seq, w.seq, w.seq, seqs), hw, eff)
+    # the middle decode step: its cache holds the prompt and half the generated tokens
+    context = w.seq + max(w.gen, 1) // 2
+    decode = step_time(forward_ops(card, w, seqs, 1, context, seqs), hw, eff)
+    rate = _rate(hw, matmul_rate_dtype(w, hw))
+    return Throughput(hardware=hw.id, prefill=prefill, decode=decode, decode_context=context, seqs=seqs,
+                      peak_bytes_per_s=hw.bytes_per_s, peak_flops=rate, efficiency_source=eff.source)
+
+
+# CPUs that were never calibrated: no measurement of ours exists, so these are stated
+# assumptions, printed as such: a streaming copy reaches ~70% of the DRAM channels' peak (STREAM
+# results on DDR5 servers sit at 65-80%), a large GEMM ~50% of the vector/matrix peak, and one
+# PyTorch op costs ~10 us of dispatch (measured on this project's CI machine by
+# `llmcalc calibrate --device cpu`: 11 us per op of a tiny Llama layer).
+CPU_DEFAULT = Efficiency(bandwidth=0.7, matmul={"fp32": 0.5, "bf16": 0.5, "fp16": 0.5, "int8": 0.5},
+                         kernel_floor_s=0.0, launch_s=10e-6,
+                         source="CPU defaults (assumed, not measured): 70% of DRAM bandwidth, 50% of peak FLOP/s")
+
+
+def efficiency_for(gpu: GpuSpec) -> Efficiency:
+    """The device's own calibration if `llmcalc calibrate` stored one, else the defaults."""
+    from llmcalc import calibration as cal
+
+    entry = cal.load_calibrations().get(gpu.id)
+    if entry is not None:
+        default = CPU_DEFAULT if gpu.kind == "cpu" else default_efficiency()
+        matmul = dict(default.matmul)
+        matmul.update({d: float(r) / gpu.peak_flops[d] for d, r in entry["matmul_flops"].items() if d in gpu.peak_flops})
+        return Efficiency(bandwidth=float(entry["bytes_per_s"]) / gpu.bytes_per_s, matmul=matmul,
+                          kernel_floor_s=float(entry["kernel_floor_s"]), launch_s=float(entry["launch_s"]),
+                          source=f"calibrated on this machine at {entry.get('measured_at', '?')} ({cal.calibration_file()})")
+    return CPU_DEFAULT if gpu.kind == "cpu" else default_efficiency()
+
+
+def default_efficiency() -> Efficiency:
+    from llmcalc import calibration as cal
+
+    return Efficiency(bandwidth=cal.BANDWIDTH_EFFICIENCY, matmul=dict(cal.MATMUL_EFFICIENCY),
+                      kernel_floor_s=cal.KERNEL_FLOOR_S, launch_s=cal.LAUNCH_S, source=cal.THROUGHPUT_SOURCE)
+
+
+def calibrated_context(gpu: GpuSpec) -> tuple[int, str] | None:
+    """The CUDA context `llmcalc calibrate` measured on this GPU, if any."""
+    from llmcalc import calibration as cal
+
+    entry = cal.load_calibrations().get(gpu.id)
+    if entry is None or "cuda_context_bytes" not in entry:
+        return None
+    return int(entry["cuda_context_bytes"]), f"calibrated on this machine: {int(entry['cuda_context_bytes']) // 2**20} MiB"
