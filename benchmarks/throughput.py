@@ -4,10 +4,11 @@
     python benchmarks/throughput.py report    # rewrites docs/throughput-validation.md
 
 `run` builds each (model, dtype) once on the GPU with random weights, then for every batch size:
-a warm-up prefill, a timed prefill (wall clock with a sync, then its kernels traced), and GEN-1
-greedy decode steps on a DynamicCache, timed one by one (wall clock, forward + argmax + sync);
-KERNEL_WINDOW steps in the middle are traced with torch.profiler for the GPU kernel time and
-kept out of the wall-clock median. `report` predicts every stored row with the current model
+a warm-up prefill, a timed prefill (wall clock with a sync) and GEN-1 greedy decode steps on a
+DynamicCache, each timed (forward + argmax + sync; the median is reported). Then, in a second
+pass, the same prefill and KERNEL_WINDOW decode steps around the median step are traced with
+torch.profiler for the GPU kernel time. Tracing comes last, and each (model, dtype) runs in its
+own process, because once CUPTI is attached every later launch in the process is slower. `report` predicts every stored row with the current model
 (llmcalc/throughput.py and the efficiencies in llmcalc/calibration.py) and writes the table.
 """
 
@@ -35,11 +36,7 @@ SEQ, GEN = 512, 64
 KERNEL_WINDOW = 5
 
 
-def measure_one(torch: Any, model: Any, card: Any, w: Workload) -> dict[str, Any]:
-    from transformers import DynamicCache
-
-    from llmcalc.profile.runner import _KernelTracer
-
+def _prefill_fn(torch: Any, model: Any, card: Any, w: Workload) -> tuple[Any, Any]:
     gen = torch.Generator(device="cpu").manual_seed(0)
     ids = torch.randint(0, card.vocab_size, (w.batch, w.seq), generator=gen).to("cuda")
 
@@ -47,6 +44,14 @@ def measure_one(torch: Any, model: Any, card: Any, w: Workload) -> dict[str, Any
         out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
         return out.logits[:, -1, :].float().argmax(-1, keepdim=True)
 
+    return prefill, ids
+
+
+def wall_times(torch: Any, model: Any, card: Any, w: Workload) -> dict[str, Any]:
+    """Pass 1, no tracing: prefill wall time, then every decode step's (median reported)."""
+    from transformers import DynamicCache
+
+    prefill, _ = _prefill_fn(torch, model, card, w)
     row: dict[str, Any] = {}
     with torch.inference_mode():
         prefill(DynamicCache(config=model.config))  # warm-up: kernel selection, workspaces
@@ -56,41 +61,53 @@ def measure_one(torch: Any, model: Any, card: Any, w: Workload) -> dict[str, Any
         nxt = prefill(cache)
         torch.cuda.synchronize()
         row["prefill_s"] = time.perf_counter() - t0
-        with _KernelTracer(torch) as tracer:
-            prefill(DynamicCache(config=model.config))
-        row["prefill_kernel_s"], row["prefill_kernels"] = tracer.totals()
-        steps = w.gen - 1
-        window = range(steps // 2, steps // 2 + KERNEL_WINDOW)
-        wall: list[float] = []
-        tracer = None
-        for step in range(steps):
-            if step == window.start:
-                tracer = _KernelTracer(torch).__enter__()
+        wall = []
+        for _ in range(w.gen - 1):
             t0 = time.perf_counter()
             out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
             nxt = out.logits[:, -1, :].float().argmax(-1, keepdim=True)
             torch.cuda.synchronize()
-            if tracer is None:
-                wall.append(time.perf_counter() - t0)
-            if step == window.stop - 1 and tracer is not None:
-                tracer.__exit__(None, None, None)
-                kernel_s, kernels = tracer.totals()
-                row["decode_step_kernel_s"] = kernel_s / KERNEL_WINDOW
-                row["decode_kernels_per_step"] = kernels / KERNEL_WINDOW
-                # cache length while the window ran: prompt + one token per earlier step
-                row["decode_context"] = w.seq + window.start + KERNEL_WINDOW // 2 + 1
-                tracer = None
-        row["decode_step_wall_s"] = statistics.median(wall)
-    del cache, ids
+            wall.append(time.perf_counter() - t0)
+    # the median step sits halfway: its cache holds the prompt and half the generated tokens
+    row["decode_step_wall_s"] = statistics.median(wall)
+    row["decode_context"] = w.seq + w.gen // 2
     return row
 
 
-def run(out: Path, models: list[str], dtypes: list[str], batches: list[int]) -> None:
+def kernel_times(torch: Any, model: Any, card: Any, w: Workload) -> dict[str, Any]:
+    """Pass 2, traced: prefill kernels, and KERNEL_WINDOW decode steps at the median step's
+    cache length."""
+    from transformers import DynamicCache
+
+    from llmcalc.profile.runner import _KernelTracer
+
+    prefill, ids = _prefill_fn(torch, model, card, w)
+    row: dict[str, Any] = {}
+    with torch.inference_mode():
+        with _KernelTracer(torch) as tracer:
+            prefill(DynamicCache(config=model.config))
+        row["prefill_kernel_s"], row["prefill_kernels"] = tracer.totals()
+        cache = DynamicCache(config=model.config)
+        nxt = prefill(cache)
+        first = w.gen // 2 - KERNEL_WINDOW // 2 - 1  # steps before the window
+        for _ in range(first):
+            nxt = model(input_ids=nxt, past_key_values=cache, use_cache=True).logits[:, -1, :].float().argmax(-1, keepdim=True)
+        with _KernelTracer(torch) as tracer:
+            for _ in range(KERNEL_WINDOW):
+                out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
+                nxt = out.logits[:, -1, :].float().argmax(-1, keepdim=True)
+        kernel_s, kernels = tracer.totals()
+    row["decode_step_kernel_s"] = kernel_s / KERNEL_WINDOW
+    row["decode_kernels_per_step"] = kernels / KERNEL_WINDOW
+    return row
+
+
+def run_one(out: Path, name: str, dtype: str, batches: list[int]) -> None:
+    """One (model, dtype) in this process: every batch's wall times first, then the traces."""
     import torch
 
     from llmcalc.profile.runner import build_model, environment
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     env = environment(torch, "cuda")
     try:
         import bitsandbytes
@@ -98,33 +115,46 @@ def run(out: Path, models: list[str], dtypes: list[str], batches: list[int]) -> 
         env["bitsandbytes"] = bitsandbytes.__version__
     except ImportError:
         pass
-    for name in models:
-        card = load_card(name)
-        for dtype in dtypes:
-            t0 = time.time()
-            base = Workload(dtype=dtype, batch=1, seq=SEQ, gen=GEN)
-            try:
-                model = build_model(torch, card, base, "cuda", None, quantize_on_device=True).eval()
-            except Exception as exc:  # noqa: BLE001 - a missing kernel is a result to report
-                print(f"FAILED build {name} {dtype}: {exc!r}", flush=True)
+    card = load_card(name)
+    t0 = time.time()
+    model = build_model(torch, card, Workload(dtype=dtype, batch=1, seq=SEQ, gen=GEN), "cuda", None,
+                        quantize_on_device=True).eval()
+    rows: dict[int, dict[str, Any]] = {}
+    for passes in (wall_times, kernel_times):
+        for batch in batches:
+            if rows.get(batch, {}).get("oom"):
                 continue
-            for batch in batches:
-                w = Workload(dtype=dtype, batch=batch, seq=SEQ, gen=GEN)
-                try:
-                    row = measure_one(torch, model, card, w)
-                except torch.OutOfMemoryError:
-                    row = {"oom": True}
-                gc.collect()
-                torch.cuda.empty_cache()
-                row.update({"model": name, "dtype": dtype, "batch": batch, "seq": SEQ, "gen": GEN, "env": env})
-                with out.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-                print(f"{name} {dtype} b{batch}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()
-                                                              if isinstance(v, float)), flush=True)
-            del model
+            w = Workload(dtype=dtype, batch=batch, seq=SEQ, gen=GEN)
+            try:
+                rows.setdefault(batch, {}).update(passes(torch, model, card, w))
+            except torch.OutOfMemoryError:
+                rows.setdefault(batch, {})["oom"] = True
             gc.collect()
             torch.cuda.empty_cache()
-            print(f"  {name} {dtype}: {time.time() - t0:.0f}s", flush=True)
+    with out.open("a") as f:
+        for batch, row in rows.items():
+            row.update({"model": name, "dtype": dtype, "batch": batch, "seq": SEQ, "gen": GEN, "env": env})
+            f.write(json.dumps(row) + "\n")
+            print(f"{name} {dtype} b{batch}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()
+                                                          if isinstance(v, float)), flush=True)
+    print(f"  {name} {dtype}: {time.time() - t0:.0f}s", flush=True)
+
+
+def run(out: Path, models: list[str], dtypes: list[str], batches: list[int]) -> None:
+    """Each (model, dtype) in a fresh process: tracing slows every later launch in a process."""
+    import os
+    import subprocess
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    for name in models:
+        for dtype in dtypes:
+            cmd = [sys.executable, __file__, "one", "--out", str(out), "--model", name, "--dtype", dtype,
+                   "--batches", ",".join(map(str, batches))]
+            proc = subprocess.run(cmd, env=env, cwd=ROOT)
+            if proc.returncode:
+                print(f"FAILED {name} {dtype} (exit {proc.returncode})", flush=True)
 
 
 def report(results: Path, doc: Path) -> None:
@@ -197,12 +227,19 @@ def main() -> None:
     p_run.add_argument("--models", default=",".join(MODELS))
     p_run.add_argument("--dtypes", default=",".join(DTYPES))
     p_run.add_argument("--batches", default=",".join(map(str, BATCHES)))
+    p_one = sub.add_parser("one")
+    p_one.add_argument("--out", type=Path, required=True)
+    p_one.add_argument("--model", required=True)
+    p_one.add_argument("--dtype", required=True)
+    p_one.add_argument("--batches", default=",".join(map(str, BATCHES)))
     p_rep = sub.add_parser("report")
     p_rep.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "throughput")
     p_rep.add_argument("--doc", type=Path, default=ROOT / "docs" / "throughput-validation.md")
     args = parser.parse_args()
     if args.command == "run":
         run(args.out, args.models.split(","), args.dtypes.split(","), [int(b) for b in args.batches.split(",")])
+    elif args.command == "one":
+        run_one(args.out, args.model, args.dtype, [int(b) for b in args.batches.split(",")])
     else:
         report(args.results, args.doc)
 

@@ -105,10 +105,8 @@ def kernel_floor(torch: Any, device: str) -> float:
     return statistics.median(durations) * 1e-6
 
 
-def launch_overhead(torch: Any, device: str) -> tuple[float, int]:
-    """Host seconds per kernel of a tiny transformers Llama layer decoding one token (the GPU
-    finishes each tiny kernel long before the next is launched, so the host sets the pace).
-    Returns (seconds per kernel, kernels per step)."""
+def _tiny_llama(torch: Any, device: str) -> tuple[Any, Any]:
+    """A 4-layer Llama (hidden 64) prefilled with 8 tokens, and a function for one decode step."""
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -120,43 +118,54 @@ def launch_overhead(torch: Any, device: str) -> tuple[float, int]:
     cache = transformers.DynamicCache(config=config)
     with torch.inference_mode():
         model(input_ids=ids, past_key_values=cache, use_cache=True)
-        nxt = ids[:, -1:]
+    nxt = ids[:, -1:]
 
-        def step() -> None:
-            out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
-            out.logits[:, -1, :].float().argmax(-1, keepdim=True)
+    @torch.inference_mode()
+    def step() -> None:
+        out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
+        out.logits[:, -1, :].float().argmax(-1, keepdim=True)
 
-        for _ in range(5):
-            step()
-        kernels = 0
+    return model, step
+
+
+def launch_overhead(torch: Any, device: str) -> tuple[float, int]:
+    """Host seconds per decode step of a tiny transformers Llama (the GPU finishes each tiny
+    kernel long before the next is launched, so the host sets the pace), and on a CPU the aten
+    ops per step. Divided by the kernels per step (count_kernels) it is the launch cost."""
+    _, step = _tiny_llama(torch, device)
+    for _ in range(5):
+        step()
+    times = []
+    for _ in range(100):
         if device == "cuda":
-            from torch.autograd import DeviceType
-            from torch.profiler import ProfilerActivity, profile
-
             torch.cuda.synchronize()
-            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                step()
-                torch.cuda.synchronize()
-            kernels = sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA)
-        times = []
-        for _ in range(50):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
+        t0 = time.perf_counter()
+        step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    ops = 0
+    if device == "cpu":
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
             step()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-    seconds = statistics.median(times)
-    if device == "cuda":
-        return seconds / max(kernels, 1), kernels
-    # On a CPU: aten ops per step, counted with the profiler's CPU events.
+        ops = sum(1 for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None) or 1
+    return statistics.median(times), ops
+
+
+def count_kernels(torch: Any) -> int:
+    """GPU kernels one decode step of the tiny Llama launches (torch.profiler trace)."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+    _, step = _tiny_llama(torch, "cuda")
+    step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         step()
-    ops = sum(1 for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None) or 1
-    return seconds / ops, ops
+        torch.cuda.synchronize()
+    return sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA)
 
 
 def cuda_context(torch: Any) -> int:
@@ -192,9 +201,15 @@ def measure(device: str = "cuda") -> dict[str, Any]:
     if device == "cuda":
         result["cuda_context_bytes"] = cuda_context(torch)  # first: before anything is cached
         result["memory_bytes"] = torch.cuda.get_device_properties(0).total_memory
+    # The launch timing runs before anything is traced: once torch.profiler has attached CUPTI,
+    # every later launch in the process is slower.
+    launch_step_s, kernels = launch_overhead(torch, device)
     result["bytes_per_s"] = bandwidth(torch, device)
     result["matmul_flops"] = matmul_rates(torch, device)
     result["kernel_floor_s"] = kernel_floor(torch, device)
-    result["launch_s"], result["launch_kernels_per_step"] = launch_overhead(torch, device)
+    if device == "cuda":
+        kernels = count_kernels(torch)
+    result["launch_s"] = launch_step_s / max(kernels, 1)
+    result["launch_kernels_per_step"] = kernels
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return result
