@@ -105,67 +105,164 @@ def kernel_floor(torch: Any, device: str) -> float:
     return statistics.median(durations) * 1e-6
 
 
-def _tiny_llama(torch: Any, device: str) -> tuple[Any, Any]:
-    """A 4-layer Llama (hidden 64) prefilled with 8 tokens, and a function for one decode step."""
+def _tiny_llama(torch: Any, device: str, layers: int) -> tuple[Any, Any]:
+    """A Llama with hidden size 64 and `layers` layers, and functions for a 64-token prefill
+    and for one decode step on its cache: transformers' real modules, tiny kernels."""
     import transformers
 
     transformers.logging.set_verbosity_error()
-    config = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+    config = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
                                       num_attention_heads=4, num_key_value_heads=2, vocab_size=256)
     with torch.device(device):
         model = transformers.LlamaForCausalLM(config).to(torch.bfloat16 if device == "cuda" else torch.float32).eval()
-    ids = torch.zeros((1, 8), dtype=torch.long, device=device)
+    ids = torch.zeros((1, 64), dtype=torch.long, device=device)
     cache = transformers.DynamicCache(config=config)
     with torch.inference_mode():
         model(input_ids=ids, past_key_values=cache, use_cache=True)
     nxt = ids[:, -1:]
 
     @torch.inference_mode()
+    def prefill() -> None:
+        out = model(input_ids=ids, past_key_values=transformers.DynamicCache(config=config), use_cache=True,
+                    logits_to_keep=1)
+        out.logits[:, -1, :].float().argmax(-1, keepdim=True)
+
+    @torch.inference_mode()
     def step() -> None:
         out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
         out.logits[:, -1, :].float().argmax(-1, keepdim=True)
 
-    return model, step
+    return prefill, step
 
 
-def launch_overhead(torch: Any, device: str) -> tuple[float, int]:
-    """Host seconds per decode step of a tiny transformers Llama (the GPU finishes each tiny
-    kernel long before the next is launched, so the host sets the pace), and on a CPU the aten
-    ops per step. Divided by the kernels per step (count_kernels) it is the launch cost."""
-    _, step = _tiny_llama(torch, device)
+def _host_seconds(torch: Any, fn: Any, device: str, repeats: int = 60) -> float:
     for _ in range(5):
-        step()
+        fn()
     times = []
-    for _ in range(100):
+    for _ in range(repeats):
         if device == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        step()
+        fn()
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    ops = 0
-    if device == "cpu":
-        from torch.profiler import ProfilerActivity, profile
-
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            step()
-        ops = sum(1 for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None) or 1
-    return statistics.median(times), ops
+    return statistics.median(times)
 
 
-def count_kernels(torch: Any) -> int:
-    """GPU kernels one decode step of the tiny Llama launches (torch.profiler trace)."""
+DEPTHS = (2, 8)
+
+
+def host_times(torch: Any, device: str) -> dict[str, dict[int, float]]:
+    """Wall seconds of a prefill and of a decode step of tiny Llamas of two depths: the GPU
+    finishes each tiny kernel long before the next is launched, so the host sets the pace.
+    With the kernel counts (count_kernels) this gives the host cost per kernel (the slope over
+    depth) and per forward (the intercept)."""
+    out: dict[str, dict[int, float]] = {"prefill": {}, "decode": {}}
+    for layers in DEPTHS:
+        prefill, step = _tiny_llama(torch, device, layers)
+        out["prefill"][layers] = _host_seconds(torch, prefill, device)
+        out["decode"][layers] = _host_seconds(torch, step, device)
+    return out
+
+
+def _trace(torch: Any, fn: Any) -> list[float]:
+    """Durations (s) of the GPU kernels fn launches (torch.profiler)."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    _, step = _tiny_llama(torch, "cuda")
-    step()
+    fn()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        step()
+        fn()
         torch.cuda.synchronize()
-    return sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA)
+    return [e.time_range.elapsed_us() * 1e-6 for e in prof.events() if e.device_type == DeviceType.CUDA]
+
+
+def kernel_traces(torch: Any) -> dict[str, Any]:
+    """Kernels per prefill and per decode step of the tiny Llamas, and their median duration:
+    the typical small kernel of the reference stack (norm pieces, RoPE, adds, cache cat)."""
+    result: dict[str, Any] = {"prefill_kernels": {}, "decode_kernels": {}}
+    durations: list[float] = []
+    for layers in DEPTHS:
+        prefill, step = _tiny_llama(torch, "cuda", layers)
+        result["prefill_kernels"][layers] = len(_trace(torch, prefill))
+        decode = _trace(torch, step)
+        result["decode_kernels"][layers] = len(decode)
+        durations += decode
+    result["small_kernel_s"] = statistics.median(durations)
+    return result
+
+
+def gemv_bandwidth(torch: Any) -> float:
+    """Bytes/s a bf16 matrix-vector product streams (8192 x 8192 weight, one row): the access
+    pattern of every projection in a batch-1 decode step."""
+    w = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    x = torch.randn(1, 8192, device="cuda", dtype=torch.bfloat16)
+    seconds = _median_seconds(torch, lambda: x @ w.t(), "cuda", 20)
+    return w.numel() * 2 / seconds
+
+
+def bitsandbytes_figures(torch: Any) -> dict[str, Any]:
+    """bitsandbytes' int8 GEMM rate (the cuBLASLt kernel LLM.int8 runs) and the kernels one
+    Linear8bitLt / Linear4bit forward launches for 1 and 16 rows. {} without bitsandbytes."""
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return {}
+    n = 8192
+    a = torch.randint(-128, 127, (n, n), device="cuda", dtype=torch.int8)
+    b = torch.randint(-128, 127, (n, n), device="cuda", dtype=torch.int8)
+    out: dict[str, Any] = {"version": bnb.__version__}
+    out["int8_flops"] = 2.0 * n**3 / _median_seconds(
+        torch, lambda: torch.ops.bitsandbytes.int8_linear_matmul(a, b), "cuda", 10)
+    del a, b
+    for kind in ("int8", "nf4"):
+        lin = torch.nn.Linear(4096, 4096, bias=False, dtype=torch.float16)
+        if kind == "int8":
+            q = bnb.nn.Linear8bitLt(4096, 4096, bias=False, has_fp16_weights=False, threshold=6.0)
+            q.weight = bnb.nn.Int8Params(lin.weight.data, requires_grad=False, has_fp16_weights=False)
+        else:
+            q = bnb.nn.Linear4bit(4096, 4096, bias=False, compute_dtype=torch.bfloat16, compress_statistics=False,
+                                  quant_type="nf4")
+            q.weight = bnb.nn.Params4bit(lin.weight.data, requires_grad=False, quant_type="nf4", blocksize=64,
+                                         compress_statistics=False, module=q)
+        q = q.to("cuda")
+        dtype = torch.float16 if kind == "int8" else torch.bfloat16
+        for rows in (1, 16):
+            x = torch.randn(rows, 4096, device="cuda", dtype=dtype)
+            with torch.inference_mode():
+                out[f"{kind}_linear_kernels_{rows}"] = len(_trace(torch, lambda: q(x)))
+    return out
+
+
+def cpu_op_counts(torch: Any) -> tuple[dict[int, int], dict[int, int]]:
+    """On a CPU, the aten ops a prefill and a decode step dispatch (top-level profiler events)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    counts: tuple[dict[int, int], dict[int, int]] = ({}, {})
+    for layers in DEPTHS:
+        for fn, into in zip(_tiny_llama(torch, "cpu", layers), counts):
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                fn()
+            into[layers] = sum(1 for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None)
+    return counts
+
+
+def host_costs(m: dict[str, Any]) -> dict[str, float]:
+    """Host seconds per kernel (slope over depth; prefill and decode together) and per forward
+    (each phase's intercept), from the tiny Llamas' timings and kernel counts."""
+    lo, hi = DEPTHS
+    slopes, out = [], {}
+    for phase in ("prefill", "decode"):
+        t, k = m["host_seconds"][phase], m[f"{phase}_kernels"]
+        slopes.append((t[hi] - t[lo]) / max(k[hi] - k[lo], 1))
+    launch = max(statistics.mean(slopes), 0.0)
+    out["launch_s"] = launch
+    for phase in ("prefill", "decode"):
+        t, k = m["host_seconds"][phase], m[f"{phase}_kernels"]
+        out[f"{phase}_forward_s"] = max(t[lo] - launch * k[lo], 0.0)
+    return out
 
 
 def cuda_context(torch: Any) -> int:
@@ -201,15 +298,24 @@ def measure(device: str = "cuda") -> dict[str, Any]:
     if device == "cuda":
         result["cuda_context_bytes"] = cuda_context(torch)  # first: before anything is cached
         result["memory_bytes"] = torch.cuda.get_device_properties(0).total_memory
-    # The launch timing runs before anything is traced: once torch.profiler has attached CUPTI,
+    # Host timings run before anything is traced: once torch.profiler has attached CUPTI,
     # every later launch in the process is slower.
-    launch_step_s, kernels = launch_overhead(torch, device)
+    result["host_seconds"] = host_times(torch, device)
     result["bytes_per_s"] = bandwidth(torch, device)
     result["matmul_flops"] = matmul_rates(torch, device)
-    result["kernel_floor_s"] = kernel_floor(torch, device)
     if device == "cuda":
-        kernels = count_kernels(torch)
-    result["launch_s"] = launch_step_s / max(kernels, 1)
-    result["launch_kernels_per_step"] = kernels
+        result["gemv_bytes_per_s"] = gemv_bandwidth(torch)
+        result["kernel_floor_s"] = kernel_floor(torch, device)
+        result.update(kernel_traces(torch))
+        try:
+            result["bitsandbytes"] = bitsandbytes_figures(torch)
+        except Exception as exc:  # noqa: BLE001 - optional figures; the rest still stands
+            result["bitsandbytes"] = {"error": repr(exc)}
+    else:
+        result["gemv_bytes_per_s"] = result["bytes_per_s"]
+        result["kernel_floor_s"] = 0.0
+        result["small_kernel_s"] = 0.0
+        result["prefill_kernels"], result["decode_kernels"] = cpu_op_counts(torch)
+    result.update(host_costs(result))
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return result
