@@ -42,21 +42,25 @@ def allocator_reserve_bytes(peak_allocated: int) -> int:
 # Achieved fractions of the datasheet peaks and per-kernel costs, measured on the H100 with
 # `llmcalc calibrate` (benchmarks/results/h100-calibration.json). GPUs that have not been
 # calibrated use these fractions; CPUs use CPU_* below.
-# benchmarks/results/h100-calibration.json: a 1 GiB device-to-device copy moved 2.983 TB/s
-# (reads + writes) of the datasheet's 3.35; 8192^3 products ran at fp32 51.1, tf32 400.3,
-# fp16 744.6, bf16 774.0, fp8 1370.0 TFLOP/s (of 67, 494.5, 989.5, 989.5, 1979). int8 is
-# bitsandbytes' cuBLASLt int8 GEMM (the kernel LLM.int8 runs), not torch._int_mm, which reached
-# only 125 TOPS.
-BANDWIDTH_EFFICIENCY = 2.983 / 3.35
+# benchmarks/results/h100-calibration.json (`llmcalc calibrate`): a 1 GiB device-to-device copy
+# moved 2.971 TB/s (reads + writes) of the datasheet's 3.35; a bf16 8192 x 8192 matrix-vector
+# product streamed its weight at 1.978 TB/s (the access of every projection in a small-batch
+# decode step); 8192^3 products ran at fp32 51.5, tf32 407.2, fp16 751.0, bf16 779.6, fp8 1419.4
+# TFLOP/s (of 67, 494.5, 989.5, 989.5, 1979), and bitsandbytes' int8 GEMM (cuBLASLt, the kernel
+# LLM.int8 runs) at 889.0 TOPS of 1979.
+BANDWIDTH_EFFICIENCY = 2.971 / 3.35
+GEMV_EFFICIENCY = 1.978 / 3.35
 MATMUL_EFFICIENCY: dict[str, float] = {
-    "fp32": 51.1 / 67, "tf32": 400.3 / 494.5, "fp16": 744.6 / 989.5, "bf16": 774.0 / 989.5, "fp8": 1370.0 / 1979,
-    "int8": 124.9 / 1979,
+    "fp32": 51.5 / 67, "tf32": 407.2 / 494.5, "fp16": 751.0 / 989.5, "bf16": 779.6 / 989.5, "fp8": 1419.4 / 1979,
+    "int8": 889.0 / 1979,
 }
-# Median GPU duration of a 1-element add in a torch.profiler trace: 1.15 us.
-KERNEL_FLOOR_S = 1.153e-6
-# Host time per kernel launched from transformers' modules (eager PyTorch) and per forward:
-LAUNCH_S = 39e-6
-FORWARD_S = 0.0
+# Median GPU duration of the kernels of a tiny Llama's decode step (hidden 64: every kernel is
+# as small as a kernel gets, in the stack's real mix of norms, RoPE, adds and cache copies).
+KERNEL_FLOOR_S = 1.28e-6
+# Host time: prefill of tiny Llamas (hidden 64) with 2 and 8 layers took 2.561 and 7.594 ms for
+# 106 and 352 kernels: 20.5 us per kernel launched from transformers' modules, 0.39 ms per forward.
+LAUNCH_S = (7.594e-3 - 2.561e-3) / (352 - 106)
+FORWARD_S = 2.561e-3 - 106 * LAUNCH_S
 THROUGHPUT_SOURCE = "measured on H100 80GB HBM3, driver 580.159.04, CUDA 13.0, torch 2.11.0 (llmcalc calibrate)"
 
 

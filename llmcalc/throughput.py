@@ -11,7 +11,8 @@ The last term is the smallest kernel's GPU time: a decode step of an eager trans
 launches ~40 kernels per layer, most of them elementwise ops on a few KiB, and at batch 1 those
 cost as much GPU time as reading the weights. The sum is the step's GPU kernel time (what a
 profiler's kernel trace adds up). The wall clock is longer when the host cannot launch kernels
-as fast as the GPU retires them: host_s = kernels x launch_s, wall = max(kernel time, host_s)
+as fast as the GPU retires them: host_s = forward_s + kernels x launch_s, wall = max(kernel
+time, host_s)
 (on a CPU the two add up).
 
 The reference workload is the profiler's (docs/throughput.md): transformers with SDPA, a
@@ -48,11 +49,13 @@ ACT_KERNELS = {"silu": 1, "gelu": 1, "gelu_pytorch_tanh": 1, "gelu_new": 8}
 class Efficiency:
     """Achieved fractions of the datasheet peaks, and the two per-kernel costs."""
 
-    bandwidth: float  # achieved / peak HBM bandwidth, large device-to-device copy
+    bandwidth: float  # achieved / peak bandwidth, large device-to-device copy
     matmul: dict[str, float]  # achieved / peak dense rate per dtype, large square GEMM
-    kernel_floor_s: float  # GPU time of the smallest kernel (profiler trace median)
+    kernel_floor_s: float  # GPU time of a small kernel (profiler trace median)
     launch_s: float  # host time per kernel launched from eager PyTorch modules
     source: str
+    gemv: float = 0.0  # achieved / peak bandwidth of a matrix-vector product (0: as `bandwidth`)
+    forward_s: float = 0.0  # host time per forward beyond its kernels' launches
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Op:
     bytes: float
     kernels: int
     rate: str = ""  # dtype whose matrix rate applies; "" for elementwise work
+    streams_weights: bool = False  # a projection: its bytes stream at matrix-vector bandwidth
 
 
 @dataclass(frozen=True)
@@ -111,25 +115,27 @@ def _rate(hw: GpuSpec, dtype: str) -> float:
 
 
 def _linear_ops(name: str, rows: int, out_f: int, in_f: int, w: Workload, a: int) -> list[Op]:
-    """A linear layer on `rows` input rows: weight (out_f x in_f) in the stored format."""
+    """A linear layer on `rows` input rows: weight (out_f x in_f) in the stored format. Kernel
+    counts per quantized linear were traced on the H100 (benchmarks/results/h100-calibration.json):
+    Linear8bitLt 7 kernels for one row, 8 for more; Linear4bit 1 and 3."""
     flops = 2.0 * rows * out_f * in_f
     act_io = rows * (in_f + out_f) * a
     store = PRECISIONS[w.dtype]
     wbytes = store.matrix_bytes(out_f, in_f) if not store.is_float else out_f * in_f * store.bytes_per_element
     if w.dtype == "int8":
-        # bitsandbytes LLM.int8: quantize the input rows (absmax + int8 copy), int8 GEMM into an
-        # int32 accumulator, dequantize to 16-bit with the row and column scales.
-        quant = Op(name + ".quant", 0, rows * in_f * (a + 1) * 2, 2)
-        gemm = Op(name, flops, wbytes + rows * in_f + 4 * rows * out_f, 1, "int8")
+        # bitsandbytes LLM.int8: quantize the input rows (absmax, int8 copy, outlier columns), an
+        # int8 GEMM into an int32 accumulator, dequantize to 16-bit with the row and column scales.
+        quant = Op(name + ".quant", 0, rows * in_f * (a + 1) * 2, 5 if rows == 1 else 6)
+        gemm = Op(name, flops, wbytes + rows * in_f + 4 * rows * out_f, 1, "int8", True)
         dequant = Op(name + ".dequant", 0, rows * out_f * (4 + a), 1)
         return [quant, gemm, dequant]
     if w.dtype == "nf4":
         if rows == 1:  # bitsandbytes gemv_4bit reads the packed weight directly
-            return [Op(name, flops, wbytes + act_io, 1, "")]
+            return [Op(name, flops, wbytes + act_io, 1, "", True)]
         # more rows: dequantize the whole weight to 16-bit, then a 16-bit GEMM over it
-        dequant = Op(name + ".dequant", 0, wbytes + out_f * in_f * a, 1)
-        return [dequant, Op(name, flops, out_f * in_f * a + act_io, 1, w.compute_dtype)]
-    return [Op(name, flops, wbytes + act_io, 1, "fp8" if w.dtype == "fp8" else w.compute_dtype)]
+        dequant = Op(name + ".dequant", 0, wbytes + out_f * in_f * a, 2)
+        return [dequant, Op(name, flops, out_f * in_f * a + act_io, 1, w.compute_dtype, True)]
+    return [Op(name, flops, wbytes + act_io, 1, "fp8" if w.dtype == "fp8" else w.compute_dtype, True)]
 
 
 def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, context: int, head_rows: int) -> list[Op]:
@@ -208,23 +214,26 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
     ops.append(Op("embedding", 0, rows * h * a * 2, 1))
     ops.append(norm("final_norm", rows))
     ops.append(Op("lm_head", 2.0 * head_rows * v * h, v * h * head_store.bytes_per_element + head_rows * (h + v) * a,
-                  1, w.compute_dtype))
+                  1, w.compute_dtype, True))
     # logits .float() and argmax over the vocabulary
     ops.append(Op("sampling", 0, head_rows * v * (a + 4 + 4), HEAD_KERNELS))
     return ops
 
 
 def _scaled(op: Op, times: float) -> Op:
-    return Op(op.name, op.flops * times, op.bytes * times, ceil(op.kernels * times), op.rate)
+    return Op(op.name, op.flops * times, op.bytes * times, ceil(op.kernels * times), op.rate, op.streams_weights)
 
 
 def step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
     compute = memory = floor = flops = moved = 0.0
     kernels = 0
     bw = hw.bytes_per_s * eff.bandwidth
+    bw_gemv = hw.bytes_per_s * (eff.gemv or eff.bandwidth)
     for op in ops:
-        t_compute = op.flops / (_rate(hw, op.rate or "fp32") * eff.matmul.get(op.rate, eff.matmul.get("bf16", 0.7))) if op.flops and op.rate else 0.0
-        t_memory = op.bytes / bw
+        t_compute = 0.0
+        if op.flops and op.rate:
+            t_compute = op.flops / (_rate(hw, op.rate) * eff.matmul.get(op.rate, eff.matmul.get("bf16", 0.5)))
+        t_memory = op.bytes / (bw_gemv if op.streams_weights else bw)
         t_floor = op.kernels * eff.kernel_floor_s
         t = max(t_compute, t_memory, t_floor)
         if t == t_compute:
@@ -237,7 +246,7 @@ def step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
         moved += op.bytes
         kernels += op.kernels
     kernel_s = compute + memory + floor
-    host_s = kernels * eff.launch_s
+    host_s = eff.forward_s + kernels * eff.launch_s
     # A GPU overlaps the host's launches with the kernels of earlier ones; a CPU runs the
     # dispatch and the op on the same cores, one after the other.
     wall_s = kernel_s + host_s if hw.kind == "cpu" else max(kernel_s, host_s)
@@ -318,9 +327,15 @@ def efficiency_for(gpu: GpuSpec) -> Efficiency:
     if entry is not None:
         default = CPU_DEFAULT if gpu.kind == "cpu" else default_efficiency()
         matmul = dict(default.matmul)
-        matmul.update({d: float(r) / gpu.peak_flops[d] for d, r in entry["matmul_flops"].items() if d in gpu.peak_flops})
+        rates = dict(entry["matmul_flops"])
+        if entry.get("bitsandbytes", {}).get("int8_flops"):  # LLM.int8 runs bitsandbytes' own GEMM
+            rates["int8"] = entry["bitsandbytes"]["int8_flops"]
+        matmul.update({d: float(r) / gpu.peak_flops[d] for d, r in rates.items() if d in gpu.peak_flops})
         return Efficiency(bandwidth=float(entry["bytes_per_s"]) / gpu.bytes_per_s, matmul=matmul,
-                          kernel_floor_s=float(entry["kernel_floor_s"]), launch_s=float(entry["launch_s"]),
+                          kernel_floor_s=float(entry.get("small_kernel_s") or entry["kernel_floor_s"]),
+                          launch_s=float(entry["launch_s"]),
+                          gemv=float(entry.get("gemv_bytes_per_s", entry["bytes_per_s"])) / gpu.bytes_per_s,
+                          forward_s=float(entry.get("forward_s", 0.0)),
                           source=f"calibrated on this machine at {entry.get('measured_at', '?')} ({cal.calibration_file()})")
     return CPU_DEFAULT if gpu.kind == "cpu" else default_efficiency()
 
@@ -329,7 +344,8 @@ def default_efficiency() -> Efficiency:
     from llmcalc import calibration as cal
 
     return Efficiency(bandwidth=cal.BANDWIDTH_EFFICIENCY, matmul=dict(cal.MATMUL_EFFICIENCY),
-                      kernel_floor_s=cal.KERNEL_FLOOR_S, launch_s=cal.LAUNCH_S, source=cal.THROUGHPUT_SOURCE)
+                      kernel_floor_s=cal.KERNEL_FLOOR_S, launch_s=cal.LAUNCH_S, source=cal.THROUGHPUT_SOURCE,
+                      gemv=cal.GEMV_EFFICIENCY, forward_s=cal.FORWARD_S)
 
 
 def calibrated_context(gpu: GpuSpec) -> tuple[int, str] | None:
