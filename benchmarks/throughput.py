@@ -191,9 +191,9 @@ def report(results: Path, doc: Path) -> None:
             continue
         card = load_card(r["model"])
         w = Workload(dtype=r["dtype"], batch=r["batch"], seq=r["seq"], gen=r["gen"])
-        pre = step_time(forward_ops(card, w, w.batch * w.seq, w.seq, w.seq, w.batch), gpu, eff)
+        pre = step_time(forward_ops(card, w, w.batch * w.seq, w.seq, w.seq, w.batch, eff), gpu, eff)
         ctx = r.get("decode_context", w.seq + w.gen // 2)
-        dec = step_time(forward_ops(card, w, w.batch, 1, ctx, w.batch), gpu, eff)
+        dec = step_time(forward_ops(card, w, w.batch, 1, ctx, w.batch, eff), gpu, eff)
 
         def pct(pred: float, meas: float | None) -> str:
             return f"{100 * (pred - meas) / meas:+.0f}%" if meas else "-"

@@ -43,24 +43,50 @@ def allocator_reserve_bytes(peak_allocated: int) -> int:
 # `llmcalc calibrate` (benchmarks/results/h100-calibration.json). GPUs that have not been
 # calibrated use these fractions; CPUs use CPU_* below.
 # benchmarks/results/h100-calibration.json (`llmcalc calibrate`): a 1 GiB device-to-device copy
-# moved 2.971 TB/s (reads + writes) of the datasheet's 3.35; a bf16 8192 x 8192 matrix-vector
-# product streamed its weight at 1.978 TB/s (the access of every projection in a small-batch
-# decode step); 8192^3 products ran at fp32 51.5, tf32 407.2, fp16 751.0, bf16 779.6, fp8 1419.4
-# TFLOP/s (of 67, 494.5, 989.5, 989.5, 1979), and bitsandbytes' int8 GEMM (cuBLASLt, the kernel
-# LLM.int8 runs) at 889.0 TOPS of 1979.
-BANDWIDTH_EFFICIENCY = 2.971 / 3.35
-GEMV_EFFICIENCY = 1.978 / 3.35
+# moved 2.919 TB/s (reads + writes) of the datasheet's 3.35. 8192^3 products ran at fp32 51.3,
+# tf32 404.7, fp16 752.3, bf16 754.8, fp8 1299.6 TFLOP/s (of 67, 494.5, 989.5, 989.5, 1979) and
+# bitsandbytes' int8 GEMM (cuBLASLt, the kernel LLM.int8 runs; torch._int_mm reached only 127
+# TOPS) at 944.8 TOPS of 1979. At a prefill's shapes (4096 tokens x 4096 -> 4096, 4096 -> 11008,
+# 11008 -> 4096) bf16 reached 567.7, 625.9 and 668.7: mean 620.8, 0.822 of the cube's rate. The
+# efficiencies below are the cube's times that factor, for every dtype (only bf16 was measured at
+# those shapes).
+SHAPE_FACTOR = 620.8 / 754.8
+BANDWIDTH_EFFICIENCY = 2.919 / 3.35
 MATMUL_EFFICIENCY: dict[str, float] = {
-    "fp32": 51.5 / 67, "tf32": 407.2 / 494.5, "fp16": 751.0 / 989.5, "bf16": 779.6 / 989.5, "fp8": 1419.4 / 1979,
-    "int8": 889.0 / 1979,
+    dtype: rate * SHAPE_FACTOR
+    for dtype, rate in {"fp32": 51.3 / 67, "tf32": 404.7 / 494.5, "fp16": 752.3 / 989.5, "bf16": 754.8 / 989.5,
+                        "fp8": 1299.6 / 1979, "int8": 944.8 / 1979}.items()
 }
+# A projection in a small-batch decode streams its weight once, larger than the 50 MB L2: three
+# such measurements, 1.571 and 1.978 TB/s (bf16 8192 x 8192 weight times one vector, two runs) and
+# 2.644 TB/s (nn.Linear 4096 -> 11008, one row); their median is 1.978 TB/s. (Smaller layers
+# measured alone stay in L2 and read faster than a model ever does.)
+GEMV_EFFICIENCY = 1.978 / 3.35
 # Median GPU duration of the kernels of a tiny Llama's decode step (hidden 64: every kernel is
 # as small as a kernel gets, in the stack's real mix of norms, RoPE, adds and cache copies).
-KERNEL_FLOOR_S = 1.28e-6
-# Host time: prefill of tiny Llamas (hidden 64) with 2 and 8 layers took 2.561 and 7.594 ms for
-# 106 and 352 kernels: 20.5 us per kernel launched from transformers' modules, 0.39 ms per forward.
-LAUNCH_S = (7.594e-3 - 2.561e-3) / (352 - 106)
-FORWARD_S = 2.561e-3 - 106 * LAUNCH_S
+KERNEL_FLOOR_S = 1.248e-6
+# Host time: prefill of tiny Llamas (hidden 64) with 2 and 8 layers took 2.717 and 6.085 ms for
+# 106 and 352 kernels: 13.7 us per kernel launched from transformers' modules, 1.27 ms per forward.
+LAUNCH_S = (6.085e-3 - 2.717e-3) / (352 - 106)
+FORWARD_S = 2.717e-3 - 106 * LAUNCH_S
+# bitsandbytes' Python path per linear call beyond its launches (wall per call, back to back, of
+# a 4096 -> 4096 layer, minus kernels x LAUNCH_S): Linear8bitLt 389 us (1 row) and 345 us (16
+# rows); Linear4bit 58 us (one row: gemv_4bit) and 116 us (16 rows: dequantize + matmul).
+QUANT_CALL_S: dict[tuple[str, bool], float] = {
+    ("int8", False): 389e-6, ("int8", True): 345e-6, ("nf4", False): 58e-6, ("nf4", True): 116e-6,
+}
+# bitsandbytes linear layers timed alone (kernel time from a trace) at two weight sizes, 4096 x
+# 4096 and 11008 x 4096: GPU seconds = fixed + stored weight bytes / rate. The fits, by (dtype,
+# more than one row): Linear8bitLt 1 row 15.0 us + bytes / 2.972 TB/s, 16 rows 20.7 us + bytes /
+# 2.084 TB/s; Linear4bit 1 row (gemv_4bit) 2.4 us + bytes / 1.176 TB/s, 16 rows (dequantize, then
+# a 16-bit matmul) 10.5 us + bytes / 0.434 TB/s. Both sizes fit in the 50 MB L2, so the rates are
+# upper bounds of what a whole model (whose weights never stay in L2) streams.
+# Stored as (fixed seconds, rate / the H100's 3.35 TB/s peak), so other GPUs scale the rate.
+QUANT_LINEAR: dict[tuple[str, bool], tuple[float, float]] = {
+    ("int8", False): (15.0e-6, 2.972 / 3.35), ("int8", True): (20.7e-6, 2.084 / 3.35),
+    ("nf4", False): (2.4e-6, 1.176 / 3.35), ("nf4", True): (10.5e-6, 0.434 / 3.35),
+}
+QUANT_LINEAR_MAX_ROWS = 256  # beyond this the matmul is compute-bound: modelled by its FLOPs
 THROUGHPUT_SOURCE = "measured on H100 80GB HBM3, driver 580.159.04, CUDA 13.0, torch 2.11.0 (llmcalc calibrate)"
 
 

@@ -23,7 +23,7 @@ or `llmcalc calibrate` on your GPU).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import ceil
 
 from llmcalc.cards import ModelCard
@@ -56,6 +56,11 @@ class Efficiency:
     source: str
     gemv: float = 0.0  # achieved / peak bandwidth of a matrix-vector product (0: as `bandwidth`)
     forward_s: float = 0.0  # host time per forward beyond its kernels' launches
+    # host time of one quantized linear call beyond its launches, by (dtype, more than one row)
+    quant_call_s: dict[tuple[str, bool], float] = field(default_factory=dict)
+    # GPU time of a small-batch quantized linear: (fixed seconds, weight bytes/s as a fraction of peak)
+    quant_linear: dict[tuple[str, bool], tuple[float, float]] = field(default_factory=dict)
+    quant_linear_max_rows: int = 256
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,9 @@ class Op:
     kernels: int
     rate: str = ""  # dtype whose matrix rate applies; "" for elementwise work
     streams_weights: bool = False  # a projection: its bytes stream at matrix-vector bandwidth
+    calls: tuple[str, bool] | None = None  # a quantized linear call: (dtype, more than one row)
+    count: float = 1.0  # how many such calls (layers x experts)
+    quant: tuple[str, bool] | None = None  # timed by Efficiency.quant_linear (bytes = weight bytes)
 
 
 @dataclass(frozen=True)
@@ -114,7 +122,7 @@ def _rate(hw: GpuSpec, dtype: str) -> float:
     return hw.peak_flops.get("fp32", min(hw.peak_flops.values()))
 
 
-def _linear_ops(name: str, rows: int, out_f: int, in_f: int, w: Workload, a: int) -> list[Op]:
+def _linear_ops(name: str, rows: int, out_f: int, in_f: int, w: Workload, a: int, eff: Efficiency) -> list[Op]:
     """A linear layer on `rows` input rows: weight (out_f x in_f) in the stored format. Kernel
     counts per quantized linear were traced on the H100 (benchmarks/results/h100-calibration.json):
     Linear8bitLt 7 kernels for one row, 8 for more; Linear4bit 1 and 3."""
@@ -122,23 +130,29 @@ def _linear_ops(name: str, rows: int, out_f: int, in_f: int, w: Workload, a: int
     act_io = rows * (in_f + out_f) * a
     store = PRECISIONS[w.dtype]
     wbytes = store.matrix_bytes(out_f, in_f) if not store.is_float else out_f * in_f * store.bytes_per_element
+    key = (w.dtype, rows > 1)
+    if key in eff.quant_linear and rows <= eff.quant_linear_max_rows:
+        # bitsandbytes at small batch: the layer's measured time, fixed + weight bytes / rate
+        kernels = {("int8", False): 7, ("int8", True): 8, ("nf4", False): 1, ("nf4", True): 3}[key]
+        return [Op(name, flops, wbytes, kernels, calls=key, quant=key)]
     if w.dtype == "int8":
         # bitsandbytes LLM.int8: quantize the input rows (absmax, int8 copy, outlier columns), an
         # int8 GEMM into an int32 accumulator, dequantize to 16-bit with the row and column scales.
         quant = Op(name + ".quant", 0, rows * in_f * (a + 1) * 2, 5 if rows == 1 else 6)
         gemm = Op(name, flops, wbytes + rows * in_f + 4 * rows * out_f, 1, "int8", True)
-        dequant = Op(name + ".dequant", 0, rows * out_f * (4 + a), 1)
+        dequant = Op(name + ".dequant", 0, rows * out_f * (4 + a), 1, calls=("int8", rows > 1))
         return [quant, gemm, dequant]
     if w.dtype == "nf4":
         if rows == 1:  # bitsandbytes gemv_4bit reads the packed weight directly
-            return [Op(name, flops, wbytes + act_io, 1, "", True)]
+            return [Op(name, flops, wbytes + act_io, 1, "", True, ("nf4", False))]
         # more rows: dequantize the whole weight to 16-bit, then a 16-bit GEMM over it
-        dequant = Op(name + ".dequant", 0, wbytes + out_f * in_f * a, 2)
+        dequant = Op(name + ".dequant", 0, wbytes + out_f * in_f * a, 2, calls=("nf4", True))
         return [dequant, Op(name, flops, out_f * in_f * a + act_io, 1, w.compute_dtype, True)]
     return [Op(name, flops, wbytes + act_io, 1, "fp8" if w.dtype == "fp8" else w.compute_dtype, True)]
 
 
-def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, context: int, head_rows: int) -> list[Op]:
+def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, context: int, head_rows: int,
+                eff: Efficiency) -> list[Op]:
     """Kernels of one forward: `rows` = sequences x new tokens each; attention over `context`
     keys (for a prompt: causal, so on average half); logits for `head_rows` rows."""
     a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
@@ -156,11 +170,11 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
 
     layer: list[Op] = [norm("norm", rows)]
     if card.fused_qkv:
-        layer += _linear_ops("qkv_proj", rows, q + 2 * kv, h, w, a)
+        layer += _linear_ops("qkv_proj", rows, q + 2 * kv, h, w, a, eff)
     else:
-        layer += _linear_ops("q_proj", rows, q, h, w, a)
-        layer += _linear_ops("k_proj", rows, kv, h, w, a)
-        layer += _linear_ops("v_proj", rows, kv, h, w, a)
+        layer += _linear_ops("q_proj", rows, q, h, w, a, eff)
+        layer += _linear_ops("k_proj", rows, kv, h, w, a, eff)
+        layer += _linear_ops("v_proj", rows, kv, h, w, a, eff)
     if card.position_embedding == "rope":
         # five elementwise passes, each reading (one or two inputs) and writing the tensor
         layer.append(Op("rope", 0, 12 * rows * (q + kv) * a, 2 * ROPE_KERNELS_PER_TENSOR))
@@ -182,7 +196,7 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
     else:
         layer.append(Op("attention", attn_flops, kv_read + 2 * rows * q * a, 1, w.compute_dtype))
     layer.append(Op("attn_out_copy", 0, 2 * rows * q * a, 1))
-    layer += _linear_ops("o_proj", rows, h, q, w, a)
+    layer += _linear_ops("o_proj", rows, h, q, w, a, eff)
     layer.append(Op("residual", 0, 3 * rows * h * s, 1))
     if card.norms_per_layer > 1:
         layer.append(norm("norm", rows))
@@ -191,18 +205,18 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
         e, k = card.num_experts or 1, card.experts_per_token or 1
         # distinct experts a batch of `rows` tokens routes to, in expectation (uniform router)
         experts_active = e * (1 - (1 - k / e) ** rows)
-        layer += _linear_ops("router", rows, e, h, w, a)
+        layer += _linear_ops("router", rows, e, h, w, a, eff)
     tokens_per_expert = max(ceil(rows * (card.experts_per_token or 1) / experts_active), 1) if card.is_moe else rows
     mlp: list[Op] = []
     if card.mlp == "gated":
-        mlp += _linear_ops("gate_proj", tokens_per_expert, i, h, w, a)
-        mlp += _linear_ops("up_proj", tokens_per_expert, i, h, w, a)
+        mlp += _linear_ops("gate_proj", tokens_per_expert, i, h, w, a, eff)
+        mlp += _linear_ops("up_proj", tokens_per_expert, i, h, w, a, eff)
         mlp.append(Op("act_mul", 0, tokens_per_expert * i * a * 5, ACT_KERNELS[card.activation] + 1))
     else:
-        mlp += _linear_ops("fc_in", tokens_per_expert, i, h, w, a)
+        mlp += _linear_ops("fc_in", tokens_per_expert, i, h, w, a, eff)
         mlp.append(Op("act", 0, tokens_per_expert * i * a * 2 * ACT_KERNELS[card.activation],
                       ACT_KERNELS[card.activation]))
-    mlp += _linear_ops("down_proj", tokens_per_expert, h, i, w, a)
+    mlp += _linear_ops("down_proj", tokens_per_expert, h, i, w, a, eff)
     layer += [_scaled(op, experts_active) for op in mlp]
     layer.append(Op("residual", 0, 3 * rows * h * s, 1))
 
@@ -221,12 +235,14 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
 
 
 def _scaled(op: Op, times: float) -> Op:
-    return Op(op.name, op.flops * times, op.bytes * times, ceil(op.kernels * times), op.rate, op.streams_weights)
+    return Op(op.name, op.flops * times, op.bytes * times, ceil(op.kernels * times), op.rate, op.streams_weights,
+              op.calls, op.count * times, op.quant)
 
 
 def step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
     compute = memory = floor = flops = moved = 0.0
     kernels = 0
+    host_calls = 0.0
     bw = hw.bytes_per_s * eff.bandwidth
     bw_gemv = hw.bytes_per_s * (eff.gemv or eff.bandwidth)
     for op in ops:
@@ -234,6 +250,9 @@ def step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
         if op.flops and op.rate:
             t_compute = op.flops / (_rate(hw, op.rate) * eff.matmul.get(op.rate, eff.matmul.get("bf16", 0.5)))
         t_memory = op.bytes / (bw_gemv if op.streams_weights else bw)
+        if op.quant:
+            fixed, rate = eff.quant_linear[op.quant]
+            t_memory = op.count * fixed + op.bytes / (rate * hw.bytes_per_s)
         t_floor = op.kernels * eff.kernel_floor_s
         t = max(t_compute, t_memory, t_floor)
         if t == t_compute:
@@ -245,8 +264,10 @@ def step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
         flops += op.flops
         moved += op.bytes
         kernels += op.kernels
+        if op.calls:
+            host_calls += op.count * eff.quant_call_s.get(op.calls, 0.0)
     kernel_s = compute + memory + floor
-    host_s = eff.forward_s + kernels * eff.launch_s
+    host_s = eff.forward_s + kernels * eff.launch_s + host_calls
     # A GPU overlaps the host's launches with the kernels of earlier ones; a CPU runs the
     # dispatch and the op on the same cores, one after the other.
     wall_s = kernel_s + host_s if hw.kind == "cpu" else max(kernel_s, host_s)
@@ -300,10 +321,10 @@ class Throughput:
 def throughput(card: ModelCard, w: Workload, hw: GpuSpec, eff: Efficiency) -> Throughput:
     """Prefill over the prompt, then one decode step halfway through the generation."""
     seqs = w.batch * w.beams
-    prefill = step_time(forward_ops(card, w, seqs * w.seq, w.seq, w.seq, seqs), hw, eff)
+    prefill = step_time(forward_ops(card, w, seqs * w.seq, w.seq, w.seq, seqs, eff), hw, eff)
     # the middle decode step: its cache holds the prompt and half the generated tokens
     context = w.seq + max(w.gen, 1) // 2
-    decode = step_time(forward_ops(card, w, seqs, 1, context, seqs), hw, eff)
+    decode = step_time(forward_ops(card, w, seqs, 1, context, seqs, eff), hw, eff)
     rate = _rate(hw, matmul_rate_dtype(w, hw))
     return Throughput(hardware=hw.id, prefill=prefill, decode=decode, decode_context=context, seqs=seqs,
                       peak_bytes_per_s=hw.bytes_per_s, peak_flops=rate, efficiency_source=eff.source)
@@ -335,7 +356,8 @@ def efficiency_for(gpu: GpuSpec) -> Efficiency:
                           kernel_floor_s=float(entry.get("small_kernel_s") or entry["kernel_floor_s"]),
                           launch_s=float(entry["launch_s"]),
                           gemv=float(entry.get("gemv_bytes_per_s", entry["bytes_per_s"])) / gpu.bytes_per_s,
-                          forward_s=float(entry.get("forward_s", 0.0)),
+                          forward_s=float(entry.get("forward_s", 0.0)), quant_call_s=default.quant_call_s,
+                          quant_linear=default.quant_linear, quant_linear_max_rows=default.quant_linear_max_rows,
                           source=f"calibrated on this machine at {entry.get('measured_at', '?')} ({cal.calibration_file()})")
     return CPU_DEFAULT if gpu.kind == "cpu" else default_efficiency()
 
@@ -345,7 +367,8 @@ def default_efficiency() -> Efficiency:
 
     return Efficiency(bandwidth=cal.BANDWIDTH_EFFICIENCY, matmul=dict(cal.MATMUL_EFFICIENCY),
                       kernel_floor_s=cal.KERNEL_FLOOR_S, launch_s=cal.LAUNCH_S, source=cal.THROUGHPUT_SOURCE,
-                      gemv=cal.GEMV_EFFICIENCY, forward_s=cal.FORWARD_S)
+                      gemv=cal.GEMV_EFFICIENCY, forward_s=cal.FORWARD_S, quant_call_s=dict(cal.QUANT_CALL_S),
+                      quant_linear=dict(cal.QUANT_LINEAR), quant_linear_max_rows=cal.QUANT_LINEAR_MAX_ROWS)
 
 
 def calibrated_context(gpu: GpuSpec) -> tuple[int, str] | None:
