@@ -62,7 +62,7 @@ KvDtype = Annotated[Optional[str], typer.Option("--kv-dtype", help="KV cache dty
 Ckpt = Annotated[bool, typer.Option("--grad-checkpointing", help="Gradient checkpointing (train).")]
 Optim = Annotated[str, typer.Option(help="adamw, adamw-8bit or sgd (train).")]
 Attention = Annotated[str, typer.Option(help="sdpa (flash / memory-efficient kernels) or eager (materialises seq x seq scores).")]
-Gpu = Annotated[Optional[str], typer.Option(help="GPU id from `llmcalc gpus`: adds a fit verdict.")]
+Gpu = Annotated[Optional[str], typer.Option(help="GPU or CPU id from `llmcalc gpus`: adds a fit verdict and, for inference, the throughput.")]
 Explain = Annotated[bool, typer.Option("--explain", help="Show the formula and numbers behind each row.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (the documented contract in docs/json.md).")]
 
@@ -94,18 +94,25 @@ def estimate(
         card = load_card(model)
         workload = _workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing,
                              optimizer, attention)
-        spec = None
-        if gpu:
-            from llmcalc.hardware import get_gpu  # the catalog loads only when asked for
+        spec = speed = None
+        context = None
+        if gpu:  # the catalog and the speed model load only when asked for
+            from llmcalc.hardware import get_gpu
+            from llmcalc.throughput import calibrated_context, efficiency_for, throughput
 
             spec = get_gpu(gpu)
-        result = run_estimate(card, workload)
+            context = calibrated_context(spec)
+        result = run_estimate(card, workload, context)
+        if spec is not None and workload.mode == "infer":
+            speed = throughput(card, workload, spec, efficiency_for(spec))
     for line in result.warnings:
         err.print(f"warning: {line}", markup=False, soft_wrap=True)
     if json:
-        print(render.estimate_json(result, card, spec))
+        print(render.estimate_json(result, card, spec, speed))
     else:
         render.print_estimate(out, result, card, spec, explain)
+        if spec is not None and speed is not None:
+            render.print_throughput(out, speed, result, spec)
 
 
 Device = Annotated[str, typer.Option(help="cuda or cpu.")]
@@ -158,6 +165,85 @@ def profile(
         raise typer.Exit(code=EXIT_OOM)
 
 
+Batches = Annotated[str, typer.Option(help="Batch sizes to sweep, comma-separated.")]
+GpuRequired = Annotated[str, typer.Option(help="GPU or CPU id from `llmcalc gpus`.")]
+
+
+@app.command("throughput")
+def throughput_cmd(
+    model: Model,
+    gpu: GpuRequired,
+    dtype: Dtype = "bf16",
+    autocast: Autocast = None,
+    seq: Seq = 512,
+    gen: Gen = 128,
+    beams: Beams = 1,
+    kv_dtype: KvDtype = None,
+    attention: Attention = "sdpa",
+    batches: Batches = "1,2,4,8,16,32,64,128,256",
+    json: Json = False,
+) -> None:
+    """Sweep the batch size: time to first token, decode step, tokens/s, until memory runs out."""
+    from llmcalc import render
+    from llmcalc.cards import load_card
+    from llmcalc.errors import InputError
+    from llmcalc.hardware import get_gpu
+    from llmcalc.memory import estimate as run_estimate
+    from llmcalc.throughput import calibrated_context, efficiency_for, throughput
+
+    with _reported():
+        card = load_card(model)
+        spec = get_gpu(gpu)
+        try:
+            sizes = [int(b) for b in batches.split(",") if b.strip()]
+        except ValueError:
+            raise InputError(f"--batches must be comma-separated integers, got '{batches}'") from None
+        if not sizes or min(sizes) < 1:
+            raise InputError(f"--batches must be positive integers, got '{batches}'")
+        eff, context = efficiency_for(spec), calibrated_context(spec)
+        rows = []
+        for b in sizes:
+            w = _workload("infer", dtype, autocast, b, seq, gen, beams, kv_dtype, False, "adamw", attention)
+            rows.append((b, run_estimate(card, w, context), throughput(card, w, spec, eff)))
+    if json:
+        print(render.sweep_json(rows, spec, card))
+    else:
+        render.print_sweep(out, rows, spec, f"{card.name} · weights {dtype} · prompt {seq} · gen {gen} on {spec.name}")
+
+
+CalDevice = Annotated[str, typer.Option(help="cuda or cpu.")]
+CalGpu = Annotated[Optional[str], typer.Option(help="Catalog id to store the figures under (default: matched from the driver's device name).")]
+
+
+@app.command()
+def calibrate(device: CalDevice = "cuda", gpu: CalGpu = None, json: Json = False) -> None:
+    """Measure this machine (bandwidth, matrix rates, kernel and launch costs, CUDA context) and store it."""
+    from llmcalc import render
+    from llmcalc.calibration import save_calibration
+    from llmcalc.errors import InputError
+    from llmcalc.hardware import get_gpu, gpu_for_device_name
+    from llmcalc.profile.calibrate import measure
+
+    with _reported():
+        if gpu:
+            spec = get_gpu(gpu)
+        elif device == "cpu":
+            raise InputError("--device cpu needs --gpu ID: the catalog CPU to store the figures under")
+        else:
+            spec = None
+        with err.status("calibrating (about a minute)"):
+            result = measure(device)
+        if spec is None:
+            spec = gpu_for_device_name(result["env"].get("gpu", ""))
+            if spec is None:
+                raise InputError(f"no catalog GPU matches '{result['env'].get('gpu')}': name it with --gpu ID")
+        path = save_calibration(spec.id, result)
+    if json:
+        print(render.dumps({"gpu": spec.id, "path": str(path), "calibration": result}))
+    else:
+        render.print_calibration(out, spec.id, result, str(path))
+
+
 @app.command()
 def models(json: Json = False) -> None:
     """List the model cards with their exact parameter counts."""
@@ -173,14 +259,17 @@ def models(json: Json = False) -> None:
 
 
 @app.command()
-def gpus() -> None:
-    """List the GPU catalog: memory, bandwidth and dense peak rates."""
+def gpus(json: Json = False) -> None:
+    """List the GPU and CPU catalog: memory, bandwidth and dense peak rates."""
     from llmcalc import render
     from llmcalc.hardware import catalog
 
     with _reported():
         specs = list(catalog().values())
-    render.print_gpus(out, specs)
+    if json:
+        print(render.gpus_json(specs))
+    else:
+        render.print_gpus(out, specs)
 
 
 def main() -> None:

@@ -12,8 +12,9 @@ from rich.text import Text
 from llmcalc.cards import ModelCard
 from llmcalc.memory import COMPONENTS, MemoryBreakdown
 
-if TYPE_CHECKING:  # the catalog module loads only when a command names a GPU
+if TYPE_CHECKING:  # the catalog and speed modules load only when a command names a GPU
     from llmcalc.hardware import GpuSpec
+    from llmcalc.throughput import StepTime, Throughput
 
 GiB = 2**30
 JSON_SCHEMA_VERSION = 1
@@ -33,7 +34,90 @@ def fit(m: MemoryBreakdown, gpu: GpuSpec) -> dict[str, Any]:
     }
 
 
-def estimate_json(m: MemoryBreakdown, card: ModelCard, gpu: GpuSpec | None) -> str:
+def throughput_dict(t: Throughput | None, m: MemoryBreakdown, gpu: GpuSpec) -> dict[str, Any] | None:
+    """The `throughput` object of the JSON contract (docs/json.md); None for training."""
+    if t is None:
+        return None
+    fits = m.device_total_bytes <= gpu.memory_bytes
+    doc: dict[str, Any] = {
+        "fits": fits,
+        "bound": t.decode.bound,
+        "prefill_bound": t.prefill.bound,
+        "efficiency_source": t.efficiency_source,
+    }
+    if not fits:  # no numbers for a workload that cannot run there
+        return doc
+    return doc | {
+        "prefill_ms": t.prefill.wall_s * 1e3,
+        "prefill_kernel_ms": t.prefill.kernel_s * 1e3,
+        "ttft_ms": t.ttft_s * 1e3,
+        "decode_step_ms": t.decode.wall_s * 1e3,
+        "decode_step_kernel_ms": t.decode.kernel_s * 1e3,
+        "decode_context": t.decode_context,
+        "decode_tokens_per_s": t.decode_tokens_per_s,
+        "per_sequence_tokens_per_s": t.per_sequence_tokens_per_s,
+        "mbu": t.mbu,
+        "mfu": t.mfu,
+        "decode_intensity_flop_per_byte": t.decode.intensity,
+        "ridge_flop_per_byte": t.ridge,
+        "decode_kernels": t.decode.kernels,
+    }
+
+
+def print_throughput(console: Console, t: Throughput, m: MemoryBreakdown, gpu: GpuSpec) -> None:
+    if m.device_total_bytes > gpu.memory_bytes:
+        console.print(f"throughput on {gpu.name}: not computed, the workload does not fit")
+        return
+    table = Table(title=f"throughput on {gpu.name}", title_justify="left")
+    table.add_column("")
+    table.add_column("GPU kernels ms", justify="right")
+    table.add_column("wall ms", justify="right")
+    table.add_column("bound", justify="left")
+    table.add_row("prefill (time to first token)", f"{t.prefill.kernel_s * 1e3:.2f}", f"{t.prefill.wall_s * 1e3:.2f}",
+                  _bound(t.prefill))
+    table.add_row(f"decode step (batch {t.seqs}, {t.decode_context} cached)", f"{t.decode.kernel_s * 1e3:.2f}",
+                  f"{t.decode.wall_s * 1e3:.2f}", _bound(t.decode))
+    console.print(table)
+    console.print(f"decode: {t.decode_tokens_per_s:,.0f} tokens/s in all, {t.per_sequence_tokens_per_s:,.1f} per sequence; "
+                  f"MBU {100 * t.mbu:.0f}%, prefill MFU {100 * t.mfu:.0f}%; intensity {t.decode.intensity:.1f} FLOP/B "
+                  f"vs ridge {t.ridge:.0f} FLOP/B")
+    console.print(f"efficiencies: {t.efficiency_source}")
+
+
+def _bound(step: StepTime) -> str:
+    bound = step.bound
+    if step.host_s > step.kernel_s:
+        bound += ", host-launch limited"
+    return bound
+
+
+def print_sweep(console: Console, rows: list[tuple[int, MemoryBreakdown, Throughput]], gpu: GpuSpec, title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for col in ("batch", "memory GiB", "TTFT ms", "decode step ms", "tokens/s", "per seq tok/s", "bound", "MBU"):
+        table.add_column(col, justify="left" if col == "bound" else "right")
+    for batch, m, t in rows:
+        if m.device_total_bytes > gpu.memory_bytes:
+            table.add_row(str(batch), gib(m.device_total_bytes), "does not fit", "", "", "", "", "")
+            continue
+        table.add_row(str(batch), gib(m.device_total_bytes), f"{t.ttft_s * 1e3:.1f}", f"{t.decode.wall_s * 1e3:.2f}",
+                      f"{t.decode_tokens_per_s:,.0f}", f"{t.per_sequence_tokens_per_s:,.1f}", _bound(t.decode),
+                      f"{100 * t.mbu:.0f}%")
+    console.print(table)
+    console.print(f"{gpu.name}: {gib(gpu.memory_bytes)} GiB, {gpu.bytes_per_s / 1e12:g} TB/s. "
+                  f"efficiencies: {rows[0][2].efficiency_source if rows else ''}")
+
+
+def sweep_json(rows: list[tuple[int, MemoryBreakdown, Throughput]], gpu: GpuSpec, card: ModelCard) -> str:
+    return dumps({
+        "schema_version": JSON_SCHEMA_VERSION,
+        "model": {"name": card.name, "params": card.num_params},
+        "gpu": {"id": gpu.id, "name": gpu.name, "memory_bytes": gpu.memory_bytes},
+        "sweep": [{"batch": b, "device_total_bytes": m.device_total_bytes, "throughput": throughput_dict(t, m, gpu)}
+                  for b, m, t in rows],
+    })
+
+
+def estimate_json(m: MemoryBreakdown, card: ModelCard, gpu: GpuSpec | None, t: Throughput | None = None) -> str:
     doc: dict[str, Any] = {
         "schema_version": JSON_SCHEMA_VERSION,
         "model": {"name": card.name, "params": m.params, "source": card.source},
@@ -50,6 +134,7 @@ def estimate_json(m: MemoryBreakdown, card: ModelCard, gpu: GpuSpec | None) -> s
     }
     if gpu is not None:
         doc["gpu"] = fit(m, gpu)
+        doc["throughput"] = throughput_dict(t, m, gpu)
     return dumps(doc)
 
 
@@ -98,14 +183,40 @@ def models_json(cards: list[ModelCard]) -> str:
 
 
 def print_gpus(console: Console, gpus: list[GpuSpec]) -> None:
-    table = Table(title="GPU catalog (dense peaks)")
-    for col in ("id", "name", "memory GiB", "HBM TB/s", "bf16 TFLOP/s", "fp8", "int8"):
-        table.add_column(col, justify="left" if col in ("id", "name") else "right")
+    table = Table(title="GPU and CPU catalog (dense peaks; * = figure not confirmed)")
+    for col in ("id", "kind", "name", "memory GiB", "TB/s", "fp32", "bf16/fp16 TFLOP/s", "fp8", "int8"):
+        table.add_column(col, justify="left" if col in ("id", "kind", "name") else "right")
     for g in gpus:
-        rate = lambda d: f"{g.peak_flops[d] / 1e12:g}" if d in g.peak_flops else "-"  # noqa: E731
-        table.add_row(g.id, g.name, gib(g.memory_bytes), f"{g.bytes_per_s / 1e12:g}",
+        def rate(d: str, g: GpuSpec = g) -> str:
+            return f"{g.peak_flops[d] / 1e12:g}" + ("*" if d in g.unconfirmed else "") if d in g.peak_flops else "-"
+
+        table.add_row(g.id, g.kind, g.name, gib(g.memory_bytes), f"{g.bytes_per_s / 1e12:g}", rate("fp32"),
                       rate("bf16") if "bf16" in g.peak_flops else rate("fp16"), rate("fp8"), rate("int8"))
     console.print(table)
+
+
+def gpus_json(gpus: list[GpuSpec]) -> str:
+    return dumps([{"id": g.id, "kind": g.kind, "name": g.name, "memory_bytes": g.memory_bytes,
+                   "bytes_per_s": g.bytes_per_s, "peak_flops": g.peak_flops, "unconfirmed": list(g.unconfirmed),
+                   "source": g.source} for g in gpus])
+
+
+def print_calibration(console: Console, gpu_id: str, m: dict[str, Any], path: str) -> None:
+    table = Table(title=f"calibration of {m['env'].get('gpu', m['env'].get('cpu', m['device']))} (stored as {gpu_id})",
+                  title_justify="left")
+    table.add_column("")
+    table.add_column("measured", justify="right")
+    table.add_row("copy bandwidth", f"{m['bytes_per_s'] / 1e12:.3f} TB/s")
+    table.add_row("matrix-vector bandwidth", f"{m['gemv_bytes_per_s'] / 1e12:.3f} TB/s")
+    for dtype, rate in m["matmul_flops"].items():
+        table.add_row(f"{dtype} matmul", f"{rate / 1e12:.1f} TFLOP/s")
+    table.add_row("small kernel (GPU)", f"{m['small_kernel_s'] * 1e6:.2f} us")
+    table.add_row("host per kernel", f"{m['launch_s'] * 1e6:.1f} us")
+    table.add_row("host per forward", f"{m['forward_s'] * 1e3:.2f} ms")
+    if "cuda_context_bytes" in m:
+        table.add_row("CUDA context", f"{m['cuda_context_bytes'] / 2**20:.0f} MiB")
+    console.print(table)
+    console.print(f"saved to {path}; estimates with --gpu {gpu_id} now use these figures")
 
 
 def dumps(doc: Any) -> str:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from llmcalc.cli import app
@@ -116,3 +117,66 @@ def test_estimate_never_imports_torch():
 def test_python_dash_m():
     out = subprocess.run([sys.executable, "-m", "llmcalc", "estimate", "gpt2", "--json"], capture_output=True, text=True)
     assert out.returncode == 0 and json.loads(out.stdout)["model"]["name"] == "gpt2"
+
+
+def test_estimate_with_gpu_adds_throughput():
+    result = run("estimate", "llama-2-7b", "--gpu", "h100-sxm-80gb", "--batch", "16", "--json")
+    assert result.exit_code == 0, result.output
+    t = json.loads(result.stdout)["throughput"]
+    assert t["fits"] is True and t["bound"] == "memory"
+    for key in ("prefill_ms", "decode_step_ms", "decode_tokens_per_s", "ttft_ms", "mbu", "mfu"):
+        assert t[key] > 0
+    # one step serves the whole batch: 16 tokens per step
+    assert t["decode_tokens_per_s"] == pytest.approx(16 / (t["decode_step_ms"] / 1e3))
+    table = run("estimate", "llama-2-7b", "--gpu", "h100-sxm-80gb")
+    assert "throughput on NVIDIA H100 80GB HBM3 (SXM)" in table.output and "decode step" in table.output
+
+
+def test_estimate_that_does_not_fit_prints_no_throughput():
+    result = run("estimate", "llama-3.1-70b", "--gpu", "l4", "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["gpu"]["fits"] is False
+    assert "decode_step_ms" not in doc["throughput"] and doc["throughput"]["fits"] is False
+    table = run("estimate", "llama-3.1-70b", "--gpu", "l4")
+    assert "throughput on NVIDIA L4: not computed, the workload does not fit" in table.output
+
+
+def test_training_estimate_has_no_throughput_object():
+    result = run("estimate", "gpt2", "--mode", "train", "--gpu", "a100-sxm-80gb", "--json")
+    assert json.loads(result.stdout)["throughput"] is None
+
+
+def test_throughput_sweep_stops_at_memory():
+    result = run("throughput", "llama-2-7b", "--gpu", "l4", "--batches", "1,4,64", "--json")
+    assert result.exit_code == 0, result.output
+    sweep = json.loads(result.stdout)["sweep"]
+    assert [row["batch"] for row in sweep] == [1, 4, 64]
+    assert sweep[0]["throughput"]["fits"] and sweep[1]["throughput"]["fits"]
+    assert sweep[2]["throughput"] == {"fits": False, "bound": "memory", "prefill_bound": "compute",
+                                      "efficiency_source": sweep[2]["throughput"]["efficiency_source"]}
+    assert sweep[1]["throughput"]["decode_tokens_per_s"] > sweep[0]["throughput"]["decode_tokens_per_s"]
+    table = run("throughput", "llama-2-7b", "--gpu", "l4", "--batches", "1,64")
+    assert "does not fit" in table.output
+
+
+def test_throughput_bad_batches_and_unknown_gpu():
+    result = run("throughput", "llama-2-7b", "--gpu", "l4", "--batches", "1,x")
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --batches must be comma-separated integers, got '1,x'"
+    result = run("throughput", "llama-2-7b", "--gpu", "h100")
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: unknown GPU 'h100'; closest: h100-nvl-94gb, h100-pcie-80gb, h100-sxm-80gb"
+
+
+def test_gpus_lists_gpus_and_cpus():
+    doc = json.loads(run("gpus", "--json").stdout)
+    kinds = {g["id"]: g["kind"] for g in doc}
+    assert len([k for k in kinds.values() if k == "gpu"]) >= 16
+    assert kinds["epyc-9654"] == "cpu" and kinds["apple-m2-ultra"] == "cpu"
+
+
+def test_cpu_calibration_needs_a_catalog_id():
+    result = run("calibrate", "--device", "cpu")
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --device cpu needs --gpu ID: the catalog CPU to store the figures under"

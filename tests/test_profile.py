@@ -125,3 +125,16 @@ def test_gpu_profile_within_five_percent():
     m = runner.run_profile(card, w, device="cuda")
     est = estimate(card, w)
     assert abs(est.peak_allocated_bytes - m.peak_allocated_bytes) / m.peak_allocated_bytes < 0.05
+
+
+def test_calibrate_on_cpu_stores_figures_the_estimate_then_uses(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMCALC_CONFIG_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, ["calibrate", "--device", "cpu", "--gpu", "ryzen-9-7950x", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    cal = doc["calibration"]
+    assert doc["gpu"] == "ryzen-9-7950x" and Path(doc["path"]) == tmp_path / "calibration.json"
+    assert cal["bytes_per_s"] > 1e9 and cal["matmul_flops"]["fp32"] > 1e9 and cal["launch_s"] > 0
+    assert cal["decode_kernels"]["8"] > cal["decode_kernels"]["2"]  # more layers, more ops
+    est = CliRunner().invoke(app, ["estimate", TINY, "--gpu", "ryzen-9-7950x", "--json"])
+    assert json.loads(est.stdout)["throughput"]["efficiency_source"].startswith("calibrated on this machine")

@@ -1,0 +1,132 @@
+"""Throughput model: per-op roofline arithmetic, golden values, properties, the calibration file."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from llmcalc.cards import load_card
+from llmcalc.errors import InputError
+from llmcalc.hardware import GpuSpec, get_gpu
+from llmcalc.memory import Workload
+from llmcalc.throughput import (
+    Efficiency,
+    Op,
+    _linear_ops,
+    default_efficiency,
+    efficiency_for,
+    forward_ops,
+    step_time,
+    throughput,
+)
+
+# A made-up device with round numbers: 1 TB/s, 1 PFLOP/s bf16, 100 TFLOP/s fp32.
+TOY = GpuSpec(id="toy", name="toy", memory_bytes=80 * 2**30, bytes_per_s=1e12,
+              peak_flops={"bf16": 1e15, "fp32": 1e14}, unconfirmed=(), source="test")
+PLAIN = Efficiency(bandwidth=1.0, matmul={"bf16": 0.5, "fp32": 0.5}, kernel_floor_s=2e-6, launch_s=10e-6,
+                   source="test", gemv=0.5)
+LLAMA7 = load_card("llama-2-7b")
+
+
+def test_linear_op_bytes_and_flops():
+    # 4096 -> 4096 in bf16 on one row: weight 4096 * 4096 * 2 = 33,554,432 B, input and output
+    # 2 * 4096 * 2 = 16,384 B; 2 * 4096 * 4096 = 33,554,432 FLOPs.
+    (op,) = _linear_ops("q", 1, 4096, 4096, Workload(dtype="bf16"), 2, PLAIN)
+    assert (op.bytes, op.flops, op.kernels, op.rate, op.streams_weights) == (33_570_816, 33_554_432, 1, "bf16", True)
+
+
+def test_roofline_takes_the_largest_term():
+    # compute 1e12 / (1e15 * 0.5) = 2 ms; memory 1e9 / 1e12 = 1 ms; floor 3 x 2 us: compute wins.
+    t = step_time([Op("gemm", 1e12, 1e9, 3, "bf16")], TOY, PLAIN)
+    assert t.kernel_s == pytest.approx(2e-3) and t.bound == "compute"
+    # elementwise, 1e6 B: memory 1 us < floor 5 x 2 us = 10 us: the floor holds.
+    t = step_time([Op("add", 0, 1e6, 5)], TOY, PLAIN)
+    assert t.kernel_s == pytest.approx(10e-6) and t.bound == "overhead"
+    # weight streaming at the GEMV efficiency: 1e9 B / (1e12 * 0.5) = 2 ms.
+    t = step_time([Op("gemv", 1e9, 1e9, 1, "bf16", True)], TOY, PLAIN)
+    assert t.kernel_s == pytest.approx(2e-3) and t.bound == "memory"
+    # host: 6 kernels x 10 us = 60 us > 10 us of kernels: the wall is the host's.
+    t = step_time([Op("a", 0, 0, 6)], TOY, PLAIN)
+    assert (t.kernel_s, t.host_s, t.wall_s) == pytest.approx((12e-6, 60e-6, 60e-6))
+
+
+def test_cpu_adds_dispatch_to_compute():
+    cpu = replace(TOY, kind="cpu")
+    t = step_time([Op("gemv", 1e9, 1e9, 1, "bf16", True)], cpu, PLAIN)
+    assert t.wall_s == pytest.approx(2e-3 + 10e-6)  # kernel + host, not the larger of the two
+
+
+def test_quantized_linear_uses_its_measured_fit():
+    eff = replace(PLAIN, quant_linear={("int8", False): (15e-6, 0.5)}, quant_call_s={("int8", False): 300e-6})
+    # int8 4096 x 4096: 16,777,216 B + 4096 fp32 row scales = 16,793,600 B at 0.5 x 1 TB/s
+    # = 33.5872 us, plus the fixed 15 us; host: 7 kernels x 10 us + 300 us per call.
+    ops = _linear_ops("q", 1, 4096, 4096, Workload(dtype="int8"), 2, eff)
+    t = step_time(ops, TOY, eff)
+    assert t.kernel_s == pytest.approx(15e-6 + 16_793_600 / 0.5e12)
+    assert t.host_s == pytest.approx(7 * 10e-6 + 300e-6)
+
+
+def test_decode_of_a_7b_model_is_its_weights_at_gemv_bandwidth_plus_small_kernels():
+    eff = default_efficiency()
+    h100 = get_gpu("h100-sxm-80gb")
+    t = throughput(LLAMA7, Workload(dtype="bf16", batch=1, seq=512, gen=64), h100, eff)
+    weights = 6_738_415_616 * 2
+    stream = weights / (h100.bytes_per_s * eff.gemv)
+    assert stream < t.decode.kernel_s < stream + t.decode.kernels * eff.kernel_floor_s * 1.2
+    assert t.decode.bound == "memory"
+    assert t.prefill.bound == "compute"
+
+
+def test_kernels_per_step_match_the_traced_tiny_llama():
+    # transformers 5.17 on the H100 (benchmarks/results/h100-calibration.json): tiny Llamas of
+    # 2 and 8 layers launch 104 and 344 kernels per decode step, i.e. 40 per layer and 24 per
+    # forward. The model counts 41 per layer (the cache cat of K and V included) and 24 outside.
+    tiny = load_card(str(Path(__file__).parent / "assets" / "tiny-llama.yaml"))
+    ops = forward_ops(tiny, Workload(batch=1, seq=64, gen=2), 1, 1, 65, 1, default_efficiency())
+    assert sum(op.kernels for op in ops) == 41 * tiny.num_layers + 24
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16", "fp32"])
+def test_aggregate_decode_rate_never_falls_as_batch_grows(dtype):
+    # Unquantized weights: one more sequence adds its KV reads but shares the weights, so
+    # tokens/s rises with batch (bitsandbytes nf4 is the exception: any batch above 1 dequantizes
+    # every weight, measured on the H100).
+    eff, h100 = default_efficiency(), get_gpu("h100-sxm-80gb")
+    rates = [throughput(LLAMA7, Workload(dtype=dtype, batch=b, seq=512, gen=64), h100, eff).decode_tokens_per_s
+             for b in (1, 2, 4, 8, 16, 32, 64)]
+    assert rates == sorted(rates)
+
+
+def test_prefill_time_grows_with_the_prompt():
+    eff, h100 = default_efficiency(), get_gpu("h100-sxm-80gb")
+    times = [throughput(LLAMA7, Workload(seq=s, gen=2), h100, eff).prefill.kernel_s for s in (128, 512, 2048, 8192)]
+    assert times == sorted(times)
+
+
+def test_calibration_file_is_used_and_named(tmp_path, monkeypatch):
+    from llmcalc.calibration import calibration_file, save_calibration
+
+    monkeypatch.setenv("LLMCALC_CONFIG_DIR", str(tmp_path))
+    l4 = get_gpu("l4")
+    save_calibration("l4", {"bytes_per_s": 0.15e12, "gemv_bytes_per_s": 0.12e12, "kernel_floor_s": 2e-6,
+                            "small_kernel_s": 3e-6, "launch_s": 20e-6, "forward_s": 1e-3,
+                            "matmul_flops": {"bf16": 60.5e12}, "measured_at": "2026-11-21T00:00:00",
+                            "cuda_context_bytes": 500 * 2**20})
+    eff = efficiency_for(l4)
+    assert eff.bandwidth == pytest.approx(0.5)  # 0.15 of 0.30 TB/s
+    assert eff.gemv == pytest.approx(0.4)
+    assert eff.matmul["bf16"] == pytest.approx(0.5)  # 60.5 of 121 TFLOP/s
+    assert eff.kernel_floor_s == 3e-6
+    assert eff.source.startswith("calibrated on this machine at 2026-11-21T00:00:00")
+    assert json.loads(calibration_file().read_text())["devices"]["l4"]["launch_s"] == 20e-6
+    # uncalibrated GPUs keep the defaults
+    assert efficiency_for(get_gpu("a100-sxm-80gb")).source == default_efficiency().source
+
+
+def test_damaged_calibration_file_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMCALC_CONFIG_DIR", str(tmp_path))
+    (tmp_path / "calibration.json").write_text('{"devices": {"l4": {"bytes_per_s": "fast"}}}')
+    with pytest.raises(InputError) as info:
+        efficiency_for(get_gpu("l4"))
+    assert str(info.value).startswith(f"{tmp_path / 'calibration.json'}: not a calibration file llmcalc wrote")
