@@ -179,6 +179,7 @@ def report(results: Path, doc: Path) -> None:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     errs: dict[str, list[float]] = {"prefill": [], "kernel": [], "wall": []}
+    by_dtype: dict[str, list[tuple[float, float]]] = {}
     envs = set()
     for r in rows:
         if r.get("oom"):
@@ -204,6 +205,7 @@ def report(results: Path, doc: Path) -> None:
         errs["prefill"].append(abs(ep))
         errs["kernel"].append(abs(ek))
         errs["wall"].append(abs(ew))
+        by_dtype.setdefault(r["dtype"], []).append((abs(ep), abs(ek)))
         lines.append(
             f"| {r['model']} | {r['dtype']} | {r['batch']} | {pre.wall_s * 1e3:.1f} | {r['prefill_s'] * 1e3:.1f} | "
             f"{ep:+.0f}% | {dec.kernel_s * 1e3:.2f} | {r['decode_step_kernel_s'] * 1e3:.2f} | {ek:+.0f}% | "
@@ -214,7 +216,15 @@ def report(results: Path, doc: Path) -> None:
                   f"(max {max(errs['prefill']):.0f}%), decode kernel time {statistics.median(errs['kernel']):.0f}% "
                   f"(max {max(errs['kernel']):.0f}%), decode wall time {statistics.median(errs['wall']):.0f}% "
                   f"(max {max(errs['wall']):.0f}%). Target (issue 4): prefill and decode kernel time within 20%.",
-                  "", "Environment: " + "; ".join(sorted(envs))]
+                  ""]
+        for dtype, pairs in by_dtype.items():
+            within = sum(1 for p, k in pairs if p <= 20 and k <= 20)
+            lines.append(f"- {dtype}: {within} of {len(pairs)} rows with prefill and decode kernel time both within 20% "
+                         f"(max |error| prefill {max(p for p, _ in pairs):.0f}%, decode kernel {max(k for _, k in pairs):.0f}%).")
+        lines += ["", "Environment: " + "; ".join(sorted(envs)), "",
+                  "Wall clock on this machine's host was erratic (docs/throughput.md): the wall predictions are a "
+                  "steady host's, and the measured decode wall times run 2-4x longer than the kernel time for reasons "
+                  "the model does not capture."]
     doc.write_text("\n".join(lines) + "\n")
     print(f"wrote {doc} ({len(rows)} rows)")
 
