@@ -244,6 +244,70 @@ def calibrate(device: CalDevice = "cuda", gpu: CalGpu = None, json: Json = False
         render.print_calibration(out, spec.id, result, str(path))
 
 
+OptModel = Annotated[Optional[str], typer.Argument(help="A card name, card .yaml or config.json (or use --file).")]
+OptGpu = Annotated[Optional[str], typer.Option(help="GPU or CPU id from `llmcalc gpus`.")]
+Gpus = Annotated[int, typer.Option(help="GPUs per deployment (1 until tensor-parallel estimates exist).")]
+Headroom = Annotated[str, typer.Option(help="Memory that must stay free: 10% or 0.1.")]
+MinRate = Annotated[Optional[float], typer.Option("--min-tokens-per-s", help="Aggregate decode rate the deployment must reach.")]
+CheckFile = Annotated[Optional[str], typer.Option("--file", help="YAML file of deployments (docs/check.md).")]
+Junit = Annotated[Optional[str], typer.Option("--junit", help="Also write JUnit XML here, one test case per deployment.")]
+
+
+@app.command("check")
+def check_cmd(
+    model: OptModel = None,
+    gpu: OptGpu = None,
+    gpus: Gpus = 1,
+    mode: Mode = "infer",
+    dtype: Dtype = "bf16",
+    autocast: Autocast = None,
+    batch: Batch = 1,
+    seq: Seq = 512,
+    gen: Gen = 128,
+    beams: Beams = 1,
+    kv_dtype: KvDtype = None,
+    grad_checkpointing: Ckpt = False,
+    optimizer: Optim = "adamw",
+    attention: Attention = "sdpa",
+    headroom: Headroom = "0%",
+    min_tokens_per_s: MinRate = None,
+    file: CheckFile = None,
+    json: Json = False,
+    junit: Junit = None,
+) -> None:
+    """CI capacity check: exit 0 when every deployment fits (and meets its speed floor), 1 when one does not."""
+    from llmcalc import render
+    from llmcalc.capacity import Deployment, check, junit_xml, load_check_file, parse_headroom
+    from llmcalc.errors import EXIT_CHECK_FAILED, InputError
+
+    with _reported():
+        if file and model:
+            raise InputError("give either MODEL with --gpu or --file, not both")
+        if file:
+            deployments = load_check_file(file)
+        elif model and gpu:
+            w = _workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing, optimizer,
+                          attention)
+            deployments = [Deployment(name=f"{model} on {gpu}", model=model, gpu=gpu, workload=w, gpus=gpus,
+                                      headroom=parse_headroom(headroom), min_tokens_per_s=min_tokens_per_s)]
+        else:
+            raise InputError("check needs MODEL and --gpu ID, or --file deployments.yaml")
+        results = [check(d) for d in deployments]
+    if junit:
+        try:
+            with open(junit, "w", encoding="utf-8") as f:
+                f.write(junit_xml(results))
+        except OSError as exc:
+            err.print(f"error: cannot write {junit} ({exc.strerror})", soft_wrap=True)
+            raise typer.Exit(code=2) from None
+    if json:
+        print(render.check_json(results))
+    else:
+        render.print_check(out, results)
+    if not all(r.ok for r in results):
+        raise typer.Exit(code=EXIT_CHECK_FAILED)
+
+
 @app.command()
 def models(json: Json = False) -> None:
     """List the model cards with their exact parameter counts."""

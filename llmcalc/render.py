@@ -13,6 +13,7 @@ from llmcalc.cards import ModelCard
 from llmcalc.memory import COMPONENTS, MemoryBreakdown
 
 if TYPE_CHECKING:  # the catalog and speed modules load only when a command names a GPU
+    from llmcalc.capacity import CheckResult
     from llmcalc.hardware import GpuSpec
     from llmcalc.throughput import StepTime, Throughput
 
@@ -249,3 +250,30 @@ def print_profile(console: Console, doc: dict[str, Any]) -> None:
     console.print(table)
     if meas["timings"]:
         console.print("times: " + ", ".join(f"{k} {v:.4g}" for k, v in meas["timings"].items()))
+
+
+def check_json(results: list[CheckResult]) -> str:
+    return dumps({
+        "schema_version": JSON_SCHEMA_VERSION,
+        "ok": all(r.ok for r in results),
+        "deployments": [{
+            "name": r.deployment.name, "model": r.deployment.model, "gpu": r.deployment.gpu, "ok": r.ok,
+            "device_total_bytes": r.device_total_bytes, "budget_bytes": r.budget_bytes,
+            "memory_bytes": r.memory_bytes, "headroom": r.deployment.headroom, "peak_phase": r.peak_phase,
+            "tokens_per_s": r.tokens_per_s, "min_tokens_per_s": r.deployment.min_tokens_per_s,
+            "reasons": list(r.reasons),
+        } for r in results],
+    })
+
+
+def print_check(console: Console, results: list[CheckResult]) -> None:
+    table = Table(title="capacity check", title_justify="left")
+    for col in ("deployment", "device", "needs GiB", "budget GiB", "tokens/s", "verdict"):
+        table.add_column(col, justify="right" if "GiB" in col or col == "tokens/s" else "left")
+    for r in results:
+        rate = f"{r.tokens_per_s:,.0f}" if r.tokens_per_s is not None else "-"
+        verdict = Text("pass", style="green") if r.ok else Text("FAIL: " + "; ".join(r.reasons), style="red")
+        table.add_row(r.deployment.name, r.gpu_name, gib(r.device_total_bytes), gib(r.budget_bytes), rate, verdict)
+    console.print(table)
+    failed = sum(1 for r in results if not r.ok)
+    console.print(f"{len(results) - failed} of {len(results)} deployments pass")
