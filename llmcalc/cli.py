@@ -308,6 +308,61 @@ def check_cmd(
         raise typer.Exit(code=EXIT_CHECK_FAILED)
 
 
+GpuList = Annotated[Optional[list[str]], typer.Option("--gpu", help="Device id to consider (repeat; default: every catalog GPU).")]
+Concurrency = Annotated[Optional[int], typer.Option(help="Sequences decoded at once (default 1, or what a --target-tokens-per-s needs).")]
+Target = Annotated[Optional[float], typer.Option("--target-tokens-per-s", help="Aggregate decode rate wanted.")]
+Prices = Annotated[Optional[list[str]], typer.Option("--price", help="ID=USD per hour, e.g. h100-sxm-80gb=2.49 (repeat).")]
+Utilization = Annotated[float, typer.Option("--gpu-memory-utilization", help="Share of device memory a paged serving engine takes (vLLM's default 0.9).")]
+BlockSize = Annotated[int, typer.Option("--block-size", help="KV-cache block size in tokens (vLLM's default 16).")]
+
+
+@app.command()
+def plan(
+    model: Model,
+    gpu: GpuList = None,
+    dtype: Dtype = "bf16",
+    seq: Seq = 512,
+    gen: Gen = 128,
+    kv_dtype: KvDtype = None,
+    concurrency: Concurrency = None,
+    target_tokens_per_s: Target = None,
+    price: Prices = None,
+    gpu_memory_utilization: Utilization = 0.9,
+    block_size: BlockSize = 16,
+    json: Json = False,
+) -> None:
+    """Size the hardware: per device, fit, largest batch and context, speed, cost; best first."""
+    from llmcalc import render
+    from llmcalc.cards import load_card
+    from llmcalc.errors import InputError
+    from llmcalc.hardware import catalog, get_gpu
+    from llmcalc.plan import plan_option, rank
+
+    with _reported():
+        card = load_card(model)
+        prices: dict[str, float] = {}
+        for item in price or []:
+            gpu_id, _, usd = item.partition("=")
+            try:
+                prices[get_gpu(gpu_id).id] = float(usd)
+            except ValueError:
+                raise InputError(f"--price must be ID=USD per hour, got '{item}'") from None
+        if not 0 < gpu_memory_utilization <= 1:
+            raise InputError(f"--gpu-memory-utilization must be in (0, 1], got {gpu_memory_utilization}")
+        if block_size < 1:
+            raise InputError(f"--block-size must be a positive integer, got {block_size}")
+        if concurrency is not None and concurrency < 1:
+            raise InputError(f"--concurrency must be a positive integer, got {concurrency}")
+        specs = [get_gpu(g) for g in gpu] if gpu else [g for g in catalog().values() if g.kind == "gpu"]
+        w = _workload("infer", dtype, None, concurrency or 1, seq, gen, 1, kv_dtype, False, "adamw", "sdpa")
+        options = rank([plan_option(card, w, g, prices.get(g.id), target_tokens_per_s, gpu_memory_utilization,
+                                    block_size, concurrency_given=concurrency is not None) for g in specs])
+    if json:
+        print(render.plan_json(options, card, w, target_tokens_per_s))
+    else:
+        render.print_plan(out, options, card, w, target_tokens_per_s)
+
+
 @app.command()
 def models(json: Json = False) -> None:
     """List the model cards with their exact parameter counts."""

@@ -15,6 +15,8 @@ from llmcalc.memory import COMPONENTS, MemoryBreakdown
 if TYPE_CHECKING:  # the catalog and speed modules load only when a command names a GPU
     from llmcalc.capacity import CheckResult
     from llmcalc.hardware import GpuSpec
+    from llmcalc.memory import Workload
+    from llmcalc.plan import Option
     from llmcalc.throughput import StepTime, Throughput
 
 GiB = 2**30
@@ -277,3 +279,55 @@ def print_check(console: Console, results: list[CheckResult]) -> None:
     console.print(table)
     failed = sum(1 for r in results if not r.ok)
     console.print(f"{len(results) - failed} of {len(results)} deployments pass")
+
+
+def _option_dict(o: Option) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "gpu": o.gpu.id, "name": o.gpu.name, "fits": o.fits, "min_devices": o.min_devices,
+        "device_total_bytes": o.device_total_bytes, "max_batch": o.max_batch, "max_context": o.max_context,
+        "meets_target": o.meets_target, "price_per_hour": o.price_per_hour,
+        "cost_per_million_tokens": o.cost_per_million_tokens,
+    }
+    if o.speed is not None:
+        doc |= {"batch": o.speed.seqs, "ttft_ms": o.speed.engine_ttft_s * 1e3,
+                "decode_step_ms": o.speed.decode.kernel_s * 1e3,
+                "decode_tokens_per_s": o.speed.engine_decode_tokens_per_s,
+                "per_sequence_tokens_per_s": o.speed.engine_decode_tokens_per_s / o.speed.seqs}
+    if o.serving is not None:
+        doc["serving"] = {"gpu_memory_utilization": o.serving.utilization, "block_size": o.serving.block_size,
+                          "kv_budget_bytes": o.serving.kv_budget_bytes, "block_bytes": o.serving.block_bytes,
+                          "blocks": o.serving.blocks, "max_sequences": o.serving.max_sequences}
+    return doc
+
+
+def plan_json(options: list[Option], card: ModelCard, w: Workload, target: float | None) -> str:
+    return dumps({"schema_version": JSON_SCHEMA_VERSION, "model": {"name": card.name, "params": card.num_params},
+                  "workload": {"dtype": w.dtype, "prompt": w.seq, "output": w.gen, "target_tokens_per_s": target},
+                  "speeds": "serving engine: GPU kernel time, launches hidden (docs/throughput.md)",
+                  "options": [_option_dict(o) for o in options]})
+
+
+def print_plan(console: Console, options: list[Option], card: ModelCard, w: Workload, target: float | None) -> None:
+    goal = f" · target {target:,.0f} tokens/s" if target else ""
+    table = Table(title=f"{card.name} · weights {w.dtype} · prompt {w.seq} + output {w.gen}{goal}", title_justify="left")
+    for col in ("", "device", "fits", "max batch", "max context", "batch", "TTFT ms", "tokens/s", "per seq",
+                "$/h", "$/M tok", "paged seqs"):
+        table.add_column(col, justify="left" if col in ("", "device", "fits") else "right")
+    for n, o in enumerate(options):
+        mark = "best" if n == 0 and o.meets_target else ""
+        fits = "yes" if o.fits else (f"no (>= {o.min_devices} GPUs)" if o.min_devices > 1 else "no")
+        s = o.speed
+        cost = o.cost_per_million_tokens
+        table.add_row(
+            mark, o.gpu.id, fits, str(o.max_batch or "-"), f"{o.max_context:,}" if o.max_context else "-",
+            str(s.seqs) if s else "-", f"{s.engine_ttft_s * 1e3:,.1f}" if s else "-",
+            f"{s.engine_decode_tokens_per_s:,.0f}" if s else "-",
+            f"{s.engine_decode_tokens_per_s / s.seqs:,.1f}" if s else "-",
+            f"{o.price_per_hour:g}" if o.price_per_hour is not None else "-", f"{cost:.3f}" if cost is not None else "-",
+            f"{o.serving.max_sequences:,}" if o.serving else "-")
+    console.print(table)
+    console.print("speeds as a serving engine runs them (GPU kernel time, launches hidden by CUDA graphs); "
+                  "paged seqs: sequences of prompt + output a paged KV cache holds at once "
+                  f"(utilization {options[0].serving.utilization if options and options[0].serving else 0.9:g}, "
+                  f"blocks of {options[0].serving.block_size if options and options[0].serving else 16}). "
+                  "More than one GPU is a lower bound by the weights: tensor parallelism is not modelled yet.")

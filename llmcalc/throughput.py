@@ -303,6 +303,16 @@ class Throughput:
         return 1.0 / self.decode.wall_s
 
     @property
+    def engine_ttft_s(self) -> float:
+        """Time to first token when launches are hidden (CUDA graphs, a serving engine)."""
+        return self.prefill.kernel_s
+
+    @property
+    def engine_decode_tokens_per_s(self) -> float:
+        """Aggregate decode rate when launches are hidden: the batch over the GPU kernel time."""
+        return self.seqs / self.decode.kernel_s
+
+    @property
     def mbu(self) -> float:
         """Model bandwidth utilisation of decode: bytes a step must move / wall time / peak."""
         return self.decode.bytes / self.decode.wall_s / self.peak_bytes_per_s

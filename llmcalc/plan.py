@@ -1,0 +1,153 @@
+"""Hardware sizing: for one model and workload, what each catalog device can do with it.
+
+Speeds here are a serving engine's: GPU kernel time, with the host's launches hidden by CUDA
+graphs (vLLM, TensorRT-LLM), not an eager `generate()` loop's wall clock (docs/throughput.md).
+
+Per device: whether one fits, the fewest devices the weights need (a lower bound: tensor
+parallelism is not modelled yet, so more than one is reported, not timed), the largest batch
+and the longest context that fit, time to first token and tokens/s at the requested
+concurrency, cost per hour and per million generated tokens when a price is given, and the
+serving-engine view: how many KV-cache blocks a paged engine (vLLM's scheme) would allocate, and
+so how many sequences of the full length can run at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from math import ceil
+
+from llmcalc.cards import ModelCard
+from llmcalc.hardware import GpuSpec
+from llmcalc.memory import Workload, estimate, kv_cache_bytes
+from llmcalc.throughput import Efficiency, Throughput, calibrated_context, efficiency_for, throughput
+
+SEARCH_LIMIT = 1 << 20  # largest batch or context searched for
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A paged KV cache as vLLM sizes it: the engine takes `utilization` of the device, keeps
+    the weights, the activation peak of a profiling forward and its CUDA context, and cuts the
+    rest into blocks of `block_size` tokens."""
+
+    utilization: float
+    block_size: int
+    kv_budget_bytes: int
+    block_bytes: int
+    blocks: int
+    max_sequences: int  # of prompt + output tokens each
+
+
+@dataclass(frozen=True)
+class Option:
+    """What one device type can do with the workload."""
+
+    gpu: GpuSpec
+    fits: bool  # the workload at the requested concurrency fits one device
+    min_devices: int  # by the weights alone (lower bound)
+    device_total_bytes: int
+    max_batch: int  # at the requested lengths, 0 if even batch 1 does not fit
+    max_context: int  # prompt tokens at batch 1 (with the output length, within the model's context), 0 if none
+    speed: Throughput | None
+    serving: Serving | None
+    price_per_hour: float | None
+    meets_target: bool
+
+    @property
+    def cost_per_million_tokens(self) -> float | None:
+        """Price per hour over the tokens an hour of decoding at the engine rate produces."""
+        if self.price_per_hour is None or self.speed is None or not self.fits:
+            return None
+        return self.price_per_hour / (self.speed.engine_decode_tokens_per_s * 3600) * 1e6
+
+
+def _rate(o: Option) -> float:
+    return o.speed.engine_decode_tokens_per_s if o.speed else 0.0
+
+
+def _largest(fits: Callable[[int], bool], start: int) -> int:
+    """Largest n >= 1 with fits(n) (fits is monotone), 0 when fits(1) is false: double, then bisect."""
+    if not fits(1):
+        return 0
+    lo, hi = 1, max(start, 2)
+    while hi < SEARCH_LIMIT and fits(hi):
+        lo, hi = hi, hi * 2
+    if hi >= SEARCH_LIMIT and fits(hi):
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def serving_view(card: ModelCard, w: Workload, gpu: GpuSpec, context: tuple[int, str] | None,
+                 utilization: float = 0.9, block_size: int = 16) -> Serving:
+    """vLLM: KV budget = memory x utilization - (peak of a batch-1 prompt-length forward without
+    its KV cache) - CUDA context; a block holds block_size positions of every layer's K and V."""
+    one = replace(w, batch=1, beams=1, gen=1)
+    m = estimate(card, one, context)
+    non_kv = m.peak_allocated_bytes - m.components["kv_cache"] + m.components["cuda_context"]
+    budget = max(int(gpu.memory_bytes * utilization) - non_kv, 0)
+    block = kv_cache_bytes(card, one, block_size)
+    blocks = budget // block if block else 0
+    per_sequence = ceil((w.seq + w.gen) / block_size)
+    return Serving(utilization=utilization, block_size=block_size, kv_budget_bytes=budget, block_bytes=block,
+                   blocks=blocks, max_sequences=blocks // per_sequence)
+
+
+def plan_option(card: ModelCard, w: Workload, gpu: GpuSpec, price: float | None = None,
+                target_tokens_per_s: float | None = None, utilization: float = 0.9, block_size: int = 16,
+                eff: Efficiency | None = None, concurrency_given: bool = True) -> Option:
+    """`w.batch` is the concurrency. With a tokens/s target and no concurrency given, the batch
+    is the smallest that reaches the target within memory (or the largest that fits)."""
+    context = calibrated_context(gpu)
+    eff = eff or efficiency_for(gpu)
+
+    def fits_batch(b: int) -> bool:
+        return estimate(card, replace(w, batch=b), context).device_total_bytes <= gpu.memory_bytes
+
+    longest = max(card.max_position_embeddings - w.gen, 1)  # prompt + output within the model's context
+
+    def fits_context(s: int) -> bool:
+        return s <= longest and estimate(card, replace(w, batch=1, seq=s), context).device_total_bytes <= gpu.memory_bytes
+
+    max_batch = _largest(fits_batch, w.batch)
+    max_context = _largest(fits_context, w.seq)
+    if target_tokens_per_s is not None and not concurrency_given and max_batch:
+        w = replace(w, batch=batch_for_target(card, w, gpu, target_tokens_per_s, eff, max_batch) or max_batch)
+    m = estimate(card, w, context)
+    fits = m.device_total_bytes <= gpu.memory_bytes
+    usable = gpu.memory_bytes - m.components["cuda_context"]
+    min_devices = max(1, ceil(m.components["weights"] / usable)) if usable > 0 else 0
+    speed = throughput(card, w, gpu, eff) if fits else None
+    serving = serving_view(card, w, gpu, context, utilization, block_size) if max_batch else None
+    meets = fits and (target_tokens_per_s is None
+                      or (speed is not None and speed.engine_decode_tokens_per_s >= target_tokens_per_s))
+    return Option(gpu=gpu, fits=fits, min_devices=min_devices, device_total_bytes=m.device_total_bytes,
+                  max_batch=max_batch, max_context=max_context, speed=speed, serving=serving,
+                  price_per_hour=price, meets_target=meets)
+
+
+def rank(options: list[Option]) -> list[Option]:
+    """Recommendation first: meets the target, then cheapest per million tokens where prices
+    are known, then fastest decode; devices that do not fit last, fewest devices needed first."""
+    def key(o: Option) -> tuple:
+        cost = o.cost_per_million_tokens
+        return (not o.meets_target, not o.fits, cost is None, cost or 0.0, -_rate(o), o.min_devices, o.gpu.id)
+
+    return sorted(options, key=key)
+
+
+def batch_for_target(card: ModelCard, w: Workload, gpu: GpuSpec, target: float, eff: Efficiency,
+                     max_batch: int) -> int | None:
+    """Smallest batch whose aggregate decode rate reaches `target` tokens/s, within memory."""
+    for b in sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, max_batch}):
+        if b > max_batch:
+            break
+        if throughput(card, replace(w, batch=b), gpu, eff).engine_decode_tokens_per_s >= target:
+            return b
+    return None

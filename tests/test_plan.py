@@ -1,0 +1,77 @@
+"""Hardware sizing: searches, the paged-KV serving view, ranking, the plan command."""
+
+import json
+from dataclasses import replace
+
+import pytest
+from typer.testing import CliRunner
+
+from llmcalc.cards import load_card
+from llmcalc.cli import app
+from llmcalc.hardware import get_gpu
+from llmcalc.memory import Workload, estimate
+from llmcalc.plan import SEARCH_LIMIT, _largest, plan_option, rank, serving_view
+
+LLAMA7 = load_card("llama-2-7b")
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(("limit", "start", "expected"), [(37, 1, 37), (37, 64, 37), (1, 8, 1), (0, 1, 0),
+                                                          (10**9, 1, SEARCH_LIMIT)])
+def test_largest_finds_the_boundary(limit, start, expected):
+    assert _largest(lambda n: n <= limit, start) == expected
+
+
+def test_max_batch_is_the_boundary_of_the_memory_model():
+    h100 = get_gpu("h100-sxm-80gb")
+    w = Workload(seq=2048, gen=256)
+    o = plan_option(LLAMA7, w, h100)
+    assert estimate(LLAMA7, replace(w, batch=o.max_batch)).device_total_bytes <= h100.memory_bytes
+    assert estimate(LLAMA7, replace(w, batch=o.max_batch + 1)).device_total_bytes > h100.memory_bytes
+    assert o.max_context == 4096 - 256  # llama-2-7b's context less the output: memory is not the limit
+
+
+def test_paged_serving_view_arithmetic():
+    # A block of 16 positions of llama-2-7b: 16 x 32 layers x 2 (K, V) x 4096 x 2 B = 8,388,608 B.
+    h100 = get_gpu("h100-sxm-80gb")
+    w = Workload(seq=1000, gen=24)
+    s = serving_view(LLAMA7, w, h100, None, utilization=0.9, block_size=16)
+    assert s.block_bytes == 8_388_608
+    one = estimate(LLAMA7, replace(w, gen=1))
+    non_kv = one.peak_allocated_bytes - one.components["kv_cache"] + one.components["cuda_context"]
+    assert s.kv_budget_bytes == int(h100.memory_bytes * 0.9) - non_kv
+    assert s.blocks == s.kv_budget_bytes // 8_388_608
+    assert s.max_sequences == s.blocks // 64  # (1000 + 24) / 16 = 64 blocks per sequence
+
+
+def test_ranking_puts_met_targets_and_cheaper_tokens_first():
+    w = Workload(batch=8, seq=1024, gen=128)
+    h100, a100, l4 = (get_gpu(g) for g in ("h100-sxm-80gb", "a100-sxm-80gb", "l4"))
+    ranked = rank([plan_option(LLAMA7, w, l4, 0.7), plan_option(LLAMA7, w, h100, 2.5),
+                   plan_option(LLAMA7, w, a100, 1.0)])
+    costs = [o.cost_per_million_tokens for o in ranked]
+    assert costs == sorted(costs)
+    slow = rank([plan_option(LLAMA7, w, l4, target_tokens_per_s=1e6), plan_option(LLAMA7, w, a100)])
+    assert slow[0].gpu.id == "a100-sxm-80gb" and not slow[1].meets_target
+
+
+def test_a_target_without_concurrency_picks_the_smallest_batch_that_reaches_it():
+    h100 = get_gpu("h100-sxm-80gb")
+    o = plan_option(LLAMA7, Workload(seq=512, gen=128), h100, target_tokens_per_s=1000, concurrency_given=False)
+    assert o.meets_target and o.speed.engine_decode_tokens_per_s >= 1000
+    half = plan_option(LLAMA7, Workload(batch=o.speed.seqs // 2, seq=512, gen=128), h100)
+    assert half.speed.engine_decode_tokens_per_s < 1000
+
+
+def test_plan_cli_json_and_bad_input():
+    result = runner.invoke(app, ["plan", "llama-3.1-70b", "--gpu", "h100-sxm-80gb", "--gpu", "b200", "--json",
+                                 "--price", "b200=6"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    first, second = doc["options"]
+    assert first["gpu"] == "b200" and first["fits"] and first["cost_per_million_tokens"] > 0
+    assert second == second | {"gpu": "h100-sxm-80gb", "fits": False, "min_devices": 2}
+    assert runner.invoke(app, ["plan", "gpt2", "--price", "l4=cheap"]).output.strip() == (
+        "error: --price must be ID=USD per hour, got 'l4=cheap'")
+    bad = runner.invoke(app, ["plan", "gpt2", "--gpu", "h100"])
+    assert bad.exit_code == 2 and bad.output.startswith("error: unknown GPU 'h100'")
