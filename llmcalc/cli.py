@@ -363,6 +363,58 @@ def plan(
         render.print_plan(out, options, card, w, target_tokens_per_s)
 
 
+ChartKind = Annotated[str, typer.Option("--what", help="memory-batch, memory-context or throughput.")]
+Points = Annotated[Optional[str], typer.Option(help="x values, comma-separated (batch sizes or prompt lengths).")]
+Out = Annotated[Optional[str], typer.Option("--out", help="Write a PNG here (needs matplotlib: pip install '.[charts]'); default: draw in the terminal.")]
+
+
+@app.command()
+def chart(
+    model: Model,
+    gpu: GpuRequired,
+    what: ChartKind = "memory-batch",
+    mode: Mode = "infer",
+    dtype: Dtype = "bf16",
+    autocast: Autocast = None,
+    batch: Batch = 1,
+    seq: Seq = 512,
+    gen: Gen = 128,
+    kv_dtype: KvDtype = None,
+    grad_checkpointing: Ckpt = False,
+    optimizer: Optim = "adamw",
+    points: Points = None,
+    out_file: Out = None,
+) -> None:
+    """Chart memory against batch or context (stacked, with the device's capacity) or throughput against batch."""
+    from llmcalc import render
+    from llmcalc.cards import load_card
+    from llmcalc.charts import KINDS, build, to_png
+    from llmcalc.errors import InputError
+    from llmcalc.hardware import get_gpu
+
+    with _reported():
+        if what not in KINDS:
+            raise InputError(f"--what must be one of {', '.join(KINDS)}, got '{what}'")
+        if what == "throughput" and mode != "infer":
+            raise InputError("--what throughput charts inference (--mode infer)")
+        try:
+            xs = tuple(int(p) for p in points.split(",")) if points else None
+        except ValueError:
+            raise InputError(f"--points must be comma-separated integers, got '{points}'") from None
+        if xs is not None and (not xs or min(xs) < 1):
+            raise InputError(f"--points must be positive integers, got '{points}'")
+        card = load_card(model)
+        spec = get_gpu(gpu)
+        w = _workload(mode, dtype, autocast, batch, seq, gen, 1, kv_dtype, grad_checkpointing, optimizer, "sdpa")
+        data = build(what, card, w, spec, xs)
+        if out_file:
+            to_png(data, out_file)
+    if out_file:
+        out.print(f"wrote {out_file}")
+    else:
+        render.print_chart(out, data)
+
+
 @app.command()
 def models(json: Json = False) -> None:
     """List the model cards with their exact parameter counts."""

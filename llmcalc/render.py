@@ -14,6 +14,7 @@ from llmcalc.memory import COMPONENTS, MemoryBreakdown
 
 if TYPE_CHECKING:  # the catalog and speed modules load only when a command names a GPU
     from llmcalc.capacity import CheckResult
+    from llmcalc.charts import Chart
     from llmcalc.hardware import GpuSpec
     from llmcalc.memory import Workload
     from llmcalc.plan import Option
@@ -331,3 +332,47 @@ def print_plan(console: Console, options: list[Option], card: ModelCard, w: Work
                   f"(utilization {options[0].serving.utilization if options and options[0].serving else 0.9:g}, "
                   f"blocks of {options[0].serving.block_size if options and options[0].serving else 16}). "
                   "More than one GPU is a lower bound by the weights: tensor parallelism is not modelled yet.")
+
+
+_STYLES = {"weights": "blue", "gradients": "magenta", "optimizer": "red", "activations": "yellow",
+           "kv_cache": "green", "cuda_context": "cyan", "allocator_reserve": "white"}
+
+
+def print_chart(console: Console, chart: Chart, width: int = 60) -> None:
+    """Horizontal bars, one per x value: stacked memory components with the capacity marked `|`,
+    or decode tokens/s (engine and eager)."""
+    console.print(Text(chart.title, style="bold"))
+    label_w = max(len(f"{x:,}") for x in chart.xs)
+    if chart.kind == "throughput":
+        top = max([v for v in chart.engine_tokens_per_s if v is not None] or [1.0])
+        for x, eng, eag in zip(chart.xs, chart.engine_tokens_per_s, chart.eager_tokens_per_s):
+            line = Text(f"{x:>{label_w},} ")
+            if eng is None:
+                line.append("does not fit", style="red")
+            else:
+                line.append("█" * max(1, round(width * eng / top)), style="green")
+                line.append(f" {eng:,.0f} tok/s (eager {eag:,.0f})")
+            console.print(line, soft_wrap=True)
+        console.print(f"x: {chart.x_label}; bars: serving-engine decode rate; eager: a generate() loop's wall clock")
+        return
+    totals = [sum(m.values()) for m in chart.memory]
+    top = max(totals + [chart.capacity_bytes])
+    mark = round(width * chart.capacity_bytes / top)
+    for x, m, total in zip(chart.xs, chart.memory, totals):
+        line = Text(f"{x:>{label_w},} ")
+        cells: list[tuple[str, str]] = []
+        for c in _STYLES:
+            cells += [("█", _STYLES[c])] * round(width * m[c] / top)
+        cells = cells[:width] + [(" ", "")] * (width - len(cells))
+        cells.insert(mark, ("|", "bold"))
+        for ch, style in cells:
+            line.append(ch, style=style)
+        line.append(f" {total / 2**30:,.1f} GiB" + ("" if total <= chart.capacity_bytes else "  over"))
+        console.print(line, soft_wrap=True)
+    legend = Text("legend: ")
+    for c, style in _STYLES.items():
+        legend.append("█", style=style)
+        legend.append(f" {c}  ")
+    legend.append(f"| device memory {chart.capacity_bytes / 2**30:,.1f} GiB")
+    console.print(legend, soft_wrap=True)
+    console.print(f"x: {chart.x_label}")
