@@ -82,18 +82,39 @@ def estimate(
     optimizer: Optim = "adamw",
     attention: Attention = "sdpa",
     gpu: Gpu = None,
+    gpus: Annotated[int, typer.Option(help="GPUs in all (data x tensor x pipeline parallel).")] = 1,
+    tp: Annotated[int, typer.Option(help="Tensor-parallel size.")] = 1,
+    pp: Annotated[int, typer.Option(help="Pipeline-parallel size.")] = 1,
+    zero: Annotated[int, typer.Option(help="DeepSpeed ZeRO stage 0-3 (train).")] = 0,
+    fsdp: Annotated[Optional[str], typer.Option(help="PyTorch FSDP: full (= ZeRO-3) or grad-op (= ZeRO-2) (train).")] = None,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps (--batch is the micro-batch).")] = 1,
+    offload: Annotated[Optional[str], typer.Option(help="Offload to CPU memory: optimizer or params (train).")] = None,
+    cpu_memory: Annotated[Optional[float], typer.Option(help="CPU memory offload may use, GiB per rank.")] = None,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank: train adapters only (QLoRA with --dtype nf4).")] = 0,
+    lora_targets: Annotated[str, typer.Option(help="LoRA target projections: q,k,v,o,gate,up,down or all.")] = "q,v",
     explain: Explain = False,
     json: Json = False,
 ) -> None:
-    """Estimate the GPU memory of a workload, per component, at its peak phase."""
+    """Estimate the GPU memory of a workload, per component, at its peak phase (per GPU when split)."""
     from llmcalc import render
     from llmcalc.cards import load_card
     from llmcalc.memory import estimate as run_estimate
+    from llmcalc.scale import LORA_TARGETS, Scale
 
     with _reported():
         card = load_card(model)
         workload = _workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing,
                              optimizer, attention)
+        targets = tuple(LORA_TARGETS) if lora_targets.strip().lower() in ("all", "all-linear") else tuple(
+            t.strip().lower() for t in lora_targets.split(",") if t.strip())
+        split = Scale(gpus=gpus, tp=tp, pp=pp, zero=zero, fsdp=fsdp.lower() if fsdp else None, grad_accum=grad_accum,
+                      offload=offload.lower() if offload else None,
+                      cpu_memory_bytes=int(cpu_memory * 2**30) if cpu_memory is not None else None,
+                      lora_rank=lora_rank, lora_targets=targets)
+    if split.active:
+        _estimate_scaled(card, workload, split, gpu, json)
+        return
+    with _reported():
         spec = speed = None
         context = None
         if gpu:  # the catalog and the speed model load only when asked for
@@ -413,6 +434,25 @@ def chart(
         out.print(f"wrote {out_file}")
     else:
         render.print_chart(out, data)
+
+
+def _estimate_scaled(card: Any, workload: Any, split: Any, gpu: str | None, json: bool) -> None:
+    from llmcalc import render
+    from llmcalc.scale import scaled_estimate
+
+    with _reported():
+        spec = context = None
+        if gpu:
+            from llmcalc.hardware import get_gpu
+            from llmcalc.throughput import calibrated_context
+
+            spec = get_gpu(gpu)
+            context = calibrated_context(spec)
+        result = scaled_estimate(card, workload, split, context)
+    if json:
+        print(render.scaled_json(result, card, workload, spec))
+    else:
+        render.print_scaled(out, result, card, workload, spec)
 
 
 @app.command()

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the catalog and speed modules load only when a command name
     from llmcalc.hardware import GpuSpec
     from llmcalc.memory import Workload
     from llmcalc.plan import Option
+    from llmcalc.scale import ScaledEstimate
     from llmcalc.throughput import StepTime, Throughput
 
 GiB = 2**30
@@ -376,3 +377,64 @@ def print_chart(console: Console, chart: Chart, width: int = 60) -> None:
     legend.append(f"| device memory {chart.capacity_bytes / 2**30:,.1f} GiB")
     console.print(legend, soft_wrap=True)
     console.print(f"x: {chart.x_label}")
+
+
+def _scale_dict(r: ScaledEstimate) -> dict[str, Any]:
+    s = r.scale
+    return {"gpus": s.gpus, "data_parallel": s.dp, "tp": s.tp, "pp": s.pp, "zero_stage": s.stage,
+            "engine": "fsdp" if s.fsdp else ("deepspeed" if s.zero else None), "grad_accum": s.grad_accum,
+            "global_batch": r.global_batch, "offload": s.offload, "lora_rank": s.lora_rank,
+            "lora_targets": list(s.lora_targets) if s.lora_rank else [], "trainable_params": r.trainable_params}
+
+
+def scaled_json(r: ScaledEstimate, card: ModelCard, w: Workload, gpu: GpuSpec | None) -> str:
+    doc: dict[str, Any] = {
+        "schema_version": JSON_SCHEMA_VERSION,
+        "model": {"name": card.name, "params": card.num_params, "source": card.source},
+        "workload": asdict(w) | {"compute_dtype": w.compute_dtype},
+        "per_gpu": True,
+        "scale": _scale_dict(r),
+        "memory": {
+            "components": {c: r.components[c] for c in COMPONENTS},
+            "peak_allocated_bytes": r.peak_allocated_bytes,
+            "device_total_bytes": r.device_total_bytes,
+            "peak_phase": r.peak_phase,
+            "phases": {p.name: p.total for p in r.phases},
+        },
+        "cpu_offload_bytes": r.cpu_bytes,
+        "notes": list(r.notes),
+    }
+    if gpu is not None:
+        doc["gpu"] = {"id": gpu.id, "name": gpu.name, "memory_bytes": gpu.memory_bytes,
+                      "fits": r.device_total_bytes <= gpu.memory_bytes, "free_bytes": gpu.memory_bytes - r.device_total_bytes}
+    return dumps(doc)
+
+
+def print_scaled(console: Console, r: ScaledEstimate, card: ModelCard, w: Workload, gpu: GpuSpec | None) -> None:
+    s = r.scale
+    how = [f"{s.gpus} GPU{'s' if s.gpus > 1 else ''} (dp {s.dp} x tp {s.tp} x pp {s.pp})"]
+    if s.stage:
+        how.append(f"{'FSDP ' + (s.fsdp or '') if s.fsdp else 'ZeRO-' + str(s.zero)}")
+    if s.lora_rank:
+        how.append(f"{'QLoRA' if w.dtype == 'nf4' else 'LoRA'} r={s.lora_rank}")
+    if s.offload:
+        how.append(f"offload {s.offload}")
+    table = Table(title=f"{card.name} · {w.mode} · weights {w.dtype} · micro-batch {w.batch} x accum {s.grad_accum} "
+                        f"(global {r.global_batch}) · seq {w.seq} · " + ", ".join(how) + " · per GPU",
+                  title_justify="left")
+    table.add_column("component")
+    table.add_column("GiB per GPU", justify="right")
+    for c in COMPONENTS:
+        table.add_row(c, gib(r.components[c]))
+    table.add_section()
+    table.add_row("peak allocated", gib(r.peak_allocated_bytes))
+    table.add_row("device total", gib(r.device_total_bytes))
+    console.print(table)
+    console.print(f"peak phase: {r.peak_phase}; trainable parameters {r.trainable_params:,}"
+                  + (f"; CPU memory for offload: {gib(r.cpu_bytes)} GiB per rank" if s.offload else ""))
+    for note in r.notes:
+        console.print(f"note: {note}")
+    if gpu is not None:
+        ok = r.device_total_bytes <= gpu.memory_bytes
+        console.print(Text.assemble(f"{gpu.name}: {gib(gpu.memory_bytes)} GiB per GPU → ",
+                                    ("fits", "green") if ok else ("does not fit", "red")))

@@ -1,0 +1,259 @@
+"""Training and serving beyond one GPU and full fine-tuning: LoRA/QLoRA, ZeRO/FSDP sharding,
+tensor and pipeline parallelism, gradient accumulation, CPU offload. Per-GPU memory, plus the
+CPU memory that offload needs.
+
+The single-GPU estimate (memory.py) gives every phase's components; this module rescales them
+per rank. Each rule cites where it comes from:
+
+- ZeRO (Rajbhandari et al. 2020, arXiv 1910.02054, Fig. 1): with 16-bit weights, mixed-precision
+  Adam keeps 2 B of weights, 2 B of gradients and K = 12 B of optimizer state (fp32 master copy,
+  momentum, variance) per parameter. Stage 1 shards the optimizer state over the N data-parallel
+  ranks, stage 2 also the gradients, stage 3 also the weights: (2 + 2 + K) / N B per parameter,
+  plus the all-gathered parameters of the layers in flight. FSDP FULL_SHARD = stage 3,
+  SHARD_GRAD_OP = stage 2.
+- Tensor parallelism (Megatron-LM, Shoeybi et al. 2019): the projections split by columns or rows
+  and the embedding and lm_head by vocabulary, so their weights, gradients and optimizer state
+  divide by t; norms are replicated; the KV cache divides by t (kv heads, replicated when fewer
+  than t). Activations (Korthikanti et al. 2022, arXiv 2205.05198, eq. 2): of the 34 s*b*h bytes
+  a layer saves, 24 split over t and 10 (layer norms, dropout masks, residual inputs) do not.
+- Pipeline parallelism: a stage holds num_layers / p layers (the first also the embedding, the
+  last the lm_head). With the 1F1B schedule the first stage keeps p micro-batches in flight, i.e.
+  one micro-batch's activations of all layers (Narayanan et al. 2021, arXiv 2104.04473).
+- LoRA (Hu et al. 2021): adapters A (r x in) and B (out x r) per targeted linear, the only
+  trainable tensors: gradients and optimizer state for them alone. QLoRA (Dettmers et al. 2023):
+  an nf4 base (memory.py's nf4 format), 16-bit adapters, paged 8-bit AdamW.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from math import ceil
+
+from llmcalc import calibration
+from llmcalc.cards import ModelCard
+from llmcalc.errors import InputError
+from llmcalc.memory import COMPONENTS, OPTIMIZERS, Phase, Workload, estimate
+from llmcalc.precision import PRECISIONS
+
+LORA_TARGETS = {"q": ("q_proj", "qkv_proj"), "k": ("k_proj", "qkv_proj"), "v": ("v_proj", "qkv_proj"),
+                "o": ("o_proj",), "gate": ("gate_proj", "fc_in"), "up": ("up_proj", "fc_in"),
+                "down": ("down_proj",)}
+ZERO_K = {"adamw": 12, "adamw-8bit": 6, "sgd": 8}  # optimizer B/param beside 16-bit weights
+TP_REPLICATED = 10 / 34  # Korthikanti et al. 2022: replicated share of a layer's saved bytes
+DEEPSPEED_BUCKET_ELEMENTS = 500_000_000  # DeepSpeed's reduce_bucket_size default
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How the work is split and slimmed."""
+
+    gpus: int = 1
+    tp: int = 1
+    pp: int = 1
+    zero: int = 0  # DeepSpeed ZeRO stage
+    fsdp: str | None = None  # "full" (= stage 3) or "grad-op" (= stage 2)
+    grad_accum: int = 1
+    offload: str | None = None  # "optimizer" or "params"
+    cpu_memory_bytes: int | None = None
+    lora_rank: int = 0
+    lora_targets: tuple[str, ...] = ("q", "v")
+
+    @property
+    def dp(self) -> int:
+        return self.gpus // (self.tp * self.pp)
+
+    @property
+    def stage(self) -> int:
+        return {"full": 3, "grad-op": 2}.get(self.fsdp or "", self.zero)
+
+    @property
+    def active(self) -> bool:
+        """Anything beyond one GPU and full fine-tuning asked for."""
+        return replace(self, lora_targets=Scale().lora_targets) != Scale() or self.lora_rank > 0
+
+
+@dataclass(frozen=True)
+class ScaledEstimate:
+    """Per-GPU memory of the worst rank, and what offload keeps in CPU memory."""
+
+    scale: Scale
+    components: dict[str, int]  # at the peak phase, per GPU, with context and reserve
+    peak_phase: str
+    peak_allocated_bytes: int
+    device_total_bytes: int
+    phases: tuple[Phase, ...]
+    cpu_bytes: int
+    trainable_params: int
+    global_batch: int
+    notes: tuple[str, ...]
+
+
+def lora_params(card: ModelCard, s: Scale) -> int:
+    """Adapter parameters: r x (in + out) per targeted linear, every layer (every expert)."""
+    names = {n for t in s.lora_targets for n in LORA_TARGETS[t]}
+    total = 0
+    for p in card.parameters():
+        if p.kind == "linear" and p.name.rsplit(".", 1)[-1] in names:
+            total += s.lora_rank * (p.shape[0] + p.shape[1])
+    return total
+
+
+def validate(card: ModelCard, w: Workload, s: Scale) -> None:
+    """One clear line for sizes that cannot be split or options that cannot go together."""
+    for name, value in (("gpus", s.gpus), ("tp", s.tp), ("pp", s.pp), ("grad-accum", s.grad_accum)):
+        if value < 1:
+            raise InputError(f"--{name} must be a positive integer, got {value}")
+    if s.gpus % (s.tp * s.pp):
+        raise InputError(f"--gpus {s.gpus} is not a multiple of --tp {s.tp} x --pp {s.pp}")
+    if card.num_heads % s.tp:
+        raise InputError(f"--tp {s.tp} does not divide {card.name}'s {card.num_heads} attention heads")
+    if card.kv_heads % s.tp and s.tp % card.kv_heads:
+        raise InputError(f"--tp {s.tp} and {card.name}'s {card.kv_heads} kv heads: one must divide the other")
+    if card.num_layers % s.pp:
+        raise InputError(f"--pp {s.pp} does not divide {card.name}'s {card.num_layers} layers")
+    if s.zero not in (0, 1, 2, 3):
+        raise InputError(f"--zero must be 0, 1, 2 or 3, got {s.zero}")
+    if s.fsdp not in (None, "full", "grad-op"):
+        raise InputError(f"--fsdp must be full or grad-op, got '{s.fsdp}'")
+    if s.fsdp and s.zero:
+        raise InputError("--zero and --fsdp are two engines for the same sharding: give one")
+    if s.offload not in (None, "optimizer", "params"):
+        raise InputError(f"--offload must be optimizer or params, got '{s.offload}'")
+    if s.offload and s.cpu_memory_bytes is None:
+        raise InputError(f"--offload {s.offload} needs --cpu-memory GiB: the CPU memory it may use")
+    if s.offload == "params" and s.stage != 3:
+        raise InputError("--offload params needs weights sharded: --zero 3 or --fsdp full")
+    if (s.stage or s.lora_rank or s.offload) and w.mode != "train":
+        raise InputError("--zero, --fsdp, --lora-rank and --offload describe training (--mode train)")
+    if s.lora_rank < 0:
+        raise InputError(f"--lora-rank must be positive, got {s.lora_rank}")
+    unknown = [t for t in s.lora_targets if t not in LORA_TARGETS]
+    if unknown:
+        raise InputError(f"--lora-targets: unknown {', '.join(unknown)}; choose from {', '.join(LORA_TARGETS)} or all")
+    if s.lora_rank:
+        names = {n for t in s.lora_targets for n in LORA_TARGETS[t]}
+        for p in card.parameters():
+            if p.kind == "linear" and p.name.rsplit(".", 1)[-1] in names and s.lora_rank > min(p.shape):
+                raise InputError(f"--lora-rank {s.lora_rank} is larger than {p.name.rsplit('.', 1)[-1]} "
+                                 f"({p.shape[0]} x {p.shape[1]}) of {card.name}")
+    elif not PRECISIONS[w.dtype].is_float and w.mode == "train":
+        raise InputError(f"{w.dtype} weights are frozen: train them with --lora-rank (QLoRA)")
+
+
+def model_state_bytes_per_param(stage: int, n: int, k: int = 12) -> float:
+    """ZeRO Fig. 1: bytes per parameter per GPU of 16-bit weights (2), gradients (2) and K bytes
+    of optimizer state, at stage 0-3 over n data-parallel GPUs."""
+    return {0: 4 + k, 1: 4 + k / n, 2: 2 + (2 + k) / n, 3: (4 + k) / n}[stage]
+
+
+def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[int, str] | None = None) -> ScaledEstimate:
+    validate(card, w, s)
+    notes: list[str] = []
+    base_w = w
+    if s.lora_rank and not PRECISIONS[w.dtype].is_float:
+        # QLoRA: activations flow as in a 16-bit model of the compute dtype; the base is nf4/int8
+        base_w = replace(w, dtype=w.compute_dtype, autocast=None)
+    elif s.stage and w.autocast:
+        # ZeRO/FSDP mixed precision casts the (gathered) parameters to the 16-bit dtype and runs
+        # the model in it: activations are the 16-bit model's, with no autocast weight cache.
+        base_w = replace(w, dtype=w.autocast, autocast=None)
+    base = estimate(card, base_w, cuda_context)
+    params = card.num_params
+    p_bytes = PRECISIONS[w.dtype].bytes_per_element if PRECISIONS[w.dtype].is_float else 2
+    from llmcalc.memory import weight_bytes
+
+    weights = weight_bytes(card, w)
+    # Trainable set: the adapters (LoRA) or every parameter.
+    if s.lora_rank:
+        trainable = lora_params(card, s)
+        adapter_bytes = int(PRECISIONS[w.compute_dtype].bytes_per_element) if not w.autocast else 4
+        weights += trainable * adapter_bytes
+        grads = trainable * adapter_bytes
+        optimizer = OPTIMIZERS[w.optimizer].state_bytes(trainable, adapter_bytes)
+        notes.append(f"LoRA r={s.lora_rank} on {','.join(s.lora_targets)}: {trainable:,} trainable parameters; "
+                     "activations as in full fine-tuning (the frozen base still passes them through)")
+    else:
+        trainable = params
+        grads = int(params * p_bytes)
+        optimizer = OPTIMIZERS[w.optimizer].state_bytes(params, int(p_bytes))
+        if s.stage and p_bytes == 2:
+            # DeepSpeed/FSDP mixed precision keeps an fp32 master copy with the optimizer state.
+            optimizer = ZERO_K[w.optimizer] * params
+    # Tensor and pipeline parallel: every rank holds 1/(t*p) of weights, gradients and states
+    # (embeddings and lm_head are on the first/last stage and split by vocabulary; the worst
+    # stage is taken as an even share, plus the larger of the two end pieces under pp > 1).
+    split = s.tp * s.pp
+    end_piece = card.vocab_size * card.hidden_size * p_bytes / s.tp if s.pp > 1 else 0
+    w_rank, g_rank, o_rank = weights / split + end_piece, grads / split, optimizer / split
+    if s.lora_rank:
+        g_rank, o_rank = grads / split, optimizer / split
+    dp = s.dp
+    stage = s.stage
+    gathered = 0.0
+    if stage >= 1:
+        o_rank /= dp
+    if stage >= 2:
+        g_rank /= dp
+    if stage == 3:
+        w_rank /= dp
+        # The layers in flight are all-gathered: the current and the prefetched next layer.
+        compute_bytes = PRECISIONS[w.compute_dtype].bytes_per_element  # gathered in the compute dtype
+        layer_bytes = (params - card.vocab_size * card.hidden_size) * compute_bytes / card.num_layers / s.tp
+        gathered = 2 * layer_bytes
+    bucket = 0.0
+    if s.zero in (1, 2, 3) and not s.lora_rank:
+        bucket = min(DEEPSPEED_BUCKET_ELEMENTS, trainable / split) * p_bytes
+        notes.append(f"DeepSpeed reduce bucket: {bucket / 2**30:.2f} GiB (reduce_bucket_size 5e8 elements)")
+    elif s.fsdp:
+        bucket = (trainable / split / card.num_layers) * p_bytes  # one unit's unsharded gradients
+    cpu = 0.0
+    if s.offload == "optimizer":
+        cpu += o_rank
+        o_rank = 0.0
+    if s.offload == "params":
+        cpu += o_rank + w_rank
+        o_rank, w_rank = 0.0, 0.0
+    # Activations per rank: the split share divides by tp; pipeline stages hold as much as one
+    # micro-batch through all layers (1F1B); KV cache (inference) divides by tp.
+    kv_share = ceil(card.kv_heads / s.tp) / card.kv_heads
+    act_factor = TP_REPLICATED + (1 - TP_REPLICATED) / s.tp
+    extra_act = 0
+    if s.lora_rank:
+        tokens = w.batch * w.seq
+        per_layer_targets = sum(1 for p in card.parameters() if p.layer == 0 and p.kind == "linear"
+                                and p.name.rsplit(".", 1)[-1] in {n for t in s.lora_targets for n in LORA_TARGETS[t]})
+        # each adapter saves A's output (r values per token) for B's gradient
+        extra_act = tokens * per_layer_targets * card.num_layers * s.lora_rank * int(PRECISIONS[w.compute_dtype].bytes_per_element)
+        if w.dtype == "nf4":
+            from llmcalc.memory import largest_linear_bytes
+
+            extra_act += largest_linear_bytes(card, w.compute_dtype)  # the dequantized weight of a matmul
+    # Gradients: reduced into their shard during backward (with the engine's bucket), all there
+    # at the end of backward, kept through the optimizer step.
+    grads_in = {"backward": g_rank + bucket, "backward_end": g_rank + bucket, "optimizer_step": g_rank}
+    phases = []
+    for ph in base.phases:
+        c = ph.components
+        phases.append(Phase(ph.name, {
+            "weights": int(w_rank + gathered),
+            "gradients": int(grads_in.get(ph.name, 0)) if w.mode == "train" else 0,
+            "optimizer": int(o_rank) if w.mode == "train" else 0,
+            "activations": int(c.get("activations", 0) * act_factor) + (extra_act if ph.name in ("forward", "backward") else 0),
+            "kv_cache": int(c.get("kv_cache", 0) * kv_share),
+        }))
+    peak = max(phases, key=lambda p: p.total)
+    allocated = peak.total + calibration.CUBLAS_WORKSPACE_BYTES
+    reserve = calibration.allocator_reserve_bytes(allocated)
+    context = base.components["cuda_context"]
+    components = {c: peak.components.get(c, 0) for c in COMPONENTS[:5]}
+    components["activations"] += calibration.CUBLAS_WORKSPACE_BYTES
+    components["cuda_context"], components["allocator_reserve"] = context, reserve
+    if s.offload and s.cpu_memory_bytes is not None and cpu > s.cpu_memory_bytes:
+        notes.append(f"offload needs {cpu / 2**30:.1f} GiB of CPU memory per rank, more than --cpu-memory "
+                     f"{s.cpu_memory_bytes / 2**30:.1f} GiB")
+    if s.gpus > 1:
+        notes.append(f"{s.gpus} GPUs = data parallel {dp} x tensor parallel {s.tp} x pipeline parallel {s.pp}; "
+                     "NCCL's own buffers (outside PyTorch's allocator) are not counted")
+    return ScaledEstimate(scale=s, components=components, peak_phase=peak.name, peak_allocated_bytes=allocated,
+                          device_total_bytes=allocated + reserve + context, phases=tuple(phases), cpu_bytes=int(cpu),
+                          trainable_params=trainable, global_batch=w.batch * s.grad_accum * dp, notes=tuple(notes))
