@@ -99,19 +99,20 @@ def estimate(
     from llmcalc import render
     from llmcalc.cards import load_card
     from llmcalc.memory import estimate as run_estimate
-    from llmcalc.scale import LORA_TARGETS, Scale
 
     with _reported():
         card = load_card(model)
         workload = _workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing,
                              optimizer, attention)
+    if (gpus, tp, pp, zero, fsdp, grad_accum, offload, cpu_memory, lora_rank) != (1, 1, 1, 0, None, 1, None, None, 0):
+        from llmcalc.scale import LORA_TARGETS, Scale  # only when asked for: keeps the plain start light
+
         targets = tuple(LORA_TARGETS) if lora_targets.strip().lower() in ("all", "all-linear") else tuple(
             t.strip().lower() for t in lora_targets.split(",") if t.strip())
         split = Scale(gpus=gpus, tp=tp, pp=pp, zero=zero, fsdp=fsdp.lower() if fsdp else None, grad_accum=grad_accum,
                       offload=offload.lower() if offload else None,
                       cpu_memory_bytes=int(cpu_memory * 2**30) if cpu_memory is not None else None,
                       lora_rank=lora_rank, lora_targets=targets)
-    if split.active:
         _estimate_scaled(card, workload, split, gpu, json)
         return
     with _reported():
@@ -483,8 +484,26 @@ def gpus(json: Json = False) -> None:
         render.print_gpus(out, specs)
 
 
+def _only(name: str) -> typer.Typer | None:
+    """An app holding just the command named on the command line. typer builds every command's
+    options before it dispatches (~1 ms per command here), so `llmcalc estimate ...` starts
+    faster without the others; help and unknown commands still go to the full app."""
+    for info in app.registered_commands:
+        if (info.name or info.callback.__name__.replace("_", "-")) == name:  # type: ignore[union-attr]
+            single = typer.Typer(help=app.info.help, add_completion=False, pretty_exceptions_enable=False)
+            single.registered_commands = [info]
+            single.callback()(_group)  # keeps `llmcalc COMMAND ...` a group with one command
+            return single
+    return None
+
+
+def _group() -> None:
+    """How much GPU memory an LLM workload takes, how fast it runs, and which hardware it fits."""
+
+
 def main() -> None:
-    app(prog_name="llmcalc")
+    single = _only(sys.argv[1]) if len(sys.argv) > 1 else None
+    (single or app)(prog_name="llmcalc")
 
 
 if __name__ == "__main__":  # pragma: no cover

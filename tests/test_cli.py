@@ -180,3 +180,14 @@ def test_cpu_calibration_needs_a_catalog_id():
     result = run("calibrate", "--device", "cpu")
     assert result.exit_code == 2
     assert result.output.strip() == "error: --device cpu needs --gpu ID: the catalog CPU to store the figures under"
+
+
+def test_main_dispatches_one_command_and_keeps_the_group():
+    # main() builds only the named command (faster start); the command line behaves the same.
+    ok = subprocess.run([sys.executable, "-m", "llmcalc", "estimate", "llama-6b", "--dtype", "int8", "--json"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["model"]["name"] == "llama-6b"
+    typo = subprocess.run([sys.executable, "-m", "llmcalc", "estimat"], capture_output=True, text=True)
+    assert typo.returncode == 2 and "No such command 'estimat'" in typo.stderr
+    helped = subprocess.run([sys.executable, "-m", "llmcalc", "plan", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "llmcalc plan" in helped.stdout
