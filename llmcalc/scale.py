@@ -176,8 +176,10 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
         trainable = params
         grads = int(params * p_bytes)
         optimizer = OPTIMIZERS[w.optimizer].state_bytes(params, int(p_bytes))
-        if s.stage and p_bytes == 2:
-            # DeepSpeed/FSDP mixed precision keeps an fp32 master copy with the optimizer state.
+        if s.zero and p_bytes == 2:
+            # DeepSpeed's 16-bit training keeps an fp32 master copy with the optimizer state (the
+            # ZeRO paper's K). FSDP trains the parameters in the dtype it shards them in: its mixed
+            # precision is --dtype fp32 --autocast bf16 (fp32 sharded, bf16 compute).
             optimizer = ZERO_K[w.optimizer] * params
     # Tensor and pipeline parallel: every rank holds 1/(t*p) of weights, gradients and states
     # (embeddings and lm_head are on the first/last stage and split by vocabulary; the worst

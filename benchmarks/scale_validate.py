@@ -1,0 +1,215 @@
+"""Validation rows for the scale estimates (issue: training at scale): FSDP across GPUs with
+torchrun, LoRA and QLoRA through peft on one GPU. Each prints one JSON line per run (every
+rank's peaks, the estimate, the environment) and appends it to --out.
+
+    torchrun --nproc-per-node 2 benchmarks/scale_validate.py fsdp --model llama-3.2-1b --out F
+    python benchmarks/scale_validate.py lora --model llama-3.2-1b --dtype bf16 --rank 16 --out F
+
+The workload is the profiler's training step (llmcalc/profile/runner.py): 3 steps of forward
+(loss over the sequence), backward, AdamW step and zero_grad(set_to_none=True), random tokens,
+random weights; `--device cpu` runs the same code on the CPU with gloo for a smoke test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from llmcalc.cards import load_card  # noqa: E402
+from llmcalc.hf import to_hf_config  # noqa: E402
+from llmcalc.memory import Workload  # noqa: E402
+from llmcalc.scale import Scale, scaled_estimate  # noqa: E402
+
+STEPS = 3
+
+
+def _config(torch: Any, card: Any) -> Any:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    kwargs = to_hf_config(card)
+    model_type = kwargs.pop("model_type")
+    for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "hidden_dropout", "attention_dropout"):
+        kwargs[key] = 0.0
+    config = transformers.AutoConfig.for_model(model_type, **kwargs)
+    config._attn_implementation = "sdpa"
+    return config
+
+
+class _Peaks:
+    def __init__(self, torch: Any, device: str) -> None:
+        self.torch, self.device, self.phases = torch, device, {}
+
+    def run(self, name: str, fn: Any) -> Any:
+        cuda = self.device == "cuda"
+        if cuda:
+            self.torch.cuda.reset_peak_memory_stats()
+        value = fn()
+        if cuda:
+            self.torch.cuda.synchronize()
+            peak = self.torch.cuda.max_memory_allocated()
+            self.phases[name] = max(self.phases.get(name, 0), peak)
+        return value
+
+
+def _train(torch: Any, model: Any, params: Any, ids: Any, peaks: _Peaks, opt: Any) -> float:
+    t0 = time.perf_counter()
+    for _ in range(STEPS):
+        loss = peaks.run("forward", lambda: model(input_ids=ids, labels=ids, use_cache=False).loss)
+        peaks.run("backward", loss.backward)
+        del loss
+
+        def step() -> None:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        peaks.run("optimizer_step", step)
+    return (time.perf_counter() - t0) / STEPS
+
+
+def _env(torch: Any) -> dict[str, str]:
+    import transformers
+
+    env = {"torch": torch.__version__, "transformers": transformers.__version__}
+    if torch.cuda.is_available():
+        env |= {"gpu": torch.cuda.get_device_name(), "cuda": str(torch.version.cuda)}
+    return env
+
+
+def fsdp(args: argparse.Namespace) -> None:
+    """FSDP2 (fully_shard per decoder layer, then the root), bf16 parameters, AdamW."""
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    device = args.device
+    backend = "nccl" if device == "cuda" else "gloo"
+    dist.init_process_group(backend)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if device == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
+    card = load_card(args.model)
+    config = _config(torch, card)
+    import transformers
+
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
+    for layer in model.model.layers:
+        fully_shard(layer)
+    fully_shard(model)
+    model.to_empty(device=device)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.02)
+    if args.checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    peaks = _Peaks(torch, device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        peaks.phases["load"] = torch.cuda.max_memory_allocated()
+    gen = torch.Generator(device="cpu").manual_seed(rank)
+    ids = torch.randint(0, card.vocab_size, (args.batch, args.seq), generator=gen).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    step_s = _train(torch, model, None, ids, peaks, opt)
+    results: list[Any] = [None] * world
+    dist.all_gather_object(results, {"rank": rank, "phases": peaks.phases})
+    if rank == 0:
+        w = Workload(mode="train", dtype=args.dtype, batch=args.batch, seq=args.seq,
+                     grad_checkpointing=args.checkpointing)
+        est = scaled_estimate(card, w, Scale(gpus=world, fsdp="full"))
+        _write(args.out, {
+            "case": f"fsdp full {args.model} --dtype {args.dtype} --batch {args.batch} --seq {args.seq} "
+                    f"--gpus {world}" + (" --grad-checkpointing" if args.checkpointing else ""),
+            "ranks": results, "step_s": step_s, "env": _env(torch),
+            "estimate": {"peak_allocated_bytes": est.peak_allocated_bytes, "peak_phase": est.peak_phase,
+                         "phases": {p.name: p.total for p in est.phases}},
+        })
+    dist.destroy_process_group()
+
+
+def lora(args: argparse.Namespace) -> None:
+    """peft LoRA on the projections named, a bf16 or nf4 (QLoRA) base, one device."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from llmcalc.profile.runner import build_model
+
+    card = load_card(args.model)
+    targets = args.targets.split(",")
+    w = Workload(mode="train", dtype=args.dtype, batch=args.batch, seq=args.seq, grad_checkpointing=args.checkpointing,
+                 optimizer=args.optimizer)
+    peaks = _Peaks(torch, args.device)
+    infer = Workload(dtype=args.dtype, batch=args.batch, seq=args.seq)  # build_model's view: weights only
+    model = peaks.run("load", lambda: build_model(torch, card, infer, args.device, None, quantize_on_device=True))
+    if args.checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    modules = [{"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj", "gate": "gate_proj", "up": "up_proj",
+                "down": "down_proj"}[t] for t in targets]
+    model = get_peft_model(model, LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0,
+                                             target_modules=modules, task_type="CAUSAL_LM"))
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if args.optimizer == "adamw-8bit":
+        import bitsandbytes as bnb
+
+        opt = bnb.optim.AdamW8bit(trainable, lr=1e-4)
+    else:
+        opt = torch.optim.AdamW(trainable, lr=1e-4)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    ids = torch.randint(0, card.vocab_size, (args.batch, args.seq), generator=gen).to(args.device)
+    autocast = torch.autocast(device_type=args.device, dtype=torch.bfloat16) if args.dtype == "nf4" else None
+    if autocast:
+        with autocast:
+            step_s = _train(torch, model, trainable, ids, peaks, opt)
+    else:
+        step_s = _train(torch, model, trainable, ids, peaks, opt)
+    est = scaled_estimate(card, w, Scale(lora_rank=args.rank, lora_targets=tuple(targets)))
+    _write(args.out, {
+        "case": f"lora r={args.rank} {','.join(targets)} {args.model} --dtype {args.dtype} --batch {args.batch} "
+                f"--seq {args.seq} --optimizer {args.optimizer}" + (" --grad-checkpointing" if args.checkpointing else ""),
+        "ranks": [{"rank": 0, "phases": peaks.phases}], "step_s": step_s, "env": _env(torch),
+        "trainable_params": sum(p.numel() for p in trainable),
+        "estimate": {"peak_allocated_bytes": est.peak_allocated_bytes, "peak_phase": est.peak_phase,
+                     "trainable_params": est.trainable_params, "phases": {p.name: p.total for p in est.phases}},
+    })
+
+
+def _write(out: str, doc: dict[str, Any]) -> None:
+    line = json.dumps(doc)
+    print(line, flush=True)
+    with open(out, "a") as f:
+        f.write(line + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("fsdp", "lora"):
+        p = sub.add_parser(name)
+        p.add_argument("--model", required=True)
+        p.add_argument("--dtype", default="bf16")
+        p.add_argument("--batch", type=int, default=4)
+        p.add_argument("--seq", type=int, default=1024)
+        p.add_argument("--checkpointing", action="store_true")
+        p.add_argument("--device", default="cuda")
+        p.add_argument("--out", required=True)
+    sub.choices["lora"].add_argument("--rank", type=int, default=16)
+    sub.choices["lora"].add_argument("--targets", default="q,v")
+    sub.choices["lora"].add_argument("--optimizer", default="adamw")
+    args = parser.parse_args()
+    {"fsdp": fsdp, "lora": lora}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
