@@ -166,12 +166,15 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
     # Trainable set: the adapters (LoRA) or every parameter.
     if s.lora_rank:
         trainable = lora_params(card, s)
-        adapter_bytes = int(PRECISIONS[w.compute_dtype].bytes_per_element) if not w.autocast else 4
+        # peft keeps adapters in fp32 even on a 16-bit base (LoraConfig autocast_adapter_dtype=True,
+        # its default): fp32 adapter weights, gradients and optimizer state (measured: fp32 on H200).
+        adapter_bytes = 4
         weights += trainable * adapter_bytes
         grads = trainable * adapter_bytes
         optimizer = OPTIMIZERS[w.optimizer].state_bytes(trainable, adapter_bytes)
-        notes.append(f"LoRA r={s.lora_rank} on {','.join(s.lora_targets)}: {trainable:,} trainable parameters; "
-                     "activations as in full fine-tuning (the frozen base still passes them through)")
+        notes.append(f"LoRA r={s.lora_rank} on {','.join(s.lora_targets)}: {trainable:,} trainable parameters "
+                     "(fp32, peft's default); activations of full fine-tuning adjusted for the frozen base and "
+                     "peft's fp32 input casts")
     else:
         trainable = params
         grads = int(params * p_bytes)
@@ -224,15 +227,28 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
         tokens = w.batch * w.seq
         per_layer_targets = sum(1 for p in card.parameters() if p.layer == 0 and p.kind == "linear"
                                 and p.name.rsplit(".", 1)[-1] in {n for t in s.lora_targets for n in LORA_TARGETS[t]})
-        # each adapter saves A's output (r values per token) for B's gradient
-        extra_act = tokens * per_layer_targets * card.num_layers * s.lora_rank * int(PRECISIONS[w.compute_dtype].bytes_per_element)
+        # each adapter saves A's output (r fp32 values per token) for B's gradient
+        extra_act = tokens * per_layer_targets * card.num_layers * s.lora_rank * 4
+        if not w.grad_checkpointing and not w.autocast and PRECISIONS[w.compute_dtype].bits == 16:
+            # peft casts each targeted module's input to the fp32 adapters' dtype and lora_A saves
+            # that copy: 4 B x in_features per target. The frozen base matmuls no longer save their
+            # 16-bit inputs (attention and MLP inputs, attention output, down's input). Measured by
+            # a memory snapshot on the H100: 5,120 MiB of fp32 casts alive at the end of forward for
+            # llama-3.2-1b, 7 targets, 4 x 1024 tokens = 81,920 B per token per layer.
+            names = {n for t in s.lora_targets for n in LORA_TARGETS[t]}
+            casts = sum(4 * p.shape[1] for p in card.parameters()
+                        if p.layer == 0 and p.kind == "linear" and p.name.rsplit(".", 1)[-1] in names)
+            a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
+            freed = a * (2 * card.hidden_size + card.q_dim + card.intermediate_size)
+            extra_act += tokens * card.num_layers * (casts - freed)
         if w.dtype == "nf4":
             from llmcalc.memory import largest_linear_bytes
 
             extra_act += largest_linear_bytes(card, w.compute_dtype)  # the dequantized weight of a matmul
-    # Gradients: reduced into their shard during backward (with the engine's bucket), all there
-    # at the end of backward, kept through the optimizer step.
-    grads_in = {"backward": g_rank + bucket, "backward_end": g_rank + bucket, "optimizer_step": g_rank}
+    # Gradients: backward peaks at its start (the loss's logits), before any layer's gradient
+    # exists, with only the engine's bucket in flight; the shards fill as activations drain, all
+    # there at the end of backward and through the optimizer step (measured: FSDP on 2 H200s).
+    grads_in = {"backward": bucket, "backward_end": g_rank + bucket, "optimizer_step": g_rank}
     phases = []
     for ph in base.phases:
         c = ph.components
