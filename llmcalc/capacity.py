@@ -1,8 +1,9 @@
 """Capacity checks: does a deployment fit its hardware, with headroom, at a speed floor?
 
-A deployment is a model on one GPU (or CPU) of the catalog with a workload. It fits when the
-estimate's device total (what nvidia-smi would show) leaves at least `headroom` of the device's
-memory free: device_total <= memory x (1 - headroom). With `min_tokens_per_s` it must also reach
+A deployment is a model on one or more GPUs (or a CPU) of the catalog with a workload. It fits
+when the estimate's device total per GPU (what nvidia-smi would show) leaves at least `headroom`
+of the device's memory free: device_total <= memory x (1 - headroom). Inference on several GPUs
+is tensor parallel, training data parallel (scale.py). With `min_tokens_per_s` it must also reach
 that aggregate decode rate (the throughput model's wall clock).
 """
 
@@ -68,11 +69,22 @@ def check(dep: Deployment) -> CheckResult:
     from llmcalc.hardware import get_gpu
     from llmcalc.throughput import calibrated_context, efficiency_for, throughput
 
-    if dep.gpus != 1:
-        raise InputError(f"{dep.name}: gpus: only 1 is supported until tensor-parallel estimates exist, got {dep.gpus}")
     card = load_card(dep.model)
     spec = get_gpu(dep.gpu)
-    mem = estimate(card, dep.workload, calibrated_context(spec))
+    if dep.gpus < 1:
+        raise InputError(f"{dep.name}: gpus must be a positive integer, got {dep.gpus}")
+    if dep.gpus > 1:
+        # Inference splits the model tensor-parallel over the GPUs; training replicates it (data
+        # parallel). Per-GPU memory from scale.py.
+        from llmcalc.scale import Scale, scaled_estimate
+
+        split = Scale(gpus=dep.gpus, tp=dep.gpus) if dep.workload.mode == "infer" else Scale(gpus=dep.gpus)
+        try:
+            mem = scaled_estimate(card, dep.workload, split, calibrated_context(spec))
+        except InputError as exc:
+            raise InputError(f"{dep.name}: {exc}") from None
+    else:
+        mem = estimate(card, dep.workload, calibrated_context(spec))
     budget = int(spec.memory_bytes * (1 - dep.headroom))
     reasons = []
     weights = mem.components["weights"]
@@ -83,13 +95,16 @@ def check(dep: Deployment) -> CheckResult:
         reasons.append(f"needs {mem.device_total_bytes / 2**30:.2f} GiB, over the {budget / 2**30:.2f} GiB budget "
                        f"({spec.memory_bytes / 2**30:.2f} GiB less {dep.headroom:.0%} headroom)")
     rate = None
-    if dep.workload.mode == "infer" and not reasons:
+    if dep.gpus > 1 and dep.min_tokens_per_s is not None:
+        raise InputError(f"{dep.name}: min_tokens_per_s with gpus > 1: tensor-parallel speed is not modelled yet")
+    if dep.workload.mode == "infer" and not reasons and dep.gpus == 1:
         rate = throughput(card, dep.workload, spec, efficiency_for(spec)).decode_tokens_per_s
         if dep.min_tokens_per_s is not None and rate < dep.min_tokens_per_s:
             reasons.append(f"decodes {rate:,.0f} tokens/s, below the floor of {dep.min_tokens_per_s:,.0f}")
     elif dep.min_tokens_per_s is not None and dep.workload.mode != "infer":
         raise InputError(f"{dep.name}: min_tokens_per_s applies to inference only")
-    return CheckResult(deployment=dep, gpu_name=spec.name, memory_bytes=spec.memory_bytes, budget_bytes=budget,
+    return CheckResult(deployment=dep, gpu_name=spec.name + (f" x {dep.gpus}" if dep.gpus > 1 else ""),
+                       memory_bytes=spec.memory_bytes, budget_bytes=budget,
                        device_total_bytes=mem.device_total_bytes, weights_bytes=weights, peak_phase=mem.peak_phase,
                        tokens_per_s=rate, reasons=tuple(reasons))
 

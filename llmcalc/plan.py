@@ -53,6 +53,8 @@ class Option:
     serving: Serving | None
     price_per_hour: float | None
     meets_target: bool
+    devices: int = 1  # GPUs needed: 1 when one fits, else the smallest tensor-parallel size that fits (0: none)
+    device_total_per_gpu: int = 0  # at `devices` GPUs
 
     @property
     def cost_per_million_tokens(self) -> float | None:
@@ -124,12 +126,34 @@ def plan_option(card: ModelCard, w: Workload, gpu: GpuSpec, price: float | None 
     usable = gpu.memory_bytes - m.components["cuda_context"]
     min_devices = max(1, ceil(m.components["weights"] / usable)) if usable > 0 else 0
     speed = throughput(card, w, gpu, eff) if fits else None
+    devices, per_gpu = 1, m.device_total_bytes
+    if not fits:
+        devices, per_gpu = _tensor_parallel(card, w, gpu, context)
     serving = serving_view(card, w, gpu, context, utilization, block_size) if max_batch else None
     meets = fits and (target_tokens_per_s is None
                       or (speed is not None and speed.engine_decode_tokens_per_s >= target_tokens_per_s))
     return Option(gpu=gpu, fits=fits, min_devices=min_devices, device_total_bytes=m.device_total_bytes,
+                  devices=devices, device_total_per_gpu=per_gpu,
                   max_batch=max_batch, max_context=max_context, speed=speed, serving=serving,
                   price_per_hour=price, meets_target=meets)
+
+
+TP_SIZES = (2, 4, 8)
+
+
+def _tensor_parallel(card: ModelCard, w: Workload, gpu: GpuSpec, context: tuple[int, str] | None) -> tuple[int, int]:
+    """Smallest tensor-parallel size (2, 4, 8) whose per-GPU memory fits; (0, 0) when none."""
+    from llmcalc.errors import InputError
+    from llmcalc.scale import Scale, scaled_estimate
+
+    for t in TP_SIZES:
+        try:
+            r = scaled_estimate(card, w, Scale(gpus=t, tp=t), context)
+        except InputError:  # heads or kv heads do not split t ways
+            continue
+        if r.device_total_bytes <= gpu.memory_bytes:
+            return t, r.device_total_bytes
+    return 0, 0
 
 
 def rank(options: list[Option]) -> list[Option]:
@@ -137,7 +161,8 @@ def rank(options: list[Option]) -> list[Option]:
     are known, then fastest decode; devices that do not fit last, fewest devices needed first."""
     def key(o: Option) -> tuple:
         cost = o.cost_per_million_tokens
-        return (not o.meets_target, not o.fits, cost is None, cost or 0.0, -_rate(o), o.min_devices, o.gpu.id)
+        return (not o.meets_target, not o.fits, o.devices == 0, o.devices, cost is None, cost or 0.0, -_rate(o),
+                o.min_devices, o.gpu.id)
 
     return sorted(options, key=key)
 

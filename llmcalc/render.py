@@ -286,7 +286,8 @@ def print_check(console: Console, results: list[CheckResult]) -> None:
 def _option_dict(o: Option) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "gpu": o.gpu.id, "name": o.gpu.name, "fits": o.fits, "min_devices": o.min_devices,
-        "device_total_bytes": o.device_total_bytes, "max_batch": o.max_batch, "max_context": o.max_context,
+        "device_total_bytes": o.device_total_bytes, "devices": o.devices,
+        "device_total_per_gpu_bytes": o.device_total_per_gpu, "max_batch": o.max_batch, "max_context": o.max_context,
         "meets_target": o.meets_target, "price_per_hour": o.price_per_hour,
         "cost_per_million_tokens": o.cost_per_million_tokens,
     }
@@ -317,7 +318,8 @@ def print_plan(console: Console, options: list[Option], card: ModelCard, w: Work
         table.add_column(col, justify="left" if col in ("", "device", "fits") else "right")
     for n, o in enumerate(options):
         mark = "best" if n == 0 and o.meets_target else ""
-        fits = "yes" if o.fits else (f"no (>= {o.min_devices} GPUs)" if o.min_devices > 1 else "no")
+        fits = "yes" if o.fits else (f"{o.devices} GPUs (tp {o.devices})" if o.devices else
+                                     f"no (>= {o.min_devices} GPUs)" if o.min_devices > 1 else "no")
         s = o.speed
         cost = o.cost_per_million_tokens
         table.add_row(
@@ -332,7 +334,8 @@ def print_plan(console: Console, options: list[Option], card: ModelCard, w: Work
                   "paged seqs: sequences of prompt + output a paged KV cache holds at once "
                   f"(utilization {options[0].serving.utilization if options and options[0].serving else 0.9:g}, "
                   f"blocks of {options[0].serving.block_size if options and options[0].serving else 16}). "
-                  "More than one GPU is a lower bound by the weights: tensor parallelism is not modelled yet.")
+                  "Several GPUs: the smallest tensor-parallel group (2, 4, 8) whose per-GPU memory fits; its speed "
+                  "and cost are not modelled yet.")
 
 
 _STYLES = {"weights": "blue", "gradients": "magenta", "optimizer": "red", "activations": "yellow",

@@ -94,3 +94,13 @@ def test_junit_escapes_names():
     r = check(Deployment('a <b> & "c"', "gpt2", "t4", Workload()))
     case = ET.fromstring(junit_xml([r])).find("testcase")
     assert case.get("name") == 'a <b> & "c"' and case.find("failure") is None
+
+
+def test_several_gpus_split_inference_tensor_parallel():
+    w = Workload(seq=2048)
+    assert not check(Deployment("one", "llama-3.1-70b", "h100-sxm-80gb", w)).ok
+    two = check(Deployment("two", "llama-3.1-70b", "h100-sxm-80gb", w, gpus=2))
+    assert two.ok and two.gpu_name == "NVIDIA H100 80GB HBM3 (SXM) x 2"
+    with pytest.raises(InputError) as info:
+        check(Deployment("three", "llama-3.1-70b", "h100-sxm-80gb", w, gpus=3))
+    assert str(info.value) == "three: --tp 3 does not divide llama-3.1-70b's 64 attention heads"

@@ -75,3 +75,13 @@ def test_plan_cli_json_and_bad_input():
         "error: --price must be ID=USD per hour, got 'l4=cheap'")
     bad = runner.invoke(app, ["plan", "gpt2", "--gpu", "h100"])
     assert bad.exit_code == 2 and bad.output.startswith("error: unknown GPU 'h100'")
+
+
+def test_models_too_big_for_one_gpu_get_the_smallest_tensor_parallel_group():
+    w = Workload(seq=2048, gen=128)
+    seventy = load_card("llama-3.1-70b")
+    o = plan_option(seventy, w, get_gpu("h100-sxm-80gb"))
+    assert not o.fits and o.devices == 2
+    assert o.device_total_per_gpu <= get_gpu("h100-sxm-80gb").memory_bytes
+    assert plan_option(seventy, w, get_gpu("l4")).devices == 8
+    assert plan_option(load_card("llama-3.1-405b"), w, get_gpu("l4")).devices == 0  # not even 8 of them
