@@ -268,7 +268,7 @@ def calibrate(device: CalDevice = "cuda", gpu: CalGpu = None, json: Json = False
 
 OptModel = Annotated[Optional[str], typer.Argument(help="A card name, card .yaml or config.json (or use --file).")]
 OptGpu = Annotated[Optional[str], typer.Option(help="GPU or CPU id from `llmcalc gpus`.")]
-Gpus = Annotated[int, typer.Option(help="GPUs per deployment (1 until tensor-parallel estimates exist).")]
+Gpus = Annotated[int, typer.Option(help="GPUs per deployment: inference splits tensor-parallel, training data-parallel.")]
 Headroom = Annotated[str, typer.Option(help="Memory that must stay free: 10% or 0.1.")]
 MinRate = Annotated[Optional[float], typer.Option("--min-tokens-per-s", help="Aggregate decode rate the deployment must reach.")]
 CheckFile = Annotated[Optional[str], typer.Option("--file", help="YAML file of deployments (docs/check.md).")]
