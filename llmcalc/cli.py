@@ -159,6 +159,8 @@ def profile(
     device: Device = "cuda",
     weights: Weights = None,
     snapshot: Snapshot = None,
+    lora_rank: Annotated[int, typer.Option(help="Train peft LoRA adapters of this rank (QLoRA with --dtype nf4).")] = 0,
+    lora_targets: Annotated[str, typer.Option(help="LoRA target projections: q,k,v,o,gate,up,down or all.")] = "q,v",
     json: Json = False,
 ) -> None:
     """Run the real model (random weights unless --weights) and compare with the estimate."""
@@ -173,10 +175,19 @@ def profile(
         card = load_card(model)
         workload = _workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing,
                              optimizer, attention)
-        est = run_estimate(card, workload)
+        lora = None
+        if lora_rank:
+            from llmcalc.scale import LORA_TARGETS, Scale, scaled_estimate
+
+            targets = tuple(LORA_TARGETS) if lora_targets.strip().lower() in ("all", "all-linear") else tuple(
+                t.strip().lower() for t in lora_targets.split(",") if t.strip())
+            est = scaled_estimate(card, workload, Scale(lora_rank=lora_rank, lora_targets=targets))
+            lora = (lora_rank, targets)
+        else:
+            est = run_estimate(card, workload)
         with err.status("profiling") as status:
             measured = run_profile(card, workload, device=device, weights=weights, snapshot=snapshot,
-                                   progress=lambda p: status.update(f"profiling: {p}"))
+                                   progress=lambda p: status.update(f"profiling: {p}"), lora=lora)
     doc = record(model, card.name, est, measured.to_dict())
     if json:
         print(render.dumps(doc))

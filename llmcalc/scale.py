@@ -77,6 +77,7 @@ class ScaledEstimate:
     """Per-GPU memory of the worst rank, and what offload keeps in CPU memory."""
 
     scale: Scale
+    workload: Workload
     components: dict[str, int]  # at the peak phase, per GPU, with context and reserve
     peak_phase: str
     peak_allocated_bytes: int
@@ -272,6 +273,6 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
     if s.gpus > 1:
         notes.append(f"{s.gpus} GPUs = data parallel {dp} x tensor parallel {s.tp} x pipeline parallel {s.pp}; "
                      "NCCL's own buffers (outside PyTorch's allocator) are not counted")
-    return ScaledEstimate(scale=s, components=components, peak_phase=peak.name, peak_allocated_bytes=allocated,
+    return ScaledEstimate(scale=s, workload=w, components=components, peak_phase=peak.name, peak_allocated_bytes=allocated,
                           device_total_bytes=allocated + reserve + context, phases=tuple(phases), cpu_bytes=int(cpu),
                           trainable_params=trainable, global_batch=w.batch * s.grad_accum * dp, notes=tuple(notes))

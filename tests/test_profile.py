@@ -138,3 +138,23 @@ def test_calibrate_on_cpu_stores_figures_the_estimate_then_uses(tmp_path, monkey
     assert cal["decode_kernels"]["8"] > cal["decode_kernels"]["2"]  # more layers, more ops
     est = CliRunner().invoke(app, ["estimate", TINY, "--gpu", "ryzen-9-7950x", "--json"])
     assert json.loads(est.stdout)["throughput"]["efficiency_source"].startswith("calibrated on this machine")
+
+
+def test_lora_profile_on_cpu_trains_exactly_the_estimated_adapters():
+    pytest.importorskip("peft")
+    from llmcalc.scale import Scale, lora_params
+
+    result = CliRunner().invoke(app, ["profile", TINY, "--device", "cpu", "--mode", "train", "--dtype", "fp32",
+                                      "--seq", "16", "--batch", "2", "--lora-rank", "4", "--lora-targets", "all",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    targets = ("q", "k", "v", "o", "gate", "up", "down")
+    assert doc["measured"]["trainable_params"] == lora_params(load_card(TINY), Scale(lora_rank=4, lora_targets=targets))
+    assert [p["name"] for p in doc["measured"]["phases"]] == ["load", "forward", "backward", "optimizer_step"]
+
+
+def test_quantized_training_without_lora_is_refused():
+    with pytest.raises(runner.InputError) as info:
+        runner._run_training(torch, None, Workload(mode="train", dtype="nf4"), None, None, None, "cuda")
+    assert str(info.value) == "nf4 weights are frozen: train LoRA adapters on them with --lora-rank (QLoRA)"

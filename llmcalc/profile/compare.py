@@ -4,9 +4,12 @@ script. Pure data; no torch."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmcalc.memory import MemoryBreakdown
+
+if TYPE_CHECKING:
+    from llmcalc.scale import ScaledEstimate
 
 
 def pct_error(estimate: int, measured: int) -> float | None:
@@ -14,7 +17,7 @@ def pct_error(estimate: int, measured: int) -> float | None:
     return None if not measured else 100.0 * (estimate - measured) / measured
 
 
-def record(case: str, model: str, est: MemoryBreakdown, measured: dict[str, Any]) -> dict[str, Any]:
+def record(case: str, model: str, est: MemoryBreakdown | ScaledEstimate, measured: dict[str, Any]) -> dict[str, Any]:
     phases = {p.name: p.total for p in est.phases}
     est_doc = {
         "peak_allocated_bytes": est.peak_allocated_bytes,

@@ -53,6 +53,7 @@ class Measurement:
     peak_phase: str = ""
     oom_phase: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    trainable_params: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -251,7 +252,10 @@ def run_profile(
     weights: str | None = None,
     snapshot: str | None = None,
     progress: Callable[[str], None] = lambda phase: None,
+    lora: tuple[int, tuple[str, ...]] | None = None,
 ) -> Measurement:
+    """Profile `w` on `device`. `lora` = (rank, target projections) trains peft LoRA adapters
+    on the frozen model (QLoRA when the weights are nf4)."""
     torch = _import_torch()
     if device == "cuda" and not torch.cuda.is_available():
         raise EnvironmentProblem("no CUDA GPU is visible (torch.cuda.is_available() is False); try --device cpu")
@@ -316,7 +320,7 @@ def run_profile(
         if w.mode == "infer":
             _run_inference(torch, model, card, w, ids, phase, m, probe, last_seconds)
         else:
-            _run_training(torch, model, w, ids, phase, m, device)
+            _run_training(torch, model, w, ids, phase, m, device, lora)
     except torch.OutOfMemoryError:
         m.oom_phase = current
         alloc, reserved = probe.peaks()
@@ -415,14 +419,37 @@ class _KernelTracer:
         return sum(e.time_range.elapsed_us() for e in device_events) * 1e-6, len(device_events)
 
 
-def _run_training(torch: Any, model: Any, w: Workload, ids: Any, phase: Any, m: Measurement, device: str) -> None:
-    if w.dtype in QUANTIZED:
-        raise InputError(f"{w.dtype} weights are frozen: training them needs LoRA adapters, which the profiler "
-                         "does not run yet")
-    model.train()
+LORA_MODULES = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj", "gate": "gate_proj", "up": "up_proj",
+                "down": "down_proj"}
+
+
+def _with_lora(model: Any, w: Workload, lora: tuple[int, tuple[str, ...]]) -> Any:
+    """peft LoRA as its users configure it: alpha 2r, no dropout, peft's defaults otherwise
+    (adapters kept in fp32: autocast_adapter_dtype=True)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise EnvironmentProblem("LoRA runs through peft, which is not installed: pip install peft") from None
+    rank, targets = lora
     if w.grad_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, task_type="CAUSAL_LM",
+                        target_modules=[LORA_MODULES[t] for t in targets])
+    return get_peft_model(model, config)
+
+
+def _run_training(torch: Any, model: Any, w: Workload, ids: Any, phase: Any, m: Measurement, device: str,
+                  lora: tuple[int, tuple[str, ...]] | None = None) -> None:
+    if w.dtype in QUANTIZED and not lora:
+        raise InputError(f"{w.dtype} weights are frozen: train LoRA adapters on them with --lora-rank (QLoRA)")
+    if lora:
+        model = _with_lora(model, w, lora)
+    elif w.grad_checkpointing:
         model.gradient_checkpointing_enable()
+    model.train()
     params = [p for p in model.parameters() if p.requires_grad]
+    m.trainable_params = sum(p.numel() for p in params)
     if w.optimizer == "adamw":
         opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
     elif w.optimizer == "sgd":
@@ -433,8 +460,9 @@ def _run_training(torch: Any, model: Any, w: Workload, ids: Any, phase: Any, m: 
         opt = _import_bnb().optim.AdamW8bit(params, lr=1e-5)
     else:
         raise InputError(f"the profiler runs adamw, adamw-8bit and sgd, not {w.optimizer}")
-    autocast = (torch.autocast(device_type=device, dtype=getattr(torch, TORCH_DTYPES[w.autocast]))
-                if w.autocast else nullcontext())
+    # QLoRA computes in the 16-bit compute dtype under autocast (the fp32 adapters meet bf16 inputs)
+    cast = w.autocast or (w.compute_dtype if w.dtype in QUANTIZED else None)
+    autocast = (torch.autocast(device_type=device, dtype=getattr(torch, TORCH_DTYPES[cast])) if cast else nullcontext())
     state: dict[str, Any] = {}
 
     def forward() -> None:
