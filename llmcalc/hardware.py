@@ -13,7 +13,7 @@ from llmcalc.errors import InputError, close_names
 
 MiB = 2**20
 RATE_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
-_KEYS = {"id", "name", "match", "memory_mib", "bandwidth_tbs", "tflops", "unconfirmed", "source"}
+_KEYS = {"id", "name", "match", "memory_mib", "bandwidth_tbs", "link_gbs", "tflops", "unconfirmed", "source"}
 KINDS = ("gpu", "cpu")
 CATALOG = Path(__file__).parent / "data" / "gpus.yaml"
 
@@ -32,6 +32,7 @@ class GpuSpec:
     source: str
     kind: str = "gpu"
     match: tuple[str, ...] = ()  # substrings of the driver's device name
+    link_bytes_per_s: float = 0.0  # GPU-to-GPU bandwidth, one direction (NVLink, else PCIe); 0: unknown
 
 
 def _gpu_from_mapping(entry: Any, where: str, kind: str = "gpu") -> tuple[GpuSpec | None, list[str]]:
@@ -59,6 +60,9 @@ def _gpu_from_mapping(entry: Any, where: str, kind: str = "gpu") -> tuple[GpuSpe
             problems.append(f"{where}.tflops.{dtype}: unknown dtype (one of {', '.join(RATE_DTYPES)})")
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             problems.append(f"{where}.tflops.{dtype}: must be a positive number, got {value!r}")
+    link = entry.get("link_gbs", 0)
+    if isinstance(link, bool) or not isinstance(link, (int, float)) or link < 0:
+        problems.append(f"{where}.link_gbs: must be a non-negative number, got {link!r}")
     if not rates and not problems:
         problems.append(f"{where}.tflops: needs at least one dtype's rate")
     if problems:
@@ -68,7 +72,7 @@ def _gpu_from_mapping(entry: Any, where: str, kind: str = "gpu") -> tuple[GpuSpe
         bytes_per_s=float(bandwidth) * 1e12,
         peak_flops={k: float(v) * 1e12 for k, v in rates.items()},
         unconfirmed=tuple(entry.get("unconfirmed", ())), source=entry["source"], kind=kind,
-        match=tuple(entry.get("match", ())),
+        match=tuple(entry.get("match", ())), link_bytes_per_s=float(entry.get("link_gbs", 0)) * 1e9,
     ), []
 
 

@@ -3,8 +3,8 @@
 Speeds here are a serving engine's: GPU kernel time, with the host's launches hidden by CUDA
 graphs (vLLM, TensorRT-LLM), not an eager `generate()` loop's wall clock (docs/throughput.md).
 
-Per device: whether one fits, the fewest devices the weights need (a lower bound: tensor
-parallelism is not modelled yet, so more than one is reported, not timed), the largest batch
+Per device: whether one fits, else the smallest tensor-parallel group that does (its speed with
+the all-reduces over the catalog's interconnect), the largest batch
 and the longest context that fit, time to first token and tokens/s at the requested
 concurrency, cost per hour and per million generated tokens when a price is given, and the
 serving-engine view: how many KV-cache blocks a paged engine (vLLM's scheme) would allocate, and
@@ -59,9 +59,9 @@ class Option:
     @property
     def cost_per_million_tokens(self) -> float | None:
         """Price per hour over the tokens an hour of decoding at the engine rate produces."""
-        if self.price_per_hour is None or self.speed is None or not self.fits:
+        if self.price_per_hour is None or self.speed is None:
             return None
-        return self.price_per_hour / (self.speed.engine_decode_tokens_per_s * 3600) * 1e6
+        return self.price_per_hour * max(self.devices, 1) / (self.speed.engine_decode_tokens_per_s * 3600) * 1e6
 
 
 def _rate(o: Option) -> float:
@@ -129,8 +129,23 @@ def plan_option(card: ModelCard, w: Workload, gpu: GpuSpec, price: float | None 
     devices, per_gpu = 1, m.device_total_bytes
     if not fits:
         devices, per_gpu = _tensor_parallel(card, w, gpu, context)
-    serving = serving_view(card, w, gpu, context, utilization, block_size) if max_batch else None
-    meets = fits and (target_tokens_per_s is None
+        if devices and gpu.link_bytes_per_s:
+            from llmcalc.scale import Scale, scaled_estimate
+
+            group = Scale(gpus=devices, tp=devices)
+
+            def fits_tp(b: int) -> bool:
+                return scaled_estimate(card, replace(w, batch=b), group, context).device_total_bytes <= gpu.memory_bytes
+
+            def fits_tp_context(n: int) -> bool:
+                return n <= longest and scaled_estimate(card, replace(w, batch=1, seq=n), group,
+                                                        context).device_total_bytes <= gpu.memory_bytes
+
+            max_batch, max_context = _largest(fits_tp, w.batch), _largest(fits_tp_context, w.seq)
+            speed = throughput(card, w, gpu, eff, devices)
+    serving = serving_view(card, w, gpu, context, utilization, block_size) if (max_batch and fits) else None
+    runs = fits or (devices > 0 and speed is not None)
+    meets = runs and (target_tokens_per_s is None
                       or (speed is not None and speed.engine_decode_tokens_per_s >= target_tokens_per_s))
     return Option(gpu=gpu, fits=fits, min_devices=min_devices, device_total_bytes=m.device_total_bytes,
                   devices=devices, device_total_per_gpu=per_gpu,
@@ -161,7 +176,7 @@ def rank(options: list[Option]) -> list[Option]:
     are known, then fastest decode; devices that do not fit last, fewest devices needed first."""
     def key(o: Option) -> tuple:
         cost = o.cost_per_million_tokens
-        return (not o.meets_target, not o.fits, o.devices == 0, o.devices, cost is None, cost or 0.0, -_rate(o),
+        return (not o.meets_target, o.devices == 0, cost is None, cost or 0.0, o.devices, -_rate(o),
                 o.min_devices, o.gpu.id)
 
     return sorted(options, key=key)

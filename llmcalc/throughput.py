@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from math import ceil
 
 from llmcalc.cards import ModelCard
+from llmcalc.errors import InputError
 from llmcalc.hardware import GpuSpec
 from llmcalc.memory import Workload
 from llmcalc.precision import PRECISIONS
@@ -61,6 +62,8 @@ class Efficiency:
     # GPU time of a small-batch quantized linear: (fixed seconds, weight bytes/s as a fraction of peak)
     quant_linear: dict[tuple[str, bool], tuple[float, float]] = field(default_factory=dict)
     quant_linear_max_rows: int = 256
+    link: float = 0.8  # achieved / peak interconnect bandwidth of an all-reduce (assumed)
+    link_latency_s: float = 10e-6  # per collective (assumed)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class Op:
     calls: tuple[str, bool] | None = None  # a quantized linear call: (dtype, more than one row)
     count: float = 1.0  # how many such calls (layers x experts)
     quant: tuple[str, bool] | None = None  # timed by Efficiency.quant_linear (bytes = weight bytes)
+    link_bytes: float = 0.0  # a tensor-parallel collective: ring all-reduce bytes per GPU
 
 
 @dataclass(frozen=True)
@@ -91,11 +95,13 @@ class StepTime:
     compute_s: float  # part of kernel_s where the matrix rate binds
     memory_s: float  # part where bandwidth binds
     floor_s: float  # part where the per-kernel floor binds
+    comm_s: float = 0.0  # tensor-parallel collectives
 
     @property
     def bound(self) -> str:
-        """What sets the GPU time: compute, memory (bandwidth) or kernel overhead."""
-        parts = {"compute": self.compute_s, "memory": self.memory_s, "overhead": self.floor_s}
+        """What sets the GPU time: compute, memory (bandwidth), kernel overhead or communication."""
+        parts = {"compute": self.compute_s, "memory": self.memory_s, "overhead": self.floor_s,
+                 "communication": self.comm_s}
         return max(parts, key=lambda k: parts[k])
 
     @property
@@ -152,14 +158,22 @@ def _linear_ops(name: str, rows: int, out_f: int, in_f: int, w: Workload, a: int
 
 
 def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, context: int, head_rows: int,
-                eff: Efficiency) -> list[Op]:
-    """Kernels of one forward: `rows` = sequences x new tokens each; attention over `context`
-    keys (for a prompt: causal, so on average half); logits for `head_rows` rows."""
+                eff: Efficiency, tp: int = 1) -> list[Op]:
+    """Kernels of one forward on one GPU: `rows` = sequences x new tokens each; attention over
+    `context` keys (for a prompt: causal, so on average half); logits for `head_rows` rows.
+    With tensor parallelism over `tp` GPUs (Megatron): q/k/v, gate/up and lm_head split by
+    output, o and down by input, heads and the KV cache split, norms and residual adds
+    replicated, and two all-reduces of the residual stream per layer (after o and down)."""
     a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
     s = 4 if w.autocast else a  # residual stream dtype
     kvb = PRECISIONS[w.kv_dtype or w.compute_dtype].bytes_per_element
     h, i, q, kv, heads = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim, card.num_heads
+    if tp > 1:  # this rank's share
+        kv = kv * ceil(card.kv_heads / tp) // card.kv_heads
+        q, heads, i = q // tp, heads // tp, i // tp
     seqs = max(rows // max(new_tokens, 1), 1)
+    # ring all-reduce: each GPU sends and receives 2 (t - 1) / t of the tensor
+    allreduce = Op("allreduce", 0, 0, 1, link_bytes=2 * (tp - 1) / tp * rows * h * a) if tp > 1 else None
     ops: list[Op] = []
 
     def norm(label: str, n: int) -> Op:
@@ -197,6 +211,8 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
         layer.append(Op("attention", attn_flops, kv_read + 2 * rows * q * a, 1, w.compute_dtype))
     layer.append(Op("attn_out_copy", 0, 2 * rows * q * a, 1))
     layer += _linear_ops("o_proj", rows, h, q, w, a, eff)
+    if allreduce:
+        layer.append(allreduce)
     layer.append(Op("residual", 0, 3 * rows * h * s, 1))
     if card.norms_per_layer > 1:
         layer.append(norm("norm", rows))
@@ -218,29 +234,33 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
                       ACT_KERNELS[card.activation]))
     mlp += _linear_ops("down_proj", tokens_per_expert, h, i, w, a, eff)
     layer += [_scaled(op, experts_active) for op in mlp]
+    if allreduce:
+        layer.append(allreduce)
     layer.append(Op("residual", 0, 3 * rows * h * s, 1))
 
     for op in layer:
         ops.append(_scaled(op, card.num_layers))
     # outside the layers
     head_store = PRECISIONS[w.dtype] if PRECISIONS[w.dtype].is_float else PRECISIONS[w.compute_dtype]
-    v = card.vocab_size
+    v = ceil(card.vocab_size / tp)  # vocabulary-parallel lm_head; logits gathered for sampling
     ops.append(Op("embedding", 0, rows * h * a * 2, 1))
+    if tp > 1:
+        ops.append(Op("logits_gather", 0, 0, 1, link_bytes=(tp - 1) * head_rows * v * a))
     ops.append(norm("final_norm", rows))
     ops.append(Op("lm_head", 2.0 * head_rows * v * h, v * h * head_store.bytes_per_element + head_rows * (h + v) * a,
                   1, w.compute_dtype, True))
     # logits .float() and argmax over the vocabulary
-    ops.append(Op("sampling", 0, head_rows * v * (a + 4 + 4), HEAD_KERNELS))
+    ops.append(Op("sampling", 0, head_rows * v * tp * (a + 4 + 4), HEAD_KERNELS))
     return ops
 
 
 def _scaled(op: Op, times: float) -> Op:
     return Op(op.name, op.flops * times, op.bytes * times, ceil(op.kernels * times), op.rate, op.streams_weights,
-              op.calls, op.count * times, op.quant)
+              op.calls, op.count * times, op.quant, op.link_bytes * times)
 
 
 def step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
-    compute = memory = floor = flops = moved = 0.0
+    compute = memory = floor = flops = moved = comm = 0.0
     kernels = 0
     host_calls = 0.0
     bw = hw.bytes_per_s * eff.bandwidth
@@ -249,6 +269,14 @@ def step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
         t_compute = 0.0
         if op.flops and op.rate:
             t_compute = op.flops / (_rate(hw, op.rate) * eff.matmul.get(op.rate, eff.matmul.get("bf16", 0.5)))
+        if op.link_bytes:
+            if not hw.link_bytes_per_s:
+                raise InputError(f"{hw.id}: no interconnect bandwidth in the catalog, so tensor-parallel time "
+                                 "cannot be predicted")
+            t_comm = eff.link_latency_s * op.kernels + op.link_bytes / (hw.link_bytes_per_s * eff.link)
+            comm += t_comm
+            kernels += op.kernels
+            continue
         t_memory = op.bytes / (bw_gemv if op.streams_weights else bw)
         if op.quant:
             fixed, rate = eff.quant_linear[op.quant]
@@ -266,13 +294,13 @@ def step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
         kernels += op.kernels
         if op.calls:
             host_calls += op.count * eff.quant_call_s.get(op.calls, 0.0)
-    kernel_s = compute + memory + floor
+    kernel_s = compute + memory + floor + comm
     host_s = eff.forward_s + kernels * eff.launch_s + host_calls
     # A GPU overlaps the host's launches with the kernels of earlier ones; a CPU runs the
     # dispatch and the op on the same cores, one after the other.
     wall_s = kernel_s + host_s if hw.kind == "cpu" else max(kernel_s, host_s)
     return StepTime(kernel_s=kernel_s, host_s=host_s, wall_s=wall_s, flops=flops, bytes=moved,
-                    kernels=kernels, compute_s=compute, memory_s=memory, floor_s=floor)
+                    kernels=kernels, compute_s=compute, memory_s=memory, floor_s=floor, comm_s=comm)
 
 
 @dataclass(frozen=True)
@@ -328,13 +356,14 @@ class Throughput:
         return self.peak_flops / self.peak_bytes_per_s
 
 
-def throughput(card: ModelCard, w: Workload, hw: GpuSpec, eff: Efficiency) -> Throughput:
-    """Prefill over the prompt, then one decode step halfway through the generation."""
+def throughput(card: ModelCard, w: Workload, hw: GpuSpec, eff: Efficiency, tp: int = 1) -> Throughput:
+    """Prefill over the prompt, then one decode step halfway through the generation (each GPU
+    of a tensor-parallel group runs its share at once)."""
     seqs = w.batch * w.beams
-    prefill = step_time(forward_ops(card, w, seqs * w.seq, w.seq, w.seq, seqs, eff), hw, eff)
+    prefill = step_time(forward_ops(card, w, seqs * w.seq, w.seq, w.seq, seqs, eff, tp), hw, eff)
     # the middle decode step: its cache holds the prompt and half the generated tokens
     context = w.seq + max(w.gen, 1) // 2
-    decode = step_time(forward_ops(card, w, seqs, 1, context, seqs, eff), hw, eff)
+    decode = step_time(forward_ops(card, w, seqs, 1, context, seqs, eff, tp), hw, eff)
     rate = _rate(hw, matmul_rate_dtype(w, hw))
     return Throughput(hardware=hw.id, prefill=prefill, decode=decode, decode_context=context, seqs=seqs,
                       peak_bytes_per_s=hw.bytes_per_s, peak_flops=rate, efficiency_source=eff.source)

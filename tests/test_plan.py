@@ -85,3 +85,11 @@ def test_models_too_big_for_one_gpu_get_the_smallest_tensor_parallel_group():
     assert o.device_total_per_gpu <= get_gpu("h100-sxm-80gb").memory_bytes
     assert plan_option(seventy, w, get_gpu("l4")).devices == 8
     assert plan_option(load_card("llama-3.1-405b"), w, get_gpu("l4")).devices == 0  # not even 8 of them
+
+
+def test_tensor_parallel_groups_are_timed_and_priced_for_the_group():
+    seventy = load_card("llama-3.1-70b")
+    o = plan_option(seventy, Workload(batch=8, seq=2048, gen=128), get_gpu("h100-sxm-80gb"), price=2.5)
+    assert o.devices == 2 and o.speed is not None and o.meets_target
+    assert o.cost_per_million_tokens == pytest.approx(2.5 * 2 / (o.speed.engine_decode_tokens_per_s * 3600) * 1e6)
+    assert o.max_batch >= 8

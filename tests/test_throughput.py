@@ -130,3 +130,31 @@ def test_damaged_calibration_file_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(InputError) as info:
         efficiency_for(get_gpu("l4"))
     assert str(info.value).startswith(f"{tmp_path / 'calibration.json'}: not a calibration file llmcalc wrote")
+
+
+def test_tensor_parallel_halves_the_weight_stream_and_adds_two_allreduces_per_layer():
+    eff = default_efficiency()
+    w = Workload(batch=1, seq=512, gen=64)
+    one = forward_ops(LLAMA7, w, 1, 1, 544, 1, eff)
+    two = forward_ops(LLAMA7, w, 1, 1, 544, 1, eff, tp=2)
+    weights = lambda ops: sum(op.bytes for op in ops if op.streams_weights)  # noqa: E731
+    assert weights(two) == pytest.approx(weights(one) / 2, rel=0.001)
+    reduces = [op for op in two if op.name == "allreduce"]
+    # one op per layer kind, scaled by 32 layers: 2 x 32 all-reduces of 1 row x 4096 x 2 B,
+    # a ring moving 2 (2 - 1) / 2 of it: 8,192 B each.
+    assert len(reduces) == 2 and all(op.kernels == 32 and op.link_bytes == 32 * 8192 for op in reduces)
+
+
+def test_allreduce_time_is_latency_plus_bytes_over_the_link():
+    eff = replace(PLAIN, link=0.5, link_latency_s=10e-6)
+    linked = replace(TOY, link_bytes_per_s=100e9)
+    # 4 collectives of 1e6 B in all: 4 x 10 us + 1e6 / (0.5 x 100e9) = 40 us + 20 us
+    t = step_time([Op("allreduce", 0, 0, 4, link_bytes=1e6)], linked, eff)
+    assert t.comm_s == pytest.approx(60e-6) and t.bound == "communication"
+
+
+def test_tensor_parallel_needs_an_interconnect():
+    with pytest.raises(InputError) as info:
+        throughput(LLAMA7, Workload(), get_gpu("epyc-9654"), default_efficiency(), tp=2)
+    assert str(info.value) == ("epyc-9654: no interconnect bandwidth in the catalog, so tensor-parallel time "
+                               "cannot be predicted")
