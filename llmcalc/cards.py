@@ -96,7 +96,7 @@ class ModelCard:
         # largest linear), and a 405B card has over a thousand tensors.
         return tuple(parameter_tensors(self))
 
-    @property
+    @cached_property
     def num_params(self) -> int:
         return sum(p.numel for p in self.parameters())
 

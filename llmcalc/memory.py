@@ -17,6 +17,7 @@ autocast), r = bytes of RoPE's outputs (fp32 under autocast, since cos/sin are m
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from math import ceil
 
 from llmcalc import calibration
@@ -165,8 +166,14 @@ class MemoryBreakdown:
 def weight_bytes(card: ModelCard, w: Workload) -> int:
     """Quantized formats apply to the decoder's linear layers (bitsandbytes and GPTQ skip the
     embeddings, norms and lm_head); every other tensor stays in the compute dtype."""
-    store = PRECISIONS[w.dtype]
-    other = store if store.is_float else PRECISIONS[w.compute_dtype]
+    return _weight_bytes(card, w.dtype, w.compute_dtype)
+
+
+@lru_cache(maxsize=512)
+def _weight_bytes(card: ModelCard, dtype: str, compute_dtype: str) -> int:
+    # memoised: sizing searches (plan, check) estimate one card hundreds of times
+    store = PRECISIONS[dtype]
+    other = store if store.is_float else PRECISIONS[compute_dtype]
     total = 0
     for p in card.parameters():
         if p.kind == "linear" and not store.is_float:
