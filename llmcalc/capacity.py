@@ -95,10 +95,11 @@ def check(dep: Deployment) -> CheckResult:
         reasons.append(f"needs {mem.device_total_bytes / 2**30:.2f} GiB, over the {budget / 2**30:.2f} GiB budget "
                        f"({spec.memory_bytes / 2**30:.2f} GiB less {dep.headroom:.0%} headroom)")
     rate = None
-    if dep.gpus > 1 and dep.min_tokens_per_s is not None:
-        raise InputError(f"{dep.name}: min_tokens_per_s with gpus > 1: tensor-parallel speed is not modelled yet")
-    if dep.workload.mode == "infer" and not reasons and dep.gpus == 1:
-        rate = throughput(card, dep.workload, spec, efficiency_for(spec)).decode_tokens_per_s
+    if dep.workload.mode == "infer" and not reasons:
+        try:
+            rate = throughput(card, dep.workload, spec, efficiency_for(spec), dep.gpus).decode_tokens_per_s
+        except InputError as exc:  # no interconnect figure for a tensor-parallel group
+            raise InputError(f"{dep.name}: {exc}") from None
         if dep.min_tokens_per_s is not None and rate < dep.min_tokens_per_s:
             reasons.append(f"decodes {rate:,.0f} tokens/s, below the floor of {dep.min_tokens_per_s:,.0f}")
     elif dep.min_tokens_per_s is not None and dep.workload.mode != "infer":

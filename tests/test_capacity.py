@@ -104,3 +104,11 @@ def test_several_gpus_split_inference_tensor_parallel():
     with pytest.raises(InputError) as info:
         check(Deployment("three", "llama-3.1-70b", "h100-sxm-80gb", w, gpus=3))
     assert str(info.value) == "three: --tp 3 does not divide llama-3.1-70b's 64 attention heads"
+
+
+def test_speed_floor_of_a_tensor_parallel_group():
+    w = Workload(seq=2048)
+    r = check(Deployment("two", "llama-3.1-70b", "h100-sxm-80gb", w, gpus=2, min_tokens_per_s=1))
+    assert r.ok and r.tokens_per_s > 1
+    slow = check(Deployment("two", "llama-3.1-70b", "h100-sxm-80gb", w, gpus=2, min_tokens_per_s=1e6))
+    assert not slow.ok and "below the floor of 1,000,000" in slow.reasons[0]
