@@ -150,6 +150,12 @@ def report(results_dir: Path, doc_path: Path) -> None:
     corrections = ROOT / "docs" / "validation-corrections.md"
     if corrections.exists():
         lines += ["", corrections.read_text().strip()]
+    scale_results = results_dir / "scale"
+    if scale_results.is_dir():  # multi-GPU and fine-tuning rows (benchmarks/scale_validate.py)
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from scale_validate import table_lines
+
+        lines += ["", "## FSDP across GPUs, LoRA and QLoRA (per rank)", "", *table_lines(scale_results)]
     doc_path.write_text("\n".join(lines) + "\n")
     print(f"wrote {doc_path} ({len(rows)} cases)")
 

@@ -92,6 +92,8 @@ def estimate(
     cpu_memory: Annotated[Optional[float], typer.Option(help="CPU memory offload may use, GiB per rank.")] = None,
     lora_rank: Annotated[int, typer.Option(help="LoRA rank: train adapters only (QLoRA with --dtype nf4).")] = 0,
     lora_targets: Annotated[str, typer.Option(help="LoRA target projections: q,k,v,o,gate,up,down or all.")] = "q,v",
+    micro_batch: Annotated[Optional[int], typer.Option(help="Micro-batch per GPU (same as --batch; with --grad-accum).")] = None,
+    selective_recompute: Annotated[bool, typer.Option("--selective-recompute", help="Recompute the attention core in backward (Megatron's selective recomputation).")] = False,
     explain: Explain = False,
     json: Json = False,
 ) -> None:
@@ -102,9 +104,10 @@ def estimate(
 
     with _reported():
         card = load_card(model)
-        workload = _workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing,
-                             optimizer, attention)
-    if (gpus, tp, pp, zero, fsdp, grad_accum, offload, cpu_memory, lora_rank) != (1, 1, 1, 0, None, 1, None, None, 0):
+        workload = _workload(mode, dtype, autocast, micro_batch or batch, seq, gen, beams, kv_dtype,
+                             grad_checkpointing, optimizer, attention)
+    if (gpus, tp, pp, zero, fsdp, grad_accum, offload, cpu_memory, lora_rank, selective_recompute) != (
+            1, 1, 1, 0, None, 1, None, None, 0, False):
         from llmcalc.scale import LORA_TARGETS, Scale  # only when asked for: keeps the plain start light
 
         targets = tuple(LORA_TARGETS) if lora_targets.strip().lower() in ("all", "all-linear") else tuple(
@@ -112,7 +115,7 @@ def estimate(
         split = Scale(gpus=gpus, tp=tp, pp=pp, zero=zero, fsdp=fsdp.lower() if fsdp else None, grad_accum=grad_accum,
                       offload=offload.lower() if offload else None,
                       cpu_memory_bytes=int(cpu_memory * 2**30) if cpu_memory is not None else None,
-                      lora_rank=lora_rank, lora_targets=targets)
+                      lora_rank=lora_rank, lora_targets=targets, selective=selective_recompute)
         _estimate_scaled(card, workload, split, gpu, json)
         return
     with _reported():

@@ -57,6 +57,7 @@ class Scale:
     cpu_memory_bytes: int | None = None
     lora_rank: int = 0
     lora_targets: tuple[str, ...] = ("q", "v")
+    selective: bool = False  # Megatron's selective recomputation of the attention core
 
     @property
     def dp(self) -> int:
@@ -158,6 +159,18 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
         # ZeRO/FSDP mixed precision casts the (gathered) parameters to the 16-bit dtype and runs
         # the model in it: activations are the 16-bit model's, with no autocast weight cache.
         base_w = replace(w, dtype=w.autocast, autocast=None)
+    if s.selective:
+        # Selective recomputation (Korthikanti et al. 2022): the attention core (scores, softmax,
+        # their products with V) is recomputed in backward, so no seq x seq tensor is saved; what
+        # remains saved is what the fused (SDPA) path saves. One layer's scores come back during
+        # its backward: the eager forward transient covers them.
+        if w.mode != "train":
+            raise InputError("--selective-recompute describes training (--mode train)")
+        if w.attention == "eager":
+            base_w = replace(base_w, attention="sdpa")
+            notes.append("selective recomputation: attention scores recomputed, saved as SDPA saves")
+        else:
+            notes.append("selective recomputation changes nothing here: SDPA's kernels save no scores")
     base = estimate(card, base_w, cuda_context)
     params = card.num_params
     p_bytes = PRECISIONS[w.dtype].bytes_per_element if PRECISIONS[w.dtype].is_float else 2

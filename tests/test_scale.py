@@ -121,3 +121,23 @@ def test_cli_scaled_estimate_json_and_errors():
     assert doc["memory"]["components"]["optimizer"] == int(8 * 6_738_415_616 / 8)  # fp32 Adam, sharded 8 ways
     bad = runner.invoke(app, ["estimate", "llama-2-7b", "--pp", "5", "--gpus", "5"])
     assert bad.exit_code == 2 and bad.output.strip() == "error: --pp 5 does not divide llama-2-7b's 32 layers"
+
+
+def test_selective_recomputation_drops_the_saved_scores():
+    eager = replace(TRAIN, attention="eager", grad_checkpointing=False, seq=4096)
+    full = scaled_estimate(LLAMA7, eager, Scale())
+    selective = scaled_estimate(LLAMA7, eager, Scale(selective=True))
+    fwd = lambda r: next(p for p in r.phases if p.name == "forward").components["activations"]  # noqa: E731
+    # eager saves heads x seq x (4 + 2) B per token per layer of scores: 32 x 4096 x 6 x 4096
+    # tokens x 32 layers = 103 GB that selective recomputation does not keep.
+    assert fwd(full) - fwd(selective) > 100e9
+    assert fwd(selective) == fwd(scaled_estimate(LLAMA7, replace(eager, attention="sdpa"), Scale()))
+
+
+def test_micro_batch_and_accumulation():
+    result = runner.invoke(app, ["estimate", "llama-2-7b", "--mode", "train", "--micro-batch", "2", "--grad-accum", "8",
+                                 "--gpus", "4", "--zero", "2", "--json"])
+    import json
+
+    scale = json.loads(result.stdout)["scale"]
+    assert scale["global_batch"] == 2 * 8 * 4 and json.loads(result.stdout)["workload"]["batch"] == 2
