@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from llmcalc.cards import load_card
+from llmcalc.cards import SAFE_LOADER, load_card
 from llmcalc.errors import InputError
 from llmcalc.memory import Workload, estimate
 
@@ -118,7 +118,7 @@ def load_check_file(path: str) -> list[Deployment]:
 
     file = Path(path)
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
     except yaml.YAMLError as exc:

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from llmcalc.cards import SAFE_LOADER
 from llmcalc.errors import InputError, close_names
 
 MiB = 2**20
@@ -78,7 +79,7 @@ def _gpu_from_mapping(entry: Any, where: str, kind: str = "gpu") -> tuple[GpuSpe
 
 def load_catalog(path: Path = CATALOG) -> dict[str, GpuSpec]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"{path}: cannot load the GPU catalog ({exc})") from None
     entries = data.get("gpus") if isinstance(data, dict) else None
