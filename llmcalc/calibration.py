@@ -115,7 +115,7 @@ def load_calibrations() -> dict[str, dict[str, Any]]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         devices = doc["devices"]
-        for gpu_id, entry in devices.items():
+        for entry in devices.values():
             float(entry["bytes_per_s"]), float(entry["kernel_floor_s"]), float(entry["launch_s"])
             {k: float(v) for k, v in entry["matmul_flops"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -61,7 +61,7 @@ def matmul_rates(torch: Any, device: str) -> dict[str, float]:
         previous = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = name == "tf32"
         try:
-            rates[name] = flops / _median_seconds(torch, lambda: a @ b, device, 10)
+            rates[name] = flops / _median_seconds(torch, lambda a=a, b=b: a @ b, device, 10)
         finally:
             torch.backends.cuda.matmul.allow_tf32 = previous
         del a, b
@@ -237,8 +237,8 @@ def linear_layers(torch: Any) -> dict[str, Any]:
             for rows in LINEAR_ROWS:
                 x = torch.randn(rows, in_f, device="cuda", dtype=dtype)
                 with torch.inference_mode():
-                    call = lambda: mod(x)  # noqa: E731
-                    wall = _median_seconds(torch, lambda: [call() for _ in range(20)], "cuda", 5) / 20
+                    call = lambda mod=mod, x=x: mod(x)  # noqa: E731
+                    wall = _median_seconds(torch, lambda call=call: [call() for _ in range(20)], "cuda", 5) / 20
                     durations = _trace(torch, call)
                 result[f"{kind} {out_f}x{in_f} rows={rows}"] = {
                     "kernel_s": sum(durations), "kernels": len(durations), "wall_s": wall}
@@ -252,7 +252,7 @@ def prefill_gemms(torch: Any) -> dict[str, float]:
     for m, n, k in ((4096, 4096, 4096), (4096, 11008, 4096), (4096, 4096, 11008)):
         a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
         b = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
-        out[f"{m}x{n}x{k}"] = 2.0 * m * n * k / _median_seconds(torch, lambda: a @ b.t(), "cuda", 20)
+        out[f"{m}x{n}x{k}"] = 2.0 * m * n * k / _median_seconds(torch, lambda a=a, b=b: a @ b.t(), "cuda", 20)
     return out
 
 
