@@ -1,6 +1,5 @@
 """Charts: the series, the terminal rendering, the PNG, bad input."""
 
-
 import pytest
 from typer.testing import CliRunner
 
