@@ -25,24 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from llmcalc.cards import load_card  # noqa: E402
-from llmcalc.hf import to_hf_config  # noqa: E402
 from llmcalc.memory import Workload  # noqa: E402
 from llmcalc.scale import Scale, scaled_estimate  # noqa: E402
 
 STEPS = 3
-
-
-def _config(torch: Any, card: Any) -> Any:
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    kwargs = to_hf_config(card)
-    model_type = kwargs.pop("model_type")
-    for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "hidden_dropout", "attention_dropout"):
-        kwargs[key] = 0.0
-    config = transformers.AutoConfig.for_model(model_type, **kwargs)
-    config._attn_implementation = "sdpa"
-    return config
 
 
 class _Peaks:
@@ -98,7 +84,9 @@ def fsdp(args: argparse.Namespace) -> None:
     if device == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
     card = load_card(args.model)
-    config = _config(torch, card)
+    from llmcalc.profile.runner import hf_config
+
+    config = hf_config(card, "sdpa")
     import transformers
 
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
@@ -141,9 +129,8 @@ def fsdp(args: argparse.Namespace) -> None:
 def lora(args: argparse.Namespace) -> None:
     """peft LoRA on the projections named, a bf16 or nf4 (QLoRA) base, one device."""
     import torch
-    from peft import LoraConfig, get_peft_model
 
-    from llmcalc.profile.runner import build_model
+    from llmcalc.profile.runner import _with_lora, build_model
 
     card = load_card(args.model)
     targets = args.targets.split(",")
@@ -152,13 +139,7 @@ def lora(args: argparse.Namespace) -> None:
     peaks = _Peaks(torch, args.device)
     infer = Workload(dtype=args.dtype, batch=args.batch, seq=args.seq)  # build_model's view: weights only
     model = peaks.run("load", lambda: build_model(torch, card, infer, args.device, None, quantize_on_device=True))
-    if args.checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    modules = [{"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj", "gate": "gate_proj", "up": "up_proj",
-                "down": "down_proj"}[t] for t in targets]
-    model = get_peft_model(model, LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0,
-                                             target_modules=modules, task_type="CAUSAL_LM"))
+    model = _with_lora(model, w, (args.rank, tuple(targets)))  # the profiler's LoRA set-up
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     if args.optimizer == "adamw-8bit":

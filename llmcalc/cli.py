@@ -108,10 +108,9 @@ def estimate(
                              grad_checkpointing, optimizer, attention)
     if (gpus, tp, pp, zero, fsdp, grad_accum, offload, cpu_memory, lora_rank, selective_recompute) != (
             1, 1, 1, 0, None, 1, None, None, 0, False):
-        from llmcalc.scale import LORA_TARGETS, Scale  # only when asked for: keeps the plain start light
+        from llmcalc.scale import Scale, parse_lora_targets  # only when asked for: keeps the plain start light
 
-        targets = tuple(LORA_TARGETS) if lora_targets.strip().lower() in ("all", "all-linear") else tuple(
-            t.strip().lower() for t in lora_targets.split(",") if t.strip())
+        targets = parse_lora_targets(lora_targets)
         split = Scale(gpus=gpus, tp=tp, pp=pp, zero=zero, fsdp=fsdp.lower() if fsdp else None, grad_accum=grad_accum,
                       offload=offload.lower() if offload else None,
                       cpu_memory_bytes=int(cpu_memory * 2**30) if cpu_memory is not None else None,
@@ -180,10 +179,9 @@ def profile(
                              optimizer, attention)
         lora = None
         if lora_rank:
-            from llmcalc.scale import LORA_TARGETS, Scale, scaled_estimate
+            from llmcalc.scale import Scale, parse_lora_targets, scaled_estimate
 
-            targets = tuple(LORA_TARGETS) if lora_targets.strip().lower() in ("all", "all-linear") else tuple(
-                t.strip().lower() for t in lora_targets.split(",") if t.strip())
+            targets = parse_lora_targets(lora_targets)
             est = scaled_estimate(card, workload, Scale(lora_rank=lora_rank, lora_targets=targets))
             lora = (lora_rank, targets)
         else:

@@ -29,7 +29,7 @@ def gib(n: int | float) -> str:
     return f"{n / GiB:,.2f}"
 
 
-def fit(m: MemoryBreakdown, gpu: GpuSpec) -> dict[str, Any]:
+def fit(m: MemoryBreakdown | ScaledEstimate, gpu: GpuSpec) -> dict[str, Any]:
     return {
         "id": gpu.id,
         "name": gpu.name,
@@ -122,18 +122,23 @@ def sweep_json(rows: list[tuple[int, MemoryBreakdown, Throughput]], gpu: GpuSpec
     })
 
 
+def _memory_dict(m: MemoryBreakdown | ScaledEstimate) -> dict[str, Any]:
+    """The `memory` object of the JSON contract (docs/json.md), one GPU or per GPU."""
+    return {
+        "components": {c: m.components[c] for c in COMPONENTS},
+        "peak_allocated_bytes": m.peak_allocated_bytes,
+        "device_total_bytes": m.device_total_bytes,
+        "peak_phase": m.peak_phase,
+        "phases": {p.name: p.total for p in m.phases},
+    }
+
+
 def estimate_json(m: MemoryBreakdown, card: ModelCard, gpu: GpuSpec | None, t: Throughput | None = None) -> str:
     doc: dict[str, Any] = {
         "schema_version": JSON_SCHEMA_VERSION,
         "model": {"name": card.name, "params": m.params, "source": card.source},
         "workload": asdict(m.workload) | {"compute_dtype": m.workload.compute_dtype},
-        "memory": {
-            "components": {c: m.components[c] for c in COMPONENTS},
-            "peak_allocated_bytes": m.peak_allocated_bytes,
-            "device_total_bytes": m.device_total_bytes,
-            "peak_phase": m.peak_phase,
-            "phases": {p.name: p.total for p in m.phases},
-        },
+        "memory": _memory_dict(m),
         "calibration": m.calibration,
         "warnings": list(m.warnings),
     }
@@ -398,19 +403,12 @@ def scaled_json(r: ScaledEstimate, card: ModelCard, w: Workload, gpu: GpuSpec | 
         "workload": asdict(w) | {"compute_dtype": w.compute_dtype},
         "per_gpu": True,
         "scale": _scale_dict(r),
-        "memory": {
-            "components": {c: r.components[c] for c in COMPONENTS},
-            "peak_allocated_bytes": r.peak_allocated_bytes,
-            "device_total_bytes": r.device_total_bytes,
-            "peak_phase": r.peak_phase,
-            "phases": {p.name: p.total for p in r.phases},
-        },
+        "memory": _memory_dict(r),
         "cpu_offload_bytes": r.cpu_bytes,
         "notes": list(r.notes),
     }
     if gpu is not None:
-        doc["gpu"] = {"id": gpu.id, "name": gpu.name, "memory_bytes": gpu.memory_bytes,
-                      "fits": r.device_total_bytes <= gpu.memory_bytes, "free_bytes": gpu.memory_bytes - r.device_total_bytes}
+        doc["gpu"] = fit(r, gpu)
     return dumps(doc)
 
 

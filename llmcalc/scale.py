@@ -32,7 +32,7 @@ from math import ceil
 from llmcalc import calibration
 from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError
-from llmcalc.memory import COMPONENTS, OPTIMIZERS, Phase, Workload, estimate
+from llmcalc.memory import COMPONENTS, OPTIMIZERS, Phase, Workload, estimate, largest_linear_bytes, weight_bytes
 from llmcalc.precision import PRECISIONS
 
 LORA_TARGETS = {"q": ("q_proj", "qkv_proj"), "k": ("k_proj", "qkv_proj"), "v": ("v_proj", "qkv_proj"),
@@ -67,10 +67,6 @@ class Scale:
     def stage(self) -> int:
         return {"full": 3, "grad-op": 2}.get(self.fsdp or "", self.zero)
 
-    @property
-    def active(self) -> bool:
-        """Anything beyond one GPU and full fine-tuning asked for."""
-        return replace(self, lora_targets=Scale().lora_targets) != Scale() or self.lora_rank > 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +84,13 @@ class ScaledEstimate:
     trainable_params: int
     global_batch: int
     notes: tuple[str, ...]
+
+
+def parse_lora_targets(text: str) -> tuple[str, ...]:
+    """'q,v' -> ('q', 'v'); 'all' (or 'all-linear') -> every projection. validate() names unknowns."""
+    if text.strip().lower() in ("all", "all-linear"):
+        return tuple(LORA_TARGETS)
+    return tuple(t.strip().lower() for t in text.split(",") if t.strip())
 
 
 def lora_params(card: ModelCard, s: Scale) -> int:
@@ -174,8 +177,6 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
     base = estimate(card, base_w, cuda_context)
     params = card.num_params
     p_bytes = PRECISIONS[w.dtype].bytes_per_element if PRECISIONS[w.dtype].is_float else 2
-    from llmcalc.memory import weight_bytes
-
     weights = weight_bytes(card, w)
     # Trainable set: the adapters (LoRA) or every parameter.
     if s.lora_rank:
@@ -204,8 +205,6 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
     split = s.tp * s.pp
     end_piece = card.vocab_size * card.hidden_size * p_bytes / s.tp if s.pp > 1 else 0
     w_rank, g_rank, o_rank = weights / split + end_piece, grads / split, optimizer / split
-    if s.lora_rank:
-        g_rank, o_rank = grads / split, optimizer / split
     dp = s.dp
     stage = s.stage
     gathered = 0.0
@@ -256,8 +255,6 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
             freed = a * (2 * card.hidden_size + card.q_dim + card.intermediate_size)
             extra_act += tokens * card.num_layers * (casts - freed)
         if w.dtype == "nf4":
-            from llmcalc.memory import largest_linear_bytes
-
             extra_act += largest_linear_bytes(card, w.compute_dtype)  # the dequantized weight of a matmul
     # Gradients: backward peaks at its start (the loss's logits), before any layer's gradient
     # exists, with only the engine's bucket in flight; the shards fill as activations drain, all

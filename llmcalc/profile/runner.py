@@ -160,18 +160,26 @@ def environment(torch: Any, device: str) -> dict[str, str]:
     return env
 
 
-def build_model(torch: Any, card: ModelCard, w: Workload, device: str, weights: str | None,
-                quantize_on_device: bool = False) -> Any:
+def hf_config(card: ModelCard, attention: str) -> Any:
+    """The transformers config of a card, dropout off (GPT-2 defaults to 0.1): the reference
+    workload is deterministic."""
     import transformers
 
     transformers.logging.set_verbosity_error()
     kwargs = to_hf_config(card)
     model_type = kwargs.pop("model_type")
-    # Dropout off (GPT-2 defaults to 0.1): the reference workload is deterministic.
     for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "hidden_dropout", "attention_dropout"):
         kwargs[key] = 0.0
     config = transformers.AutoConfig.for_model(model_type, **kwargs)
-    config._attn_implementation = w.attention
+    config._attn_implementation = attention
+    return config
+
+
+def build_model(torch: Any, card: ModelCard, w: Workload, device: str, weights: str | None,
+                quantize_on_device: bool = False) -> Any:
+    import transformers
+
+    config = hf_config(card, w.attention)
     if w.dtype in QUANTIZED:
         return _build_quantized(torch, transformers, config, card, w, device, weights, quantize_on_device)
     if w.dtype not in TORCH_DTYPES:
