@@ -284,8 +284,10 @@ def prefill_layer_peak_per_token(card: ModelCard, w: Workload) -> int:
     elif _math_sdpa(card, w):
         # fp32 + GQA: enable_gqa is honoured only by the flash kernel (16-bit), so SDPA falls
         # back to its math path: q_emb, q*sqrt(scale), k and v repeated to all heads and k
-        # scaled, then fp32 scores and softmax per query row (heads x keys x 4 B each).
-        attn = max(attn, 5 * q * b.a + 2 * 4 * card.num_heads * w.seq)
+        # scaled, then per query row (heads x keys) the fp32 scores (4 B), and inside
+        # _safe_softmax the probabilities (4 B) and scores.isneginf() (a 1 B bool mask; `where`
+        # then writes into the probabilities): 9 B per score (PyTorch 2.11 attention.cpp).
+        attn = max(attn, 5 * q * b.a + (4 + 4 + 1) * card.num_heads * w.seq)
     act_tmp, _ = ACTIVATIONS[card.activation]
     if card.mlp == "gated":
         # {gate, act(gate)} then {act, up, act*up}
