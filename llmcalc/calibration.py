@@ -23,19 +23,41 @@ SOURCE = "H100 80GB HBM3, driver 580.159.04, CUDA 13.0, torch 2.11.0 (benchmarks
 CUDA_CONTEXT_BYTES = 676 * MiB
 CUDA_CONTEXT_SOURCE = "NVML process memory - torch reserved after init + first matmul: 676 MiB (H100, CUDA 13.0)"
 
+# Lazy module loading (CUDA_MODULE_LOADING=LAZY, the default since CUDA 12.2) adds each kernel
+# module to the context when one of its kernels first runs. NVML process memory - peak reserved at
+# the end of the 32 single-GPU runs (benchmarks/results/h100-80gb-hbm3*.jsonl), identical across
+# models and sizes, separates into additive parts over the 676 MiB above:
+#   inference, fp32 or eager attention:           678 MiB in all 6 rows   -> +2 (elementwise, norms)
+#   inference, 16-bit SDPA (flash kernels):       688-702, median 693     -> +15 for flash
+#   + bitsandbytes nf4 / LLM.int8:                700-702 / 764-768       -> +8 / +73 for bnb
+#   training fp32 (backward, fused AdamW):        742 in all 3 rows       -> +66 instead of +2
+#   training 16-bit or autocast (flash):          758 in all 10 rows      -> +66 +16 (flash again)
+KERNEL_MODULES_MIB = {"infer": 2, "train": 66, "flash": 15, "int8": 73, "nf4": 8}
+
+
+def kernel_modules_bytes(mode: str, flash: bool, quantized: str | None) -> int:
+    """Context growth from lazily loaded kernels: the step's kernels (inference or training),
+    flash attention when 16-bit SDPA runs, bitsandbytes' kernels for int8/nf4 weights."""
+    mib = KERNEL_MODULES_MIB[mode] + (KERNEL_MODULES_MIB["flash"] if flash else 0)
+    return (mib + KERNEL_MODULES_MIB.get(quantized or "", 0)) * MiB
+
+
 # The cuBLAS workspace PyTorch allocates through its caching allocator at the first matmul on
 # Hopper: 32 MiB, counted by max_memory_allocated (measured: allocated before/after a matmul).
 CUBLAS_WORKSPACE_BYTES = 32 * MiB
 
-# Caching allocator: (peak reserved - peak allocated) / peak allocated. Its median over the 26
-# H100 cases is 0.103 (range 0.003 to 0.22: fragmentation depends on the order of allocations; the
-# KV cache grown by torch.cat and checkpointed training fragment most).
-ALLOCATOR_RESERVE_FRACTION = 0.103
-ALLOCATOR_SOURCE = "median (reserved - allocated) / allocated over 26 H100 cases: 10.3%"
+# Caching allocator: (peak reserved - peak allocated) / peak allocated, the blocks cached but free
+# when the peak is reached (fragmentation: it depends on the order of allocations). Its median
+# over the 34 single-GPU H100 rows: inference 0.100 (21 rows, 0.003 to 0.22: the KV cache grown by
+# torch.cat and large prefill transients fragment most), training 0.076 (13 rows, 0.005 to 0.19:
+# backward reuses the blocks the forward's transients freed).
+ALLOCATOR_RESERVE_FRACTION = {"infer": 0.100, "train": 0.076}
+ALLOCATOR_SOURCE = ("median (reserved - allocated) / allocated over the H100 rows: "
+                    "inference 10.0% (21 rows), training 7.6% (13 rows)")
 
 
-def allocator_reserve_bytes(peak_allocated: int) -> int:
-    return int(peak_allocated * ALLOCATOR_RESERVE_FRACTION)
+def allocator_reserve_bytes(peak_allocated: int, mode: str = "infer") -> int:
+    return int(peak_allocated * ALLOCATOR_RESERVE_FRACTION[mode])
 
 
 # --- throughput efficiencies ----------------------------------------------------------------

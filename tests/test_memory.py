@@ -116,6 +116,27 @@ def test_fp32_grouped_query_attention_runs_math_sdpa_at_9_bytes_per_score():
     assert prefill_layer_peak_per_token(qwen, Workload(dtype="fp32", batch=8, seq=2048)) == 286_720
 
 
+@pytest.mark.parametrize("w,mib", [
+    # 676 MiB after init + the first matmul, plus the kernel modules the run loads lazily:
+    (Workload(dtype="fp32"), 676 + 2),  # inference without flash attention (fp32)
+    (Workload(dtype="bf16"), 676 + 2 + 15),  # + flash attention (16-bit SDPA)
+    (Workload(dtype="bf16", attention="eager"), 676 + 2),  # eager attention: no flash
+    (Workload(dtype="int8"), 676 + 2 + 15 + 73),  # LLM.int8 computes fp16, + bitsandbytes' kernels
+    (Workload(dtype="nf4"), 676 + 2 + 15 + 8),
+    (Workload(mode="train", dtype="fp32", gen=0), 676 + 66),  # backward and fused AdamW kernels
+    (Workload(mode="train", dtype="fp32", autocast="bf16", gen=0), 676 + 66 + 15),
+])
+def test_cuda_context_grows_with_the_kernels_the_workload_loads(w, mib):
+    assert estimate(LLAMA, w).components["cuda_context"] == mib * 2**20
+
+
+def test_allocator_reserve_is_the_measured_median_per_mode():
+    infer = estimate(LLAMA, Workload())
+    train = estimate(LLAMA, Workload(mode="train", gen=0, batch=1, seq=256))
+    assert infer.components["allocator_reserve"] == int(infer.peak_allocated_bytes * 0.100)
+    assert train.components["allocator_reserve"] == int(train.peak_allocated_bytes * 0.076)
+
+
 def test_device_total_adds_reserve_and_context():
     m = estimate(LLAMA, Workload())
     assert m.device_total_bytes == m.peak_allocated_bytes + m.components["allocator_reserve"] + m.components["cuda_context"]
