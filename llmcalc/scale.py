@@ -32,7 +32,8 @@ from math import ceil
 from llmcalc import calibration
 from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError
-from llmcalc.memory import COMPONENTS, OPTIMIZERS, Phase, Workload, estimate, largest_linear_bytes, weight_bytes
+from llmcalc.memory import (COMPONENTS, OPTIMIZERS, Phase, Workload, _dtypes, estimate, largest_linear_bytes,
+                            weight_bytes)
 from llmcalc.precision import PRECISIONS
 
 LORA_TARGETS = {"q": ("q_proj", "qkv_proj"), "k": ("k_proj", "qkv_proj"), "v": ("v_proj", "qkv_proj"),
@@ -151,6 +152,68 @@ def model_state_bytes_per_param(stage: int, n: int, k: int = 12) -> float:
     return {0: 4 + k, 1: 4 + k / n, 2: 2 + (2 + k) / n, 3: (4 + k) / n}[stage]
 
 
+# The tensor a LoRA-targeted module reads: modules in one group read the same tensor.
+_INPUT_GROUP = {"q_proj": "attn", "k_proj": "attn", "v_proj": "attn", "qkv_proj": "attn", "o_proj": "o",
+                "gate_proj": "mlp", "up_proj": "mlp", "fc_in": "mlp", "down_proj": "down"}
+
+
+def _lora_targets(card: ModelCard, s: Scale) -> dict[str, float]:
+    """Targeted modules of one layer, name -> share of the tokens it sees (MoE experts k/E)."""
+    names = {n for t in s.lora_targets for n in LORA_TARGETS[t]}
+    moe = (card.experts_per_token or 1) / (card.num_experts or 1) if card.is_moe else 1.0
+    out: dict[str, float] = {}
+    for p in card.parameters():
+        short = p.name.rsplit(".", 1)[-1]
+        if p.layer == 0 and p.kind == "linear" and short in names:
+            share = moe if card.is_moe and _INPUT_GROUP.get(short) in ("mlp", "down") else 1.0
+            out[p.name] = out.get(p.name, 0.0) + share
+    return out
+
+
+def lora_saved_delta(card: ModelCard, w: Workload, s: Scale) -> float:
+    """How LoRA changes one layer's saved set against full fine-tuning, bytes per token (no
+    checkpointing). A frozen weight needs no gradient, so autograd does not save what only the
+    weight's gradient reads: every projection's input and RMSNorm's y.to(dtype) (kept for the norm
+    weight's gradient). Each adapter saves what lora_A reads and lora_A's r outputs:
+      - peft casts the input to the fp32 adapters' dtype when no autocast runs: a 16-bit model gets a
+        new fp32 copy per targeted module (4 B x in_features; measured 5,120 MiB of casts on the H100
+        for llama-3.2-1b, 7 targets, 4 x 1024 tokens); an fp32 model's input is already fp32;
+      - under autocast (fp32 weights with --autocast, or QLoRA, which trains under autocast) peft
+        does not cast and lora_A runs in 16-bit: an fp32 input (a norm's output in an fp32 model)
+        is copied to 16 bits per module, a 16-bit one is the tensor itself, shared in its group."""
+    b = _dtypes(w)
+    h, i, q = card.hidden_size, card.intermediate_size, card.q_dim
+    autocast = bool(w.autocast) or not PRECISIONS[w.dtype].is_float
+    a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
+    stream = b.s if w.autocast else a  # QLoRA's stream is its 16-bit compute dtype
+    # Freed: what full fine-tuning saved only for weight gradients (see saved_layer_per_token).
+    if w.autocast:
+        qkv_in = (1 if card.fused_qkv else 3) * a * h
+        mlp_in = (1 if (card.mlp == "plain" or (card.fused_qkv and card.mlp == "gated")) else 2) * a * h
+    else:
+        qkv_in = stream * h
+        mlp_in = 0 if card.norms_per_layer == 1 else stream * h
+    norm_y = card.norms_per_layer * stream * h if card.norm == "rmsnorm" else 0
+    moe = (card.experts_per_token or 1) / (card.num_experts or 1) if card.is_moe else 1.0
+    freed = qkv_in + mlp_in + a * q + a * i * moe + norm_y
+    # Saved by the adapters.
+    in_features = {p.name: p.shape[1] for p in card.parameters() if p.layer == 0 and p.kind == "linear"}
+    input_bytes = {"attn": stream, "mlp": stream, "o": a, "down": a}  # dtype of the tensor each group reads
+    saved = 0.0
+    shared: dict[str, float] = {}
+    for name, share in _lora_targets(card, s).items():
+        group = _INPUT_GROUP.get(name.rsplit(".", 1)[-1], name)
+        dtype_bytes = input_bytes.get(group, a)
+        if not autocast and dtype_bytes < 4:
+            saved += 4 * in_features[name] * share  # peft's fp32 cast, one per module
+        elif autocast and dtype_bytes == 4:
+            saved += a * in_features[name] * share  # autocast's 16-bit copy, one per module
+        else:
+            shared[group] = max(shared.get(group, 0.0), dtype_bytes * in_features[name] * share)  # the tensor itself
+        saved += s.lora_rank * (a if autocast else 4) * share  # lora_A's output, read by lora_B
+    return saved + sum(shared.values()) - freed
+
+
 def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[int, str] | None = None) -> ScaledEstimate:
     validate(card, w, s)
     notes: list[str] = []
@@ -238,22 +301,11 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
     extra_act = 0
     if s.lora_rank:
         tokens = w.batch * w.seq
-        per_layer_targets = sum(1 for p in card.parameters() if p.layer == 0 and p.kind == "linear"
-                                and p.name.rsplit(".", 1)[-1] in {n for t in s.lora_targets for n in LORA_TARGETS[t]})
-        # each adapter saves A's output (r fp32 values per token) for B's gradient
-        extra_act = tokens * per_layer_targets * card.num_layers * s.lora_rank * 4
-        if not w.grad_checkpointing and not w.autocast and PRECISIONS[w.compute_dtype].bits == 16:
-            # peft casts each targeted module's input to the fp32 adapters' dtype and lora_A saves
-            # that copy: 4 B x in_features per target. The frozen base matmuls no longer save their
-            # 16-bit inputs (attention and MLP inputs, attention output, down's input). Measured by
-            # a memory snapshot on the H100: 5,120 MiB of fp32 casts alive at the end of forward for
-            # llama-3.2-1b, 7 targets, 4 x 1024 tokens = 81,920 B per token per layer.
-            names = {n for t in s.lora_targets for n in LORA_TARGETS[t]}
-            casts = sum(4 * p.shape[1] for p in card.parameters()
-                        if p.layer == 0 and p.kind == "linear" and p.name.rsplit(".", 1)[-1] in names)
-            a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
-            freed = a * (2 * card.hidden_size + card.q_dim + card.intermediate_size)
-            extra_act += tokens * card.num_layers * (casts - freed)
+        if w.grad_checkpointing:
+            # only layer inputs are saved; each adapter's A output (r values) in the recomputed layer
+            extra_act = tokens * sum(_lora_targets(card, s).values()) * s.lora_rank * 4
+        else:
+            extra_act = int(tokens * card.num_layers * lora_saved_delta(card, w, s))
         if w.dtype == "nf4":
             extra_act += largest_linear_bytes(card, w.compute_dtype)  # the dequantized weight of a matmul
     # Gradients: backward peaks at its start (the loss's logits), before any layer's gradient

@@ -250,6 +250,11 @@ def _build_quantized(torch: Any, transformers: Any, config: Any, card: ModelCard
                     new.weight = new.weight.to(device)
             setattr(parent, name, new)
             del child
+    # As transformers' bitsandbytes quantizers mark a loaded model: peft reads these flags to wrap
+    # the layers in its bitsandbytes LoRA layers, which under autocast feed lora_A the 16-bit input
+    # itself (its generic layer casts the input to the fp32 adapters' dtype first: a copy per module).
+    model.is_loaded_in_4bit = w.dtype == "nf4"
+    model.is_loaded_in_8bit = w.dtype == "int8"
     return model.to(device)
 
 
