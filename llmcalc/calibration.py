@@ -97,17 +97,30 @@ FORWARD_S = 2.717e-3 - 106 * LAUNCH_S
 QUANT_CALL_S: dict[tuple[str, bool], float] = {
     ("int8", False): 389e-6, ("int8", True): 345e-6, ("nf4", False): 58e-6, ("nf4", True): 116e-6,
 }
-# bitsandbytes linear layers timed alone (kernel time from a trace) at two weight sizes, 4096 x
-# 4096 and 11008 x 4096: GPU seconds = fixed + stored weight bytes / rate. The fits, by (dtype,
-# more than one row): Linear8bitLt 1 row 15.0 us + bytes / 2.972 TB/s, 16 rows 20.7 us + bytes /
-# 2.084 TB/s; Linear4bit 1 row (gemv_4bit) 2.4 us + bytes / 1.176 TB/s, 16 rows (dequantize, then
-# a 16-bit matmul) 10.5 us + bytes / 0.434 TB/s. Both sizes fit in the 50 MB L2, so the rates are
-# upper bounds of what a whole model (whose weights never stay in L2) streams.
-# Stored as (fixed seconds, rate / the H100's 3.35 TB/s peak), so other GPUs scale the rate.
+# bitsandbytes linear layers at small batch: GPU seconds per call = fixed + stored weight bytes /
+# rate. Linear4bit was timed alone (kernel time from a trace) at two weight sizes, 4096 x 4096 and
+# 11008 x 4096: 1 row (gemv_4bit) 2.4 us + bytes / 1.176 TB/s, 16 rows (dequantize, then a 16-bit
+# matmul) 10.5 us + bytes / 0.434 TB/s; both sizes fit in the 50 MB L2, so these rates are upper
+# bounds of what a whole model streams. Linear8bitLt is taken inside a whole model
+# (benchmarks/kernel_breakdown.py, llama-2-7b decode at batch 2, 8 and 32, a 260-token cache:
+# benchmarks/results/kernels/h100-80gb-hbm3.jsonl): its int8 GEMM streamed the 6.48 GB of int8
+# weights at 1.59, 1.53 and 1.67 TB/s (mean 1.60: a 64x64-tile CUTLASS kernel, half the copy
+# rate), and its other kernels per call (input quantization, |x|, >= threshold, any() over rows,
+# dequantization, two small copies to and from the host) took 12.8, 16.2 and 15.7 us (mean 14.9).
+# Alone in L2 the same layer had looked twice as fast (2.97 TB/s), which is why int8 decode was
+# predicted 28% too fast before. Stored as (fixed seconds, rate / the H100's 3.35 TB/s peak), so
+# other GPUs scale the rate.
+_INT8_IN_MODEL = (14.9e-6, 1.60 / 3.35)
 QUANT_LINEAR: dict[tuple[str, bool], tuple[float, float]] = {
-    ("int8", False): (15.0e-6, 2.972 / 3.35), ("int8", True): (20.7e-6, 2.084 / 3.35),
+    ("int8", False): _INT8_IN_MODEL, ("int8", True): _INT8_IN_MODEL,
     ("nf4", False): (2.4e-6, 1.176 / 3.35), ("nf4", True): (10.5e-6, 0.434 / 3.35),
 }
+# LLM.int8 beyond QUANT_LINEAR_MAX_ROWS rows (prefill), per input element of each call: the
+# quantization kernel (reads 2 B, writes 1 B) ran at 1.12 TB/s, |x| (4 B) and >= threshold (3 B)
+# at the copy rate, any() over rows (1 B) at 1.2 TB/s: 54.6 ms for 9.3 G input elements at batch
+# 8 x 1024 tokens (kernel_breakdown.py), 5.9 ps per element, i.e. 17 B moved at the 2.919 TB/s
+# copy rate. Dequantization (reads the int32 accumulator, writes 16 bits) ran at the copy rate.
+INT8_QUANT_BYTES_PER_INPUT = 17
 QUANT_LINEAR_MAX_ROWS = 256  # beyond this the matmul is compute-bound: modelled by its FLOPs
 THROUGHPUT_SOURCE = "measured on H100 80GB HBM3, driver 580.159.04, CUDA 13.0, torch 2.11.0 (llmcalc calibrate)"
 

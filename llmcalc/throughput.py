@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import ceil
 
+from llmcalc.calibration import INT8_QUANT_BYTES_PER_INPUT
 from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError
 from llmcalc.hardware import GpuSpec
@@ -144,7 +145,8 @@ def _linear_ops(name: str, rows: int, out_f: int, in_f: int, w: Workload, a: int
     if w.dtype == "int8":
         # bitsandbytes LLM.int8: quantize the input rows (absmax, int8 copy, outlier columns), an
         # int8 GEMM into an int32 accumulator, dequantize to 16-bit with the row and column scales.
-        quant = Op(name + ".quant", 0, rows * in_f * (a + 1) * 2, 5 if rows == 1 else 6)
+        # (the in-model cost of quantization and outlier detection, as bytes at the copy rate)
+        quant = Op(name + ".quant", 0, rows * in_f * INT8_QUANT_BYTES_PER_INPUT, 5 if rows == 1 else 6)
         gemm = Op(name, flops, wbytes + rows * in_f + 4 * rows * out_f, 1, "int8", True)
         dequant = Op(name + ".dequant", 0, rows * out_f * (4 + a), 1, calls=("int8", rows > 1))
         return [quant, gemm, dequant]
