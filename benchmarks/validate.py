@@ -77,6 +77,18 @@ CASES: list[tuple[str, str]] = [
     ("llama-3.2-1b", "--mode train --dtype bf16 --batch 4 --seq 1024 --lora-rank 16 --lora-targets all"),
     ("tinyllama-1.1b", "--mode train --dtype fp32 --autocast bf16 --batch 4 --seq 512 --lora-rank 8"),
     ("llama-3.2-1b", "--mode train --dtype nf4 --batch 4 --seq 1024 --lora-rank 16 --lora-targets all"),
+    ("llama-3.2-1b", "--mode train --dtype nf4 --batch 4 --seq 1024 --lora-rank 16 --lora-targets all "
+                     "--grad-checkpointing --optimizer adamw-8bit"),
+    # PyTorch's expandable segments (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True): the rows whose
+    # default allocator fragmented most, and two that fragmented least.
+    ("tinyllama-1.1b", "--dtype fp16 --batch 64 --seq 1024 --gen 64 --allocator expandable"),
+    ("gpt2-medium", "--dtype bf16 --batch 32 --seq 896 --gen 128 --allocator expandable"),
+    ("llama-3.2-1b", "--dtype bf16 --batch 32 --seq 2048 --gen 128 --allocator expandable"),
+    ("qwen2.5-0.5b", "--dtype fp32 --batch 8 --seq 2048 --gen 32 --allocator expandable"),
+    ("qwen2.5-0.5b", "--mode train --dtype bf16 --batch 8 --seq 1024 --allocator expandable"),
+    ("llama-3.2-3b", "--mode train --dtype bf16 --batch 2 --seq 2048 --grad-checkpointing --allocator expandable"),
+    ("tinyllama-1.1b", "--mode train --dtype bf16 --batch 8 --seq 2048 --grad-checkpointing --allocator expandable"),
+    ("gpt2-medium", "--mode train --dtype fp32 --batch 8 --seq 512 --allocator expandable"),
 ]
 
 

@@ -48,16 +48,25 @@ CUBLAS_WORKSPACE_BYTES = 32 * MiB
 
 # Caching allocator: (peak reserved - peak allocated) / peak allocated, the blocks cached but free
 # when the peak is reached (fragmentation: it depends on the order of allocations). Its median
-# over the 34 single-GPU H100 rows: inference 0.100 (21 rows, 0.003 to 0.22: the KV cache grown by
-# torch.cat and large prefill transients fragment most), training 0.076 (13 rows, 0.005 to 0.19:
-# backward reuses the blocks the forward's transients freed).
-ALLOCATOR_RESERVE_FRACTION = {"infer": 0.100, "train": 0.076}
-ALLOCATOR_SOURCE = ("median (reserved - allocated) / allocated over the H100 rows: "
-                    "inference 10.0% (21 rows), training 7.6% (13 rows)")
+# over the single-GPU H100 rows of the default allocator: inference 0.100 (21 rows, 0.003 to 0.22:
+# the KV cache grown by torch.cat and large prefill transients fragment most), training 0.076 (13
+# rows, 0.005 to 0.19: backward reuses the blocks the forward's transients freed); measured again
+# on 8 of them in a later session, byte for byte the same. Expandable segments
+# (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True) were measured on the same workloads, paired:
+# 4 inference rows reserved 6.5, 4.1, 3.9, 2.1% where the default allocator had 20.6, 22.0, 20.9,
+# 4.3% (in all 24.5% as much), 4 training rows 11.5, 10.0, 10.8, 0.5% against 19.0, 21.9, 13.5,
+# 0.5% (60% as much). The rows were chosen for fragmenting most, so their own medians would
+# overstate a typical run: the expandable fractions are the default medians times those ratios.
+EXPANDABLE_RATIO = {"infer": 16.6 / 67.8, "train": 32.8 / 54.9}
+ALLOCATOR_RESERVE_FRACTION = {("default", "infer"): 0.100, ("default", "train"): 0.076}
+ALLOCATOR_RESERVE_FRACTION |= {("expandable", mode): ALLOCATOR_RESERVE_FRACTION["default", mode] * ratio
+                               for mode, ratio in EXPANDABLE_RATIO.items()}
+ALLOCATOR_SOURCE = ("median (reserved - allocated) / allocated over the H100 rows: default allocator "
+                    "inference 10.0%, training 7.6%; expandable segments 2.4%, 4.5% (paired rows)")
 
 
-def allocator_reserve_bytes(peak_allocated: int, mode: str = "infer") -> int:
-    return int(peak_allocated * ALLOCATOR_RESERVE_FRACTION[mode])
+def allocator_reserve_bytes(peak_allocated: int, mode: str = "infer", allocator: str = "default") -> int:
+    return int(peak_allocated * ALLOCATOR_RESERVE_FRACTION[allocator, mode])
 
 
 # --- throughput efficiencies ----------------------------------------------------------------

@@ -170,7 +170,7 @@ def deployment_from_mapping(item: dict[str, Any], index: int = 0) -> Deployment:
     from llmcalc.memory import validate_workload
 
     options = {k: v for k, v in item.items() if k in _WORKLOAD_KEYS}
-    for key in ("dtype", "autocast", "kv_dtype", "optimizer", "attention", "mode"):
+    for key in ("dtype", "autocast", "kv_dtype", "optimizer", "attention", "mode", "allocator"):
         if isinstance(options.get(key), str):
             options[key] = options[key].lower()
     if options.get("mode", "infer") == "train":

@@ -39,7 +39,8 @@ def _reported() -> Iterator[None]:
 
 
 def _workload(mode: str, dtype: str, autocast: str | None, batch: int, seq: int, gen: int, beams: int,
-              kv_dtype: str | None, grad_checkpointing: bool, optimizer: str, attention: str) -> Any:
+              kv_dtype: str | None, grad_checkpointing: bool, optimizer: str, attention: str,
+              allocator: str = "default") -> Any:
     """The options shared by estimate and profile, as a core Workload (validated by the core)."""
     from llmcalc.memory import Workload
 
@@ -47,6 +48,7 @@ def _workload(mode: str, dtype: str, autocast: str | None, batch: int, seq: int,
         mode=mode, dtype=dtype.lower(), autocast=autocast.lower() if autocast else None, batch=batch, seq=seq,
         gen=gen if mode == "infer" else 0, beams=beams, kv_dtype=kv_dtype.lower() if kv_dtype else None,
         grad_checkpointing=grad_checkpointing, optimizer=optimizer.lower(), attention=attention.lower(),
+        allocator=allocator.lower(),
     )
 
 
@@ -62,6 +64,8 @@ KvDtype = Annotated[Optional[str], typer.Option("--kv-dtype", help="KV cache dty
 Ckpt = Annotated[bool, typer.Option("--grad-checkpointing", help="Gradient checkpointing (train).")]
 Optim = Annotated[str, typer.Option(help="adamw, adamw-8bit or sgd (train).")]
 Attention = Annotated[str, typer.Option(help="sdpa (flash / memory-efficient kernels) or eager (materialises seq x seq scores).")]
+Allocator = Annotated[str, typer.Option(help="PyTorch's caching allocator: default, or expandable "
+                                              "(PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True).")]
 Gpu = Annotated[Optional[str], typer.Option(help="GPU or CPU id from `llmcalc gpus`: adds a fit verdict and, for inference, the throughput.")]
 Explain = Annotated[bool, typer.Option("--explain", help="Show the formula and numbers behind each row.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (the documented contract in docs/json.md).")]
@@ -81,6 +85,7 @@ def estimate(
     grad_checkpointing: Ckpt = False,
     optimizer: Optim = "adamw",
     attention: Attention = "sdpa",
+    allocator: Allocator = "default",
     gpu: Gpu = None,
     gpus: Annotated[int, typer.Option(help="GPUs in all (data x tensor x pipeline parallel).")] = 1,
     tp: Annotated[int, typer.Option(help="Tensor-parallel size.")] = 1,
@@ -105,7 +110,7 @@ def estimate(
     with _reported():
         card = load_card(model)
         workload = _workload(mode, dtype, autocast, micro_batch or batch, seq, gen, beams, kv_dtype,
-                             grad_checkpointing, optimizer, attention)
+                             grad_checkpointing, optimizer, attention, allocator)
     if (gpus, tp, pp, zero, fsdp, grad_accum, offload, cpu_memory, lora_rank, selective_recompute) != (
             1, 1, 1, 0, None, 1, None, None, 0, False):
         from llmcalc.scale import Scale, parse_lora_targets  # only when asked for: keeps the plain start light
@@ -158,6 +163,7 @@ def profile(
     grad_checkpointing: Ckpt = False,
     optimizer: Optim = "adamw",
     attention: Attention = "sdpa",
+    allocator: Allocator = "default",
     device: Device = "cuda",
     weights: Weights = None,
     snapshot: Snapshot = None,
@@ -176,7 +182,7 @@ def profile(
     with _reported():
         card = load_card(model)
         workload = _workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing,
-                             optimizer, attention)
+                             optimizer, attention, allocator)
         lora = None
         if lora_rank:
             from llmcalc.scale import Scale, parse_lora_targets, scaled_estimate

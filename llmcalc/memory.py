@@ -27,6 +27,7 @@ from llmcalc.precision import HALF_DTYPES, PRECISIONS, get_precision
 
 MODES = ("infer", "train")
 ATTENTIONS = ("sdpa", "eager")
+ALLOCATORS = ("default", "expandable")  # PyTorch caching allocator: default, expandable_segments:True
 COMPONENTS = ("weights", "gradients", "optimizer", "activations", "kv_cache", "cuda_context", "allocator_reserve")
 
 
@@ -87,6 +88,7 @@ class Workload:
     grad_checkpointing: bool = False
     optimizer: str = "adamw"
     attention: str = "sdpa"
+    allocator: str = "default"  # PyTorch's caching allocator: default, or expandable segments
 
     @property
     def compute_dtype(self) -> str:
@@ -111,6 +113,8 @@ def validate_workload(w: Workload, card: ModelCard | None = None) -> list[str]:
         raise InputError(f"--mode must be one of {', '.join(MODES)}, got '{w.mode}'")
     if w.attention not in ATTENTIONS:
         raise InputError(f"--attention must be one of {', '.join(ATTENTIONS)}, got '{w.attention}'")
+    if w.allocator not in ALLOCATORS:
+        raise InputError(f"--allocator must be one of {', '.join(ALLOCATORS)}, got '{w.allocator}'")
     get_precision(w.dtype)
     if w.kv_dtype:
         get_precision(w.kv_dtype, "kv dtype")
@@ -513,7 +517,7 @@ def estimate(card: ModelCard, w: Workload, cuda_context: tuple[int, str] | None 
     phases = [Phase(p.name, {c: p.components.get(c, 0) for c in COMPONENTS[:5]}) for p in phases]
     peak = max(phases, key=lambda p: p.total)
     allocated = peak.total + calibration.CUBLAS_WORKSPACE_BYTES
-    reserve = calibration.allocator_reserve_bytes(allocated, w.mode)
+    reserve = calibration.allocator_reserve_bytes(allocated, w.mode, w.allocator)
     context, context_source = cuda_context or (calibration.CUDA_CONTEXT_BYTES, calibration.CUDA_CONTEXT_SOURCE)
     # Kernel modules load lazily as the workload first runs them (flash: 16-bit SDPA).
     flash = w.attention == "sdpa" and PRECISIONS[w.compute_dtype].bits == 16

@@ -324,7 +324,7 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
         }))
     peak = max(phases, key=lambda p: p.total)
     allocated = peak.total + calibration.CUBLAS_WORKSPACE_BYTES
-    reserve = calibration.allocator_reserve_bytes(allocated, w.mode)
+    reserve = calibration.allocator_reserve_bytes(allocated, w.mode, w.allocator)
     context = base.components["cuda_context"]
     components = {c: peak.components.get(c, 0) for c in COMPONENTS[:5]}
     components["activations"] += calibration.CUBLAS_WORKSPACE_BYTES

@@ -75,6 +75,16 @@ def test_bad_sizes_exit_2():
     assert result.output.strip() == "error: --batch must be a positive integer, got 0"
 
 
+def test_allocator_option():
+    default = json.loads(run("estimate", "llama-6b", "--json").stdout)["memory"]
+    expandable = json.loads(run("estimate", "llama-6b", "--allocator", "expandable", "--json").stdout)["memory"]
+    assert expandable["peak_allocated_bytes"] == default["peak_allocated_bytes"]
+    assert expandable["device_total_bytes"] < default["device_total_bytes"]
+    result = run("estimate", "llama-6b", "--allocator", "native")
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --allocator must be one of default, expandable, got 'native'"
+
+
 def test_unknown_gpu_exit_2():
     result = run("estimate", "llama-6b", "--gpu", "h100")
     assert result.exit_code == 2

@@ -10,6 +10,7 @@ The workload it runs is the reference the estimate models (docs/memory-model.md)
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import platform
@@ -274,7 +275,15 @@ def run_profile(
         raise EnvironmentProblem("no CUDA GPU is visible (torch.cuda.is_available() is False); try --device cpu")
     if device not in ("cuda", "cpu"):
         raise InputError(f"--device must be cuda or cpu, got '{device}'")
+    if device == "cuda":
+        # The allocator reads its settings when it first allocates: set them before anything does.
+        setting = f"expandable_segments:{w.allocator == 'expandable'}"
+        conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
+        os.environ["PYTORCH_CUDA_ALLOC_CONF"] = ",".join(filter(None, [conf, setting]))
+        with contextlib.suppress(AttributeError, RuntimeError):
+            torch.cuda.memory._set_allocator_settings(setting)
     m = Measurement(device=device, env=environment(torch, device))
+    m.env["allocator"] = w.allocator
     probe = _Probe(torch, device)
     # CUDA context: process memory after initialisation, then after the first cuBLAS call, minus
     # what PyTorch's own allocator holds.
