@@ -276,7 +276,7 @@ def prefill_layer_peak_per_token(card: ModelCard, w: Workload) -> int:
         q_rope = q * (2 * b.a + 2 * b.r) + 2 * k * b.a  # {q, q*cos, rot(q), rot(q)*sin} + k + v
         k_rope = q * (b.a + b.r) + k * (3 * b.a + 2 * b.r)  # {q, q_emb} + {k, k*cos, rot, *sin} + v
         casts = (q + 2 * k) * b.a if b.r != b.a else 0  # SDPA's autocast copies of q, k, v
-        attn_core = q * (b.r + 2 * b.a) + casts  # {q_emb, out, out.transpose.contiguous()}
+        attn_core = q * (b.r + b.a) + casts  # {q_emb, out} (the output needs no contiguous copy)
         attn = max(q_rope, k_rope, attn_core)
     else:
         # fused c_attn: q, k, v are views of one (Q+2K) tensor, alive until attention returns
@@ -396,14 +396,17 @@ def saved_layer_per_token(card: ModelCard, w: Workload) -> int:
     mlp_in = mlp_in_count * b.a * h if w.autocast else b.s * h
     if card.norms_per_layer == 1 and not w.autocast:
         mlp_in = 0  # parallel attention: the MLP reads the same saved norm output
-    # Attention. SDPA saves its inputs q, k, v, output and the fp32 logsumexp (heads per token);
-    # o_proj saves out.transpose().contiguous(). RoPE makes q and k new tensors; v is a view of
+    # Attention. SDPA saves its inputs q, k, v, output and the fp32 logsumexp (heads per token).
+    # Its flash and memory-efficient kernels write the output as (batch, seq, heads, dim), so the
+    # transpose and .contiguous() before o_proj copy nothing and o_proj saves that same tensor
+    # (memory snapshot of gpt2-medium on the H100: 16 MiB per layer, one q-sized tensor; the
+    # training rows at +1.0 to +2.1% came within 0.2%). RoPE makes q and k new tensors; v is a view of
     # the projection output, so a fused qkv tensor stays alive in full through v.
     if card.position_embedding == "rope":
         qkv_saved = q * b.a + k * b.a + ((q + 2 * k) if card.fused_qkv else k) * b.a
     else:
         qkv_saved = (q + 2 * k) * b.a
-    attn = qkv_saved + 2 * q * b.a + 4 * card.num_heads
+    attn = qkv_saved + q * b.a + 4 * card.num_heads
     if w.attention == "eager":
         # eager: repeat_kv copies k, v to every head; softmax's fp32 output and its cast saved.
         attn = (3 * q + q) * b.a + card.num_heads * w.seq * (4 + b.a)
@@ -416,9 +419,11 @@ def saved_layer_per_token(card: ModelCard, w: Workload) -> int:
     # activation saves fc's output, fc_out saves the activation's.
     mlp = (4 if card.mlp == "gated" else 2 + act_saved) * i * b.a
     if card.activation == "gelu_new" and w.autocast:
-        # autocast runs pow in fp32, so tanh's output and (1 + tanh) are fp32 (4 B) while x,
-        # 0.5*x and the cast for the next linear are 16-bit: 3a + 8 B per element.
-        mlp = (3 * b.a + 8) * i
+        # autocast runs pow in fp32: pow saves its fp32 copy of x, and tanh's output and
+        # (1 + tanh) are fp32 (4 B each); 0.5*x and the cast of the (fp32) product for the next
+        # linear are 16-bit: 12 + 2a B per element (a memory snapshot of gpt2-medium on the H100:
+        # 448 MiB in gelu per layer for 8192 x 4096 elements, 14 B, plus c_proj's 2 B input copy).
+        mlp = (12 + 2 * b.a) * i
     if card.is_moe:
         mlp = ceil(mlp * (card.experts_per_token or 1) / (card.num_experts or 1)) + 12 * (card.num_experts or 0)
     norms = card.norms_per_layer * norm
@@ -480,9 +485,12 @@ def training_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str
     fwd_act = saved + copies_fwd + max(logits_fwd, layer_fwd_transient)
     bwd_start = saved + copies_bwd + max(logits_bwd, head_bwd,
                                          head_params * p_bytes + recompute + _layer_backward_transient(card, w) * tokens)
-    # At the end of backward every gradient exists; a tied embedding's gradient is built in a
-    # separate buffer and then added to the lm_head's.
-    tied_extra = head_params * p_bytes if card.tie_word_embeddings else 0
+    # At the end of backward every gradient exists. The embedding's backward builds a dense V x H
+    # gradient; a tied weight already holds lm_head's in .grad, and autograd accumulates the two
+    # out of place: .grad, the embedding's gradient and their sum are alive at once (a memory
+    # snapshot of llama-3.2-3b on the H100: three V x H blocks at the peak). Untied, the
+    # embedding's gradient is its own .grad (counted in gradients).
+    tied_extra = 2 * head_params * p_bytes if card.tie_word_embeddings else 0
     phases = [
         Phase("forward", {"weights": weights, "optimizer": states, "activations": fwd_act}),
         Phase("backward", {"weights": weights, "optimizer": states, "activations": bwd_start}),

@@ -32,8 +32,8 @@ from math import ceil
 from llmcalc import calibration
 from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError
-from llmcalc.memory import (COMPONENTS, OPTIMIZERS, Phase, Workload, _dtypes, estimate, largest_linear_bytes,
-                            weight_bytes)
+from llmcalc.memory import (COMPONENTS, OPTIMIZERS, Phase, Workload, _dtypes, _math_sdpa, estimate,
+                            largest_linear_bytes, weight_bytes)
 from llmcalc.precision import PRECISIONS
 
 LORA_TARGETS = {"q": ("q_proj", "qkv_proj"), "k": ("k_proj", "qkv_proj"), "v": ("v_proj", "qkv_proj"),
@@ -195,7 +195,10 @@ def lora_saved_delta(card: ModelCard, w: Workload, s: Scale) -> float:
         mlp_in = 0 if card.norms_per_layer == 1 else stream * h
     norm_y = card.norms_per_layer * stream * h if card.norm == "rmsnorm" else 0
     moe = (card.experts_per_token or 1) / (card.num_experts or 1) if card.is_moe else 1.0
-    freed = qkv_in + mlp_in + a * q + a * i * moe + norm_y
+    # o_proj's input is SDPA's output itself, which SDPA keeps for its own backward; eager and
+    # math attention hand o_proj a contiguous copy, kept only for o_proj's weight gradient.
+    o_copy = w.attention == "eager" or _math_sdpa(card, w)
+    freed = qkv_in + mlp_in + (a * q if o_copy else 0) + a * i * moe + norm_y
     # Saved by the adapters.
     in_features = {p.name: p.shape[1] for p in card.parameters() if p.layer == 0 and p.kind == "linear"}
     input_bytes = {"attn": stream, "mlp": stream, "o": a, "down": a}  # dtype of the tensor each group reads
@@ -208,8 +211,8 @@ def lora_saved_delta(card: ModelCard, w: Workload, s: Scale) -> float:
             saved += 4 * in_features[name] * share  # peft's fp32 cast, one per module
         elif autocast and dtype_bytes == 4:
             saved += a * in_features[name] * share  # autocast's 16-bit copy, one per module
-        else:
-            shared[group] = max(shared.get(group, 0.0), dtype_bytes * in_features[name] * share)  # the tensor itself
+        elif group != "o" or o_copy:  # the tensor itself (SDPA's output is saved already)
+            shared[group] = max(shared.get(group, 0.0), dtype_bytes * in_features[name] * share)
         saved += s.lora_rank * (a if autocast else 4) * share  # lora_A's output, read by lora_B
     return saved + sum(shared.values()) - freed
 

@@ -147,6 +147,16 @@ def test_allocator_reserve_is_the_measured_median_per_mode():
     assert train.components["allocator_reserve"] == int(train.peak_allocated_bytes * 0.076)
 
 
+def test_tied_embedding_gradient_is_accumulated_out_of_place():
+    # qwen2.5-0.5b (tied, V = 151,936, H = 896) bf16: at the end of backward lm_head's .grad, the
+    # embedding's dense gradient and their sum coexist: 2 extra x 151,936 x 896 x 2 B = 544,538,624
+    qwen = load_card("qwen2.5-0.5b")
+    m = estimate(qwen, Workload(mode="train", dtype="bf16", batch=1, seq=128, gen=0))
+    assert phase(m, "backward_end").components["activations"] == 544_538_624
+    untied = estimate(load_card("tinyllama-1.1b"), Workload(mode="train", dtype="bf16", batch=1, seq=128, gen=0))
+    assert phase(untied, "backward_end").components["activations"] == 0
+
+
 def test_device_total_adds_reserve_and_context():
     m = estimate(LLAMA, Workload())
     assert m.device_total_bytes == m.peak_allocated_bytes + m.components["allocator_reserve"] + m.components["cuda_context"]
