@@ -209,16 +209,19 @@ def _build_quantized(torch: Any, transformers: Any, config: Any, card: ModelCard
                      weights: str | None, on_device: bool = False) -> Any:
     """The model as transformers' bitsandbytes loader leaves it: every decoder nn.Linear replaced
     by Linear8bitLt (LLM.int8, outlier threshold 6.0) or Linear4bit (NF4, blocks of 64, no double
-    quantization), lm_head and embeddings in the compute dtype. Weights are built on the CPU and
-    quantized as each one reaches the GPU, as a checkpoint load does: the GPU holds the quantized
-    weights plus one 16-bit matrix at a time. `on_device` builds the 16-bit model on the GPU
-    first (fast, for timing runs; the load phase's memory is then not the reference's)."""
+    quantization), lm_head and embeddings in the compute dtype. The GPU holds the quantized
+    weights plus one 16-bit matrix at a time, as a checkpoint load does: with `weights` each
+    matrix comes from the CPU copy; random weights are drawn on the GPU one matrix at a time into
+    a model built on the CPU without initialisation (transformers' CPU init of a 1B model took
+    45-100 s). `on_device` builds the whole 16-bit model on the GPU first (for timing runs; the
+    load phase's memory is then not the reference's)."""
     if device != "cuda":
         raise InputError(f"{w.dtype} weights run on cuda only (bitsandbytes' kernels)")
     if card.is_moe:
         raise InputError("quantized MoE experts are not wired into the profiler (transformers fuses them)")
     bnb = _import_bnb()
     dtype = getattr(torch, TORCH_DTYPES[w.compute_dtype])
+    no_init = None
     if weights:
         model = transformers.AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, device_map="cpu",
                                                                   attn_implementation=w.attention)
@@ -226,37 +229,71 @@ def _build_quantized(torch: Any, transformers: Any, config: Any, card: ModelCard
         with torch.device(device):
             model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
     else:
-        model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
+        no_init = _no_init_weights()
+        if no_init is not None:
+            with no_init():  # storage left uninitialised (and untied): filled on the GPU below
+                model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
+            model.tie_weights()
+        else:
+            model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
+    fresh = not weights and not on_device and no_init is not None
+    std = float(getattr(config, "initializer_range", 0.02) or 0.02)
     head = model.get_output_embeddings()
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if not isinstance(child, torch.nn.Linear) or child is head:
                 continue
             bias = child.bias is not None
+            data = child.weight.data
+            if fresh:  # transformers' init: normal(0, initializer_range)
+                data = torch.empty(data.shape, dtype=dtype, device=device).normal_(0.0, std)
             if w.dtype == "int8":
                 new = bnb.nn.Linear8bitLt(child.in_features, child.out_features, bias=bias,
                                           has_fp16_weights=False, threshold=6.0, device="meta")
-                new.weight = bnb.nn.Int8Params(child.weight.data, requires_grad=False, has_fp16_weights=False)
+                new.weight = bnb.nn.Int8Params(data, requires_grad=False, has_fp16_weights=False)
             else:
                 new = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=bias, compute_dtype=dtype,
                                         compress_statistics=False, quant_type="nf4", device="meta")
-                new.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, quant_type="nf4",
+                new.weight = bnb.nn.Params4bit(data, requires_grad=False, quant_type="nf4",
                                                blocksize=64, compress_statistics=False, module=new)
             if bias:
-                new.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
-            if on_device:  # quantize now: to() quantizes int8 only from CPU data
+                new.bias = torch.nn.Parameter(child.bias.data.zero_() if fresh else child.bias.data,
+                                              requires_grad=False)
+            if on_device or fresh:  # quantize now: to() quantizes int8 only from CPU data
                 if w.dtype == "int8":
                     new.weight._quantize(device)
                 else:
                     new.weight = new.weight.to(device)
             setattr(parent, name, new)
-            del child
+            del child, data
     # As transformers' bitsandbytes quantizers mark a loaded model: peft reads these flags to wrap
     # the layers in its bitsandbytes LoRA layers, which under autocast feed lora_A the 16-bit input
     # itself (its generic layer casts the input to the fp32 adapters' dtype first: a copy per module).
     model.is_loaded_in_4bit = w.dtype == "nf4"
     model.is_loaded_in_8bit = w.dtype == "int8"
-    return model.to(device)
+    model = model.to(device)
+    if fresh:  # the rest as transformers initialises it: matrices normal, norms 1, biases 0
+        with torch.no_grad():
+            for pname, p in model.named_parameters():
+                if isinstance(p, (bnb.nn.Int8Params, bnb.nn.Params4bit)):
+                    continue
+                if p.ndim >= 2:
+                    p.normal_(0.0, std)
+                else:
+                    p.fill_(0.0 if pname.endswith("bias") else 1.0)
+    return model
+
+
+def _no_init_weights() -> Any:
+    """transformers' context that skips weight initialisation (and tying), where it has one."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        try:
+            from transformers.modeling_utils import no_init_weights  # type: ignore[no-redef]
+        except ImportError:
+            return None
+    return no_init_weights
 
 
 def run_profile(
