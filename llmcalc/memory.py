@@ -530,10 +530,11 @@ def estimate(card: ModelCard, w: Workload, cuda_context: tuple[int, str] | None 
     # Kernel modules load lazily as the workload first runs them (flash: 16-bit SDPA).
     flash = w.attention == "sdpa" and PRECISIONS[w.compute_dtype].bits == 16
     quantized = w.dtype if w.dtype in ("int8", "nf4") else None
-    modules = calibration.kernel_modules_bytes(w.mode, flash, quantized)
-    context += modules
-    context_source += f"; + {modules // calibration.MiB} MiB of lazily loaded kernel modules ({w.mode}" + \
-        (", flash attention" if flash else "") + (f", bitsandbytes {quantized}" if quantized else "") + ")"
+    if context:  # a CUDA context (none on a CPU)
+        modules = calibration.kernel_modules_bytes(w.mode, flash, quantized)
+        context += modules
+        context_source += f"; + {modules // calibration.MiB} MiB of lazily loaded kernel modules ({w.mode}" + \
+            (", flash attention" if flash else "") + (f", bitsandbytes {quantized}" if quantized else "") + ")"
     components = dict(peak.components)
     components["activations"] += calibration.CUBLAS_WORKSPACE_BYTES
     components["cuda_context"] = context

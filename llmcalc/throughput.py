@@ -413,8 +413,11 @@ def default_efficiency() -> Efficiency:
 
 
 def calibrated_context(gpu: GpuSpec) -> tuple[int, str] | None:
-    """The CUDA context `llmcalc calibrate` measured on this GPU, if any."""
+    """The CUDA context `llmcalc calibrate` measured on this GPU, if any; none on a CPU."""
     from llmcalc import calibration as cal
+
+    if gpu.kind == "cpu":
+        return 0, "a CPU has no CUDA context"
 
     entry = cal.load_calibrations().get(gpu.id)
     if entry is None or "cuda_context_bytes" not in entry:

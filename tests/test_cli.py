@@ -85,6 +85,11 @@ def test_allocator_option():
     assert result.output.strip() == "error: --allocator must be one of default, expandable, got 'native'"
 
 
+def test_a_cpu_target_has_no_cuda_context():
+    doc = json.loads(run("estimate", "tinyllama-1.1b", "--gpu", "epyc-9654", "--json").stdout)
+    assert doc["memory"]["components"]["cuda_context"] == 0
+
+
 def test_unknown_gpu_exit_2():
     result = run("estimate", "llama-6b", "--gpu", "h100")
     assert result.exit_code == 2
