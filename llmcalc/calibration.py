@@ -51,7 +51,7 @@ CUBLAS_WORKSPACE_BYTES = 32 * MiB
 # over the single-GPU H100 rows of the default allocator: inference 0.100 (21 rows, 0.003 to 0.22:
 # the KV cache grown by torch.cat and large prefill transients fragment most), training 0.076 (13
 # rows, 0.005 to 0.19: backward reuses the blocks the forward's transients freed); measured again
-# on 8 of them in a later session, byte for byte the same. Expandable segments
+# on 8 of them in a later session, peak allocated and reserved byte for byte the same. Expandable segments
 # (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True) were measured on the same workloads, paired:
 # 4 inference rows reserved 6.5, 4.1, 3.9, 2.1% where the default allocator had 20.6, 22.0, 20.9,
 # 4.3% (in all 24.5% as much), 4 training rows 11.5, 10.0, 10.8, 0.5% against 19.0, 21.9, 13.5,

@@ -12,11 +12,11 @@ from dataclasses import dataclass, replace
 from llmcalc.cards import ModelCard
 from llmcalc.errors import EnvironmentProblem
 from llmcalc.hardware import GpuSpec
-from llmcalc.memory import Workload, estimate
+from llmcalc.memory import COMPONENTS, Workload, estimate
 from llmcalc.throughput import calibrated_context, efficiency_for, throughput
 
 KINDS = ("memory-batch", "memory-context", "throughput")
-STACK = ("weights", "gradients", "optimizer", "activations", "kv_cache", "cuda_context", "allocator_reserve")
+STACK = COMPONENTS  # stacked bottom to top in the order the estimate reports them
 DEFAULT_POINTS = {"memory-batch": (1, 2, 4, 8, 16, 32, 64, 128), "throughput": (1, 2, 4, 8, 16, 32, 64, 128),
                   "memory-context": (512, 1024, 2048, 4096, 8192, 16384, 32768)}
 

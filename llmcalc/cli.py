@@ -66,6 +66,7 @@ Optim = Annotated[str, typer.Option(help="adamw, adamw-8bit or sgd (train).")]
 Attention = Annotated[str, typer.Option(help="sdpa (flash / memory-efficient kernels) or eager (materialises seq x seq scores).")]
 Allocator = Annotated[str, typer.Option(help="PyTorch's caching allocator: default, or expandable "
                                               "(PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True).")]
+LoraTargets = Annotated[str, typer.Option(help="LoRA target projections: q,k,v,o,gate,up,down or all.")]
 Gpu = Annotated[Optional[str], typer.Option(help="GPU or CPU id from `llmcalc gpus`: adds a fit verdict and, for inference, the throughput.")]
 Explain = Annotated[bool, typer.Option("--explain", help="Show the formula and numbers behind each row.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (the documented contract in docs/json.md).")]
@@ -96,7 +97,7 @@ def estimate(
     offload: Annotated[Optional[str], typer.Option(help="Offload to CPU memory: optimizer or params (train).")] = None,
     cpu_memory: Annotated[Optional[float], typer.Option(help="CPU memory offload may use, GiB per rank.")] = None,
     lora_rank: Annotated[int, typer.Option(help="LoRA rank: train adapters only (QLoRA with --dtype nf4).")] = 0,
-    lora_targets: Annotated[str, typer.Option(help="LoRA target projections: q,k,v,o,gate,up,down or all.")] = "q,v",
+    lora_targets: LoraTargets = "q,v",
     micro_batch: Annotated[Optional[int], typer.Option(help="Micro-batch per GPU (same as --batch; with --grad-accum).")] = None,
     selective_recompute: Annotated[bool, typer.Option("--selective-recompute", help="Recompute the attention core in backward (Megatron's selective recomputation).")] = False,
     explain: Explain = False,
@@ -168,7 +169,7 @@ def profile(
     weights: Weights = None,
     snapshot: Snapshot = None,
     lora_rank: Annotated[int, typer.Option(help="Train peft LoRA adapters of this rank (QLoRA with --dtype nf4).")] = 0,
-    lora_targets: Annotated[str, typer.Option(help="LoRA target projections: q,k,v,o,gate,up,down or all.")] = "q,v",
+    lora_targets: LoraTargets = "q,v",
     json: Json = False,
 ) -> None:
     """Run the real model (random weights unless --weights) and compare with the estimate."""

@@ -254,8 +254,8 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
         grads = trainable * adapter_bytes
         optimizer = OPTIMIZERS[w.optimizer].state_bytes(trainable, adapter_bytes)
         notes.append(f"LoRA r={s.lora_rank} on {','.join(s.lora_targets)}: {trainable:,} trainable parameters "
-                     "(fp32, peft's default); activations of full fine-tuning adjusted for the frozen base and "
-                     "peft's fp32 input casts")
+                     "(fp32, peft's default); activations of full fine-tuning less what only frozen weights' "
+                     "gradients need, plus what the adapters save")
     else:
         trainable = params
         grads = int(params * p_bytes)
