@@ -22,7 +22,9 @@ SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "phi3", "gemma2", "gpt2", "falcon")
 MLP_KINDS = ("gated", "plain")
-NORMS = ("rmsnorm", "layernorm")
+# rmsnorm: Llama's (normalise in fp32, cast, then scale by the weight in the model dtype);
+# rmsnorm_fp32: Gemma's (normalise and scale by 1 + weight in fp32, cast last).
+NORMS = ("rmsnorm", "rmsnorm_fp32", "layernorm")
 POSITION_EMBEDDINGS = ("rope", "learned", "alibi")
 # Activation functions the memory model knows (memory.ACTIVATIONS holds their costs).
 ACTIVATIONS = ("silu", "gelu", "gelu_pytorch_tanh", "gelu_new")
@@ -57,6 +59,7 @@ class ModelCard:
     experts_per_token: int | None = None
     sliding_window: int | None = None
     sliding_window_pattern: int | None = None  # every Nth layer is global; None: all layers slide
+    final_logit_softcapping: float | None = None  # logits = cap * tanh(logits / cap) (Gemma 2)
     path: str = ""  # where the card was loaded from (not a YAML key)
 
     # --- derived shapes -------------------------------------------------------------------
@@ -174,6 +177,7 @@ _POSITIVE_INTS = (
     "num_kv_heads head_dim norms_per_layer num_experts experts_per_token sliding_window "
     "sliding_window_pattern"
 ).split()
+_POSITIVE_NUMBERS = ("final_logit_softcapping",)
 _BOOLS = "tie_word_embeddings qkv_bias o_bias mlp_bias fused_qkv".split()
 _CHOICES: dict[str, tuple[str, ...]] = {
     "family": FAMILIES,
@@ -202,6 +206,10 @@ def card_from_mapping(data: Any, path: str) -> ModelCard:
         value = data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
             problems.append(f"{key}: must be a positive integer, got {value!r}")
+    for key in _POSITIVE_NUMBERS:
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            problems.append(f"{key}: must be a positive number, got {value!r}")
     for key in _BOOLS:
         if key in data and not isinstance(data[key], bool):
             problems.append(f"{key}: must be true or false, got {data[key]!r}")

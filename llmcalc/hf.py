@@ -83,6 +83,8 @@ def _gemma2(c: dict[str, Any]) -> dict[str, Any]:
     return _llama_like(c) | {
         "activation": c.get("hidden_activation") or c.get("hidden_act") or "gelu_pytorch_tanh",
         "norms_per_layer": 4,
+        "norm": "rmsnorm_fp32",
+        "final_logit_softcapping": c.get("final_logit_softcapping", 30.0),
         "sliding_window": c.get("sliding_window", 4096),
         "sliding_window_pattern": 2,
     }
@@ -155,7 +157,8 @@ def to_hf_config(card: ModelCard) -> dict[str, Any]:
         "tie_word_embeddings": card.tie_word_embeddings, "bos_token_id": 0, "eos_token_id": 0,
     }
     if card.family == "gemma2":
-        config |= {"hidden_activation": card.activation, "sliding_window": card.sliding_window}
+        config |= {"hidden_activation": card.activation, "sliding_window": card.sliding_window,
+                   "final_logit_softcapping": card.final_logit_softcapping}
     else:
         config["hidden_act"] = card.activation
     if card.family == "llama":

@@ -255,9 +255,25 @@ def _norm_transient(card: ModelCard) -> int:
     """Bytes/token an RMSNorm holds beyond its input (output included). transformers' RMSNorm:
     x32 = x.to(fp32); var = x32.pow(2).mean(-1); y = x32 * rsqrt(var + eps); w * y.to(dtype).
     Alive at worst {x32, pow} = 8H, or {y, y.to(dtype), w*...} = (4 + 2*2)H for 16-bit input;
-    for fp32 input .to() is a no-op and {pow or y, out} = 8H again. LayerNorm is one kernel."""
+    for fp32 input .to() is a no-op and {pow or y, out} = 8H again. Gemma's RMSNorm
+    (rmsnorm_fp32): y = x32 * rsqrt(...), y * (1 + w.float()), .type_as(x): {x32, pow},
+    {y, y * (1 + w)}, then {fp32 out, cast} = 8H at worst too. LayerNorm is one kernel."""
     h = card.hidden_size
-    return 8 * h if card.norm == "rmsnorm" else 4 * h
+    return 4 * h if card.norm == "layernorm" else 8 * h
+
+
+def _norm_saved(card: ModelCard, b: _Bytes) -> int:
+    """Bytes/token one norm saves for backward. Llama's RMSNorm: pow saves x32 (4H; the fp32
+    input itself when the stream is fp32) and w * y.to(dtype) saves y.to(dtype) (s). Gemma's:
+    x32 (4H) and, for the weight's gradient, the fp32 y that y * (1 + w) reads (4H; a memory
+    trace of gemma-2-2b on the H100: two fp32 B x S x H tensors per norm, 105 norms).
+    LayerNorm saves its input (and fp32 mean/rstd per row)."""
+    h = card.hidden_size
+    if card.norm == "rmsnorm":
+        return 4 * h + b.s * h
+    if card.norm == "rmsnorm_fp32":
+        return 8 * h
+    return b.s * h
 
 
 def prefill_layer_peak_per_token(card: ModelCard, w: Workload) -> int:
@@ -286,12 +302,16 @@ def prefill_layer_peak_per_token(card: ModelCard, w: Workload) -> int:
         # per query row: heads x keys x softmax_bytes; repeat_kv copies of k and v to all heads.
         attn = max(attn, q * b.r + 2 * q * b.a + card.num_heads * w.seq * _eager_softmax_bytes(w))
     elif _math_sdpa(card, w):
-        # fp32 + GQA: enable_gqa is honoured only by the flash kernel (16-bit), so SDPA falls
-        # back to its math path: q_emb, q*sqrt(scale), k and v repeated to all heads and k
-        # scaled, then per query row (heads x keys) the fp32 scores (4 B), and inside
-        # _safe_softmax the probabilities (4 B) and scores.isneginf() (a 1 B bool mask; `where`
-        # then writes into the probabilities): 9 B per score (PyTorch 2.11 attention.cpp).
-        attn = max(attn, 5 * q * b.a + (4 + 4 + 1) * card.num_heads * w.seq)
+        # SDPA's math path (PyTorch 2.11 attention.cpp) computes in fp32, upcasting 16-bit q, k,
+        # v (.to(float)); it scales q, repeats k and v to all heads when asked to (enable_gqa,
+        # the Llama family) and scales k; then per query row (heads x keys) the fp32 scores
+        # (4 B), and inside _safe_softmax the probabilities (4 B) and scores.isneginf() (a 1 B
+        # bool mask; `where` then writes into the probabilities): 9 B per score. Alive beside
+        # them: q_emb (a), its fp32 copy (16-bit only), the scaled q, the k and v copies and
+        # the scaled k (falcon-7b bf16 on the H100: two fp32 q copies and 9 B per score).
+        kv_copy = q if _math_sdpa_repeats_kv(card) else k
+        copies = q * b.a + (4 * q if b.a < 4 else 0) + 4 * q + 3 * 4 * kv_copy
+        attn = max(attn, copies + (4 + 4 + 1) * card.num_heads * w.seq)
     act_tmp, _ = ACTIVATIONS[card.activation]
     if card.mlp == "gated":
         # {gate, act(gate)} then {act, up, act*up}
@@ -321,9 +341,18 @@ def _eager_softmax_bytes(w: Workload) -> int:
 
 
 def _math_sdpa(card: ModelCard, w: Workload) -> bool:
-    """SDPA runs its math kernel (seq^2 scores) for fp32 with grouped-query attention: the
-    memory-efficient kernel, the fp32 path, does not take enable_gqa (PyTorch 2.11, measured)."""
-    return PRECISIONS[w.compute_dtype].bits == 32 and card.kv_heads < card.num_heads
+    """SDPA runs its math kernel (seq^2 scores) when its flash and memory-efficient kernels
+    cannot take the heads: fp32 with grouped-query attention (the memory-efficient kernel, the
+    fp32 path, does not take enable_gqa; PyTorch 2.11, measured), and transformers' Falcon,
+    which hands SDPA fewer key/value heads than query heads without enable_gqa, in any dtype."""
+    if w.attention != "sdpa" or card.kv_heads == card.num_heads:
+        return False
+    return card.family == "falcon" or PRECISIONS[w.compute_dtype].bits == 32
+
+
+def _math_sdpa_repeats_kv(card: ModelCard) -> bool:
+    """Whether the math path copies k and v to every head (enable_gqa: all but Falcon)."""
+    return card.family != "falcon"
 
 
 def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str, str]]:
@@ -383,12 +412,7 @@ def saved_layer_per_token(card: ModelCard, w: Workload) -> int:
     """Bytes per token one decoder layer saves for backward (no checkpointing)."""
     b = _dtypes(w)
     h, i, q, k = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim
-    if card.norm == "rmsnorm":
-        # pow saves x32 (4H; the fp32 input itself when the stream is fp32); w*y.to(dtype)
-        # saves y.to(dtype) (s, or y itself in fp32).
-        norm = 4 * h + b.s * h
-    else:
-        norm = b.s * h  # layer_norm saves its input (and fp32 mean/rstd per row)
+    norm = _norm_saved(card, b)
     # Linear inputs: the norm output once, or under autocast one bf16 copy per projection.
     qkv_in = (1 if card.fused_qkv else 3) * b.a * h if w.autocast else b.s * h
     gated_fused = card.fused_qkv and card.mlp == "gated"  # phi3's gate_up_proj
@@ -411,9 +435,11 @@ def saved_layer_per_token(card: ModelCard, w: Workload) -> int:
         # eager: repeat_kv copies k, v to every head; softmax's fp32 output and its cast saved.
         attn = (3 * q + q) * b.a + card.num_heads * w.seq * (4 + b.a)
     elif _math_sdpa(card, w):
-        # math SDPA saves q and the repeated k (both scaled), repeated v and the fp32 softmax
-        # (heads x keys per token); o_proj saves the output's contiguous copy.
-        attn = 4 * q * b.a + 4 * card.num_heads * w.seq
+        # math SDPA saves the scaled fp32 q, the scaled k and v in fp32 (repeated to all heads
+        # under enable_gqa) and the fp32 softmax (heads x keys per token); o_proj saves the
+        # output's contiguous copy (a).
+        kv_copy = q if _math_sdpa_repeats_kv(card) else k
+        attn = 4 * (q + 2 * kv_copy) + q * b.a + 4 * card.num_heads * w.seq
     _, act_saved = ACTIVATIONS[card.activation]
     # gated: silu saves gate, mul saves act and up, down saves the product; plain: the
     # activation saves fc's output, fc_out saves the activation's.
@@ -463,7 +489,7 @@ def training_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str
         layers_saved = card.num_layers * per_layer * tokens
         recompute = 0
     # Final norm (saved like a layer norm) and lm_head's input (a bf16 copy under autocast).
-    final = ((4 * h + b.s * h) if card.norm == "rmsnorm" else b.s * h) + (b.a if w.autocast else b.s) * h
+    final = _norm_saved(card, b) + (b.a if w.autocast else b.s) * h
     saved = inputs + layers_saved + final * tokens
     # Under autocast every linear weight is cast to bf16 once (autocast's weight cache) and the
     # copy is saved for backward; with checkpointing only lm_head's copy outlives the forward.
@@ -475,9 +501,12 @@ def training_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str
     copies_bwd = (b.a * head_params if w.grad_checkpointing else copies_fwd) if w.autocast else 0
     # Loss (loss_utils.ForCausalLMLoss): logits (a) -> .float() (4, a no-op in fp32) ->
     # log_softmax (4, saved) -> nll. Backward: nll's grad (4) + log_softmax's grad (4) while its
-    # saved output (4) is still alive: 12 bytes per token per vocabulary entry.
-    logits_fwd = tokens * vocab * (b.a + (4 if b.a < 4 else 0) + 4)
-    logits_bwd = tokens * vocab * 12
+    # saved output (4) is still alive: 12 bytes per token per vocabulary entry. Soft-capping
+    # (cap * tanh(logits / cap)) adds tanh's output (a), saved until its backward (gemma-2-2b on
+    # the H100: 12 B per entry at the loss, 14 at the start of backward, in bf16).
+    softcap = b.a if card.final_logit_softcapping else 0
+    logits_fwd = tokens * vocab * (b.a + (4 if b.a < 4 else 0) + 4 + softcap)
+    logits_bwd = tokens * vocab * (12 + softcap)
     # lm_head backward: grad logits (a), grad hidden, weight grad (+ the bf16 grad of the
     # autocast copy before it is cast to the fp32 .grad).
     head_bwd = tokens * (vocab * b.a + h * b.a) + head_params * (p_bytes + (b.a if w.autocast else 0))

@@ -193,7 +193,9 @@ def lora_saved_delta(card: ModelCard, w: Workload, s: Scale) -> float:
     else:
         qkv_in = stream * h
         mlp_in = 0 if card.norms_per_layer == 1 else stream * h
-    norm_y = card.norms_per_layer * stream * h if card.norm == "rmsnorm" else 0
+    # The norm's scaled output is saved only for the weight's gradient: Llama's y.to(dtype), Gemma's
+    # fp32 y (which `y * (1 + weight)` saves); a frozen weight needs neither.
+    norm_y = card.norms_per_layer * (4 if card.norm == "rmsnorm_fp32" else stream) * h if card.norm != "layernorm" else 0
     moe = (card.experts_per_token or 1) / (card.num_experts or 1) if card.is_moe else 1.0
     # o_proj's input is SDPA's output itself, which SDPA keeps for its own backward; eager and
     # math attention hand o_proj a contiguous copy, kept only for o_proj's weight gradient.

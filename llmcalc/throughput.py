@@ -179,7 +179,7 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
     ops: list[Op] = []
 
     def norm(label: str, n: int) -> Op:
-        if card.norm == "rmsnorm":
+        if card.norm != "layernorm":
             # x(s) -> fp32 copy, pow, mean, rsqrt, mul, cast, *weight: ~10 passes over n x h
             return Op(label, 0, n * h * (s + 4 + 8 + 8 + 8 + 4 + a + 2 * a), RMSNORM_KERNELS)
         return Op(label, 0, n * h * (s + a), 1)

@@ -72,7 +72,7 @@ def test_every_bad_field_in_one_message():
         f"{ASSETS / 'invalid_types.yaml'}: hidden_size: must be a positive integer, got -64; "
         "intermediate_size: must be a positive integer, got '128'; "
         "tie_word_embeddings: must be true or false, got 'yes'; "
-        "norm: must be one of rmsnorm, layernorm, got 'batchnorm'"
+        "norm: must be one of rmsnorm, rmsnorm_fp32, layernorm, got 'batchnorm'"
     )
 
 
@@ -113,3 +113,13 @@ def test_parameter_count_matches_transformers(path):
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(config)
     assert sum(p.numel() for p in model.parameters()) == card.num_params
+
+
+def test_softcapping_must_be_a_positive_number():
+    card = load_card("gemma-2-2b")
+    data = {k: getattr(card, k) for k in ("name", "family", "source", "hidden_size", "intermediate_size", "num_layers",
+                                           "num_heads", "vocab_size", "max_position_embeddings")}
+    with pytest.raises(InputError) as exc:
+        card_from_mapping(data | {"final_logit_softcapping": -30}, "x.yaml")
+    assert str(exc.value) == "x.yaml: final_logit_softcapping: must be a positive number, got -30"
+    assert card_from_mapping(data | {"final_logit_softcapping": 30}, "x.yaml").final_logit_softcapping == 30

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from llmcalc.calibration import CUBLAS_WORKSPACE_BYTES
 from llmcalc.cards import load_card
 from llmcalc.errors import InputError
-from llmcalc.memory import Workload, estimate, kv_cache_bytes, prefill_layer_peak_per_token, weight_bytes
+from llmcalc.memory import (Workload, estimate, kv_cache_bytes, prefill_layer_peak_per_token, saved_layer_per_token,
+                            weight_bytes)
 
 LLAMA = load_card("llama-2-7b")
 P = 6_738_415_616
@@ -225,3 +226,29 @@ def test_more_bytes_per_param_never_less_memory(name, w):
     plain = ["int4", "fp8", "bf16"]
     peaks = [estimate(card, replace(w, dtype=d)).peak_allocated_bytes for d in plain]
     assert peaks == sorted(peaks)
+
+
+def test_falcon_hands_sdpa_one_kv_head_so_it_runs_the_math_path_in_fp32():
+    # falcon-7b bf16 (71 heads, 1 kv head, q = 4,544, k = 64, seq 1024): transformers' Falcon calls
+    # SDPA without enable_gqa, so no fused kernel takes it; the math path upcasts to fp32. Per
+    # token: q_emb 2q + its fp32 copy 4q + the scaled q 4q + k, v and the scaled k in fp32 3 x 4k
+    # = 45,440 + 768 = 46,208 B; per score 9 B: 9 x 71 x 1024 = 654,336 B; the residual stream
+    # (held 2 x 9,088 less the replaced one, the input and its normed copy, 9,088 each): 27,264 B.
+    # 46,208 + 654,336 + 27,264 = 727,808 B (measured -14.9% with flash attention assumed).
+    falcon = load_card("falcon-7b")
+    assert prefill_layer_peak_per_token(falcon, Workload(dtype="bf16", batch=4, seq=1024)) == 727_808
+
+
+def test_gemma_norms_and_logit_softcapping():
+    gemma = load_card("gemma-2-2b")
+    assert (gemma.norm, gemma.final_logit_softcapping) == ("rmsnorm_fp32", 30.0)
+    w = Workload(mode="train", dtype="bf16", batch=2, seq=1024, gen=0)
+    # Gemma's RMSNorm saves x32 and the fp32 y (8H) where Llama's saves x32 and y.to(bf16) (6H):
+    # 4 norms x 2 x 2,304 = 18,432 B per token per layer.
+    assert saved_layer_per_token(gemma, w) - saved_layer_per_token(replace(gemma, norm="rmsnorm"), w) == 18_432
+    # soft-capping keeps tanh's bf16 output through the loss and into backward: 2,048 tokens x
+    # 256,000 x 2 B = 1,048,576,000 B more in both phases.
+    capped, plain = estimate(gemma, w), estimate(replace(gemma, final_logit_softcapping=None), w)
+    for name in ("forward", "backward"):
+        more = phase(capped, name).components["activations"] - phase(plain, name).components["activations"]
+        assert more == 1_048_576_000
