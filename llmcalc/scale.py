@@ -196,11 +196,12 @@ def lora_saved_delta(card: ModelCard, w: Workload, s: Scale) -> float:
     # The norm's scaled output is saved only for the weight's gradient: Llama's y.to(dtype), Gemma's
     # fp32 y (which `y * (1 + weight)` saves); a frozen weight needs neither.
     norm_y = card.norms_per_layer * (4 if card.norm == "rmsnorm_fp32" else stream) * h if card.norm != "layernorm" else 0
-    moe = (card.experts_per_token or 1) / (card.num_experts or 1) if card.is_moe else 1.0
     # o_proj's input is SDPA's output itself, which SDPA keeps for its own backward; eager and
     # math attention hand o_proj a contiguous copy, kept only for o_proj's weight gradient.
     o_copy = w.attention == "eager" or _math_sdpa(card, w)
-    freed = qkv_in + mlp_in + (a * q if o_copy else 0) + a * i * moe + norm_y
+    # act * up, saved for the down projection's weight gradient; MoE: for all k routed copies
+    experts_seen = (card.experts_per_token or 1) if card.is_moe else 1
+    freed = qkv_in + mlp_in + (a * q if o_copy else 0) + a * i * experts_seen + norm_y
     # Saved by the adapters.
     in_features = {p.name: p.shape[1] for p in card.parameters() if p.layer == 0 and p.kind == "linear"}
     input_bytes = {"attn": stream, "mlp": stream, "o": a, "down": a}  # dtype of the tensor each group reads
@@ -316,7 +317,8 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
     # Gradients: backward peaks at its start (the loss's logits), before any layer's gradient
     # exists, with only the engine's bucket in flight; the shards fill as activations drain, all
     # there at the end of backward and through the optimizer step (measured: FSDP on 2 H200s).
-    grads_in = {"backward": bucket, "backward_end": g_rank + bucket, "optimizer_step": g_rank}
+    grads_in = {"backward": bucket, "backward_layer_0": g_rank + bucket, "backward_end": g_rank + bucket,
+                "optimizer_step": g_rank}
     phases = []
     for ph in base.phases:
         c = ph.components
