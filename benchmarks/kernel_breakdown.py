@@ -40,6 +40,18 @@ def _grouped(prof: Any) -> dict[str, list[float]]:
     return dict(kernels)
 
 
+def _by_op(prof: Any) -> dict[str, list[float]]:
+    """GPU time and launches grouped by the aten op that launched each kernel (its innermost CPU
+    op): which line of the model a kernel belongs to, where kernel names are generic."""
+    ops: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for e in prof.events():
+        for k in getattr(e, "kernels", None) or []:
+            o = ops[e.name]
+            o[0] += getattr(k, "duration", 0.0)
+            o[1] += 1
+    return dict(ops)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
@@ -73,11 +85,14 @@ def main() -> None:
 
     def write(kind: str, batch: int, seq: int, prof: Any, steps: int) -> None:
         kernels = _grouped(prof)
+        by_op = _by_op(prof)
         row = {"model": args.model, "dtype": args.dtype, "kind": kind, "batch": batch, "seq": seq, "steps": steps,
                "kernel_us": sum(v[0] for v in kernels.values()) / steps,
                "launches": sum(v[1] for v in kernels.values()) / steps,
                "kernels": {k: [round(v[0] / steps, 2), v[1] / steps] for k, v in
                            sorted(kernels.items(), key=lambda kv: -kv[1][0])},
+               "ops": {k: [round(v[0] / steps, 2), v[1] / steps] for k, v in
+                       sorted(by_op.items(), key=lambda kv: -kv[1][0])},
                "env": env}
         with args.out.open("a") as f:
             f.write(json.dumps(row) + "\n")

@@ -30,7 +30,7 @@ from llmcalc.calibration import INT8_QUANT_BYTES_PER_INPUT
 from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError
 from llmcalc.hardware import GpuSpec
-from llmcalc.memory import Workload
+from llmcalc.memory import Workload, _math_sdpa
 from llmcalc.precision import PRECISIONS
 
 # GPU kernels one decoder layer launches per forward in transformers' eager modules, beyond the
@@ -39,7 +39,22 @@ from llmcalc.precision import PRECISIONS
 # *sin, add = 5. Residual add: 1. Cache update: torch.cat for K and V = 2. SDPA: 1, plus the
 # output's transpose-contiguous: 1. Gated MLP: act, mul = 2; plain: act.
 RMSNORM_KERNELS = 8
+# Gemma's RMSNorm (rmsnorm_fp32): x.float(), pow, mean, + eps, rsqrt, mul, weight.float(), 1 + w,
+# mul, type_as = 10 (traced per layer on the H100: 4 norms, 12 copies, 8 adds, 8 muls).
+RMSNORM_FP32_KERNELS = 10
 ROPE_KERNELS_PER_TENSOR = 5
+# SDPA's math path per layer (falcon-7b on the H100, torch 2.11): q, k, v upcast, q and k scaled,
+# k and v expanded to every head, two batched matmuls, the mask added, _safe_softmax (softmax,
+# isneginf, all, where), the output and the probabilities cast back, mask fills and indexing: 23.
+MATH_SDPA_KERNELS = 23
+# Bytes per score on the math path: scores written (4), the mask added in place (8), softmax (8),
+# isneginf (5), all (1), where (9), read by P V (4), the probabilities cast back to 16 bits (6).
+MATH_SDPA_BYTES_PER_SCORE = 45
+# transformers 5.17's grouped-GEMM experts, per MoE layer, beyond the router's linear and the two
+# grouped GEMMs: softmax, top-k, normalisation, sort, histc, cumsum, gathers, index_put, masked
+# fills, the routing-weight product, fp32 casts and the sum over the k copies (a scaled-down
+# Mixtral traced on the H100: 37.5 MoE kernels per layer with the GEMMs and act * up).
+MOE_ROUTING_KERNELS = 30
 # Per forward, outside the layers: embedding gather, RoPE cos/sin (inv_freq matmul, cat, cos,
 # sin, casts), final norm, logits .float(), argmax, position ids and cache bookkeeping.
 HEAD_KERNELS = 14
@@ -179,6 +194,9 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
     ops: list[Op] = []
 
     def norm(label: str, n: int) -> Op:
+        if card.norm == "rmsnorm_fp32":
+            # x(s) -> fp32 copy, pow, mean, x * rsqrt, * (1 + w), cast: every pass in fp32
+            return Op(label, 0, n * h * (s + 4 + 8 + 4 + 8 + 8 + 4 + a), RMSNORM_FP32_KERNELS)
         if card.norm != "layernorm":
             # x(s) -> fp32 copy, pow, mean, rsqrt, mul, cast, *weight: ~10 passes over n x h
             return Op(label, 0, n * h * (s + 4 + 8 + 8 + 8 + 4 + a + 2 * a), RMSNORM_KERNELS)
@@ -209,6 +227,18 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
         scores = rows * heads * keys
         layer.append(Op("attention", attn_flops, kv_read + 2 * rows * q * a + scores * (4 * a + 8), 6,
                         w.compute_dtype))
+    elif _math_sdpa(card, w):
+        # SDPA's math path (memory.py says when): everything in fp32, GEMMs at the fp32 rate (TF32
+        # is off), and every key scored, the masked ones too. Upcasts of q and of the whole K/V
+        # cache (16-bit only), q scaled, K and V expanded to every head as contiguous fp32 copies
+        # (written, then read by the batched matmuls), the scores, the fp32 output and its cast.
+        d = card.dim_head
+        scores = rows * heads * context
+        upcast = 0 if a == 4 else rows * q * (a + 4) + 2 * seqs * context * kv * (kvb + 4)
+        expand = 2 * 2 * seqs * heads * context * d * 4
+        layer.append(Op("attention", 4.0 * rows * context * heads * d,
+                        kv_read + upcast + 8 * rows * q + expand + scores * MATH_SDPA_BYTES_PER_SCORE
+                        + rows * q * (8 + a), MATH_SDPA_KERNELS, "fp32"))
     else:
         layer.append(Op("attention", attn_flops, kv_read + 2 * rows * q * a, 1, w.compute_dtype))
     layer.append(Op("attn_out_copy", 0, 2 * rows * q * a, 1))
@@ -216,7 +246,7 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
     if allreduce:
         layer.append(allreduce)
     layer.append(Op("residual", 0, 3 * rows * h * s, 1))
-    if card.norms_per_layer > 1:
+    for _ in range(card.norms_per_layer - 1):  # Gemma 2: post-attention, pre- and post-MLP norms
         layer.append(norm("norm", rows))
     experts_active = 1.0
     if card.is_moe:
@@ -235,7 +265,28 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
         mlp.append(Op("act", 0, tokens_per_expert * i * a * 2 * ACT_KERNELS[card.activation],
                       ACT_KERNELS[card.activation]))
     mlp += _linear_ops("down_proj", tokens_per_expert, h, i, w, a, eff)
-    layer += [_scaled(op, experts_active) for op in mlp]
+    if card.is_moe and PRECISIONS[w.dtype].is_float and card.mlp == "gated":
+        # transformers 5 runs the experts as two grouped GEMMs over all k routed copies of the
+        # tokens (integrations/moe.py): each reads every active expert's weights once; the
+        # experts run in the stream's dtype (grouped_mm is not on autocast's list).
+        k = card.experts_per_token or 1
+        routed = rows * k
+        wb = PRECISIONS[w.dtype].bytes_per_element
+        # Around the GEMMs (traced): the routed copies gathered (read rows, write k x rows);
+        # masked_fill_ in place on the gathered inputs, the gate_up output and the down output;
+        # the routing-weight product; its fp32 copy, the sum over the k copies and the cast back.
+        routing = (rows * h * s + routed * h * s + 2 * routed * (2 * h + 2 * i) * s + 2 * routed * h * s
+                   + routed * h * (s + 4) + routed * h * 4 + rows * h * (4 + 4 + s))
+        layer += [
+            Op("moe_routing", 0, routing, MOE_ROUTING_KERNELS),
+            Op("experts_gate_up", 2.0 * routed * 2 * i * h, experts_active * 2 * i * h * wb + routed * (h + 2 * i) * s,
+               2, w.compute_dtype if s < 4 else "fp32", True),
+            Op("experts_act_mul", 0, routed * i * s * 5, ACT_KERNELS[card.activation] + 1),
+            Op("experts_down", 2.0 * routed * i * h, experts_active * i * h * wb + routed * (i + h) * s,
+               2, w.compute_dtype if s < 4 else "fp32", True),
+        ]
+    else:
+        layer += [_scaled(op, experts_active) for op in mlp]
     if allreduce:
         layer.append(allreduce)
     layer.append(Op("residual", 0, 3 * rows * h * s, 1))

@@ -158,3 +158,33 @@ def test_tensor_parallel_needs_an_interconnect():
         throughput(LLAMA7, Workload(), get_gpu("epyc-9654"), default_efficiency(), tp=2)
     assert str(info.value) == ("epyc-9654: no interconnect bandwidth in the catalog, so tensor-parallel time "
                                "cannot be predicted")
+
+
+def test_gemma_runs_four_fp32_norms_per_layer():
+    # Gemma 2: input, post-attention, pre- and post-MLP norms, each 10 kernels (x.float(), pow,
+    # mean, + eps, rsqrt, mul, w.float(), 1 + w, mul, type_as): 26 layers x 4 x 10 = 1,040.
+    gemma = load_card("gemma-2-2b")
+    ops = forward_ops(gemma, Workload(dtype="bf16"), 1, 1, 300, 1, PLAIN)
+    assert sum(op.kernels for op in ops if op.name == "norm") == 1_040
+
+
+def test_falcon_attention_runs_the_math_path_in_fp32():
+    # falcon-7b bf16, one sequence, a 512-token prompt: every key scored (no causal skipping), the
+    # two batched matmuls at the fp32 rate: 4 x 512 rows x 512 keys x 71 heads x 64 = 4.76 GFLOP
+    # per layer, 32 layers; 23 kernels per layer.
+    falcon = load_card("falcon-7b")
+    ops = forward_ops(falcon, Workload(dtype="bf16", seq=512), 512, 512, 512, 1, PLAIN)
+    attn = next(op for op in ops if op.name == "attention")
+    assert (attn.rate, attn.kernels) == ("fp32", 23 * 32)
+    assert attn.flops == 4.0 * 512 * 512 * 71 * 64 * 32
+
+
+def test_moe_experts_are_two_grouped_gemms_reading_each_active_expert_once():
+    # mixtral-8x7b bf16, one decode row: 2 of 8 experts active; gate_up reads 2 x (2 x 14,336 x
+    # 4,096) x 2 B and writes/reads the 2 routed rows (4,096 + 28,672) x 2 B = 469,893,120 B per
+    # layer, 32 layers; 2 kernels per layer however many experts are active.
+    mixtral = load_card("mixtral-8x7b")
+    ops = forward_ops(mixtral, Workload(dtype="bf16"), 1, 1, 300, 1, PLAIN)
+    gate_up = next(op for op in ops if op.name == "experts_gate_up")
+    assert gate_up.bytes == pytest.approx(32 * (2 * 2 * 14_336 * 4_096 * 2 + 2 * (4_096 + 28_672) * 2))
+    assert gate_up.kernels == 2 * 32
