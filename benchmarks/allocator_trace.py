@@ -227,7 +227,7 @@ def replay(doc: dict[str, Any], driver_addresses: bool = False, min_bytes: int =
     `min_bytes` replays only the allocations of at least that size (how complete must a trace be?)."""
     from llmcalc.allocator import CachingAllocator
 
-    sim = CachingAllocator()
+    sim = CachingAllocator(expandable=any(seg[3] for seg in doc["initial_segments"]))
     codes = {name: i for i, name in enumerate(doc["actions"])}
     alloc, freed, seg_alloc, seg_free = (codes[k] for k in ("alloc", "free_completed", "segment_alloc", "segment_free"))
     if driver_addresses:
@@ -322,8 +322,10 @@ DOC_HEAD = [
     "an op-by-op allocation trace of the reference stack generated from the workload (see the notes in",
     "docs/validation-corrections.md).",
     "",
-    "PyTorch's expandable segments (`--allocator expandable`) map pages into one growing segment per",
-    "pool; this model does not simulate them, and their traces are listed only for the record.",
+    "PyTorch's expandable segments (`--allocator expandable`) are modelled too (last table): 7 of the 8",
+    "traces to the byte; in gpt2-medium fp32 training the model's blocks sit differently by the second",
+    "step (same peak allocated, same mapped size until then) and it maps 4.5% more; the cause is not",
+    "found yet.",
     "",
 ]
 
@@ -332,16 +334,18 @@ def report(traces: Path) -> list[str]:
     rows, exact, within = [], 0, 0
     lines = ["| case | meas. peak reserved GiB | meas. reserve | model, driver addresses | model, own placement |",
              "|---|---:|---:|---:|---:|"]
+    expandable_rows: list[str] = []
     skipped, envs = [], set()
     for path in sorted(traces.glob("*.json.xz")):
         doc = load(path)
         env = doc["env"]
         envs.add(f"{env.get('gpu')}, driver {env.get('driver')}, CUDA {env.get('cuda')}, torch {env.get('torch')}, "
                  f"transformers {env.get('transformers')}")
-        if "expandable" in doc["case"]:
-            skipped.append(doc["case"])
-            continue
         meas = doc["measured"]["peak_reserved_bytes"]
+        if "expandable" in doc["case"]:
+            own = replay(doc)["model_peak_reserved"]
+            expandable_rows.append(f"| {doc['case']} | {meas / 2**30:.3f} | {100 * (own - meas) / meas:+.2f}% |")
+            continue
         driver = replay(doc, driver_addresses=True)["model_peak_reserved"]
         own = replay(doc)["model_peak_reserved"]
         reserve = 100 * (meas - doc["measured"]["peak_allocated_bytes"]) / doc["measured"]["peak_allocated_bytes"]
@@ -354,8 +358,12 @@ def report(traces: Path) -> list[str]:
     lines += ["", f"{len(rows)} traces: with driver addresses the model's peak reserved equals PyTorch's to the byte in "
               f"{exact}; with its own placement {within} are within 1% and the largest miss is "
               f"{max(rows, key=abs):+.2f}%{why}.", "", "Environment: " + "; ".join(sorted(envs)), ""]
-    if skipped:
-        lines += ["Expandable-segment traces recorded, not modelled: " + "; ".join(f"`{c}`" for c in skipped) + "."]
+    if expandable_rows:
+        lines += ["## Expandable segments", "",
+                  "With `expandable_segments:True` each pool has one segment that grows by mapping pages (2 MiB",
+                  "small, 20 MiB large) at its end, merged with a free last block, and any block is split; nothing",
+                  "is unmapped before empty_cache(). The model's peak reserved for the recorded traces:", "",
+                  "| case | meas. peak reserved GiB | model |", "|---|---:|---:|", *expandable_rows, ""]
     return lines
 
 if __name__ == "__main__":

@@ -16,6 +16,10 @@ figure that `max_memory_allocated` does not show. The rules (PyTorch 2.x, no PYT
   only released by empty_cache() or when cudaMalloc fails, which the workloads modelled here
   never reach.
 
+With expandable segments (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True, `expandable=True`)
+each pool has one segment that grows by mapping pages (2 MiB small, 20 MiB large) at its end,
+merged with its last block when that is free, and any block is split when 512 B or more remain.
+
 Fragmentation follows: a freed segment serves later requests only through its own free blocks, so
 a large request can reserve a new segment while the cached free bytes would cover it in sum.
 Checked against PyTorch's own traces in benchmarks/allocator_trace.py (replay).
@@ -75,9 +79,15 @@ class CachingAllocator:
     # PyTorch's choices in more recorded traces than placing them above.
     _next_addr: int = 1 << 48
     addresses: list[int] = field(default_factory=list)  # the driver's addresses, when replaying a trace
+    # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True: one segment per pool, grown by mapping pages
+    expandable: bool = False
+    _heads: dict[bool, _Block] = field(default_factory=dict)  # the first block of each pool's segment
 
     def add_segment(self, size: int, small: bool) -> _Block:
         """Reserve a segment of `size` bytes (one free block)."""
+        if self.expandable and small in self._heads:
+            self._map(size, small)
+            return self._heads[small]
         if self.addresses:
             addr = self.addresses.pop(0)
         else:
@@ -89,7 +99,35 @@ class CachingAllocator:
         self.segments += 1
         self.peak_reserved = max(self.peak_reserved, self.reserved)
         insort(self._pools[small], (size, block.addr))
+        if self.expandable:
+            self._heads[small] = block
         return block
+
+    def _map(self, size: int, small: bool) -> None:
+        """Expandable segments: map pages (2 MiB in the small pool, 20 MiB in the large) at the
+        end of the pool's segment, merged with its last block when that is free, so that one
+        free block holds `size` bytes. No page is unmapped before empty_cache()."""
+        page = SMALL_BUFFER if small else LARGE_BUFFER
+        head = self._heads.get(small)
+        if head is None:
+            self.add_segment(-(-size // page) * page, small)
+            return
+        last = head
+        while last.next is not None:
+            last = last.next
+        pages = -(-(size - (last.size if last.free else 0)) // page) * page
+        self.reserved += pages
+        self.peak_reserved = max(self.peak_reserved, self.reserved)
+        pool = self._pools[small]
+        if last.free:
+            pool.pop(bisect_left(pool, (last.size, last.addr)))
+            last.size += pages
+            insort(pool, (last.size, last.addr))
+        else:
+            block = _Block(last.addr + last.size, pages, small, prev=last)
+            last.next = block
+            self._blocks[block.addr] = block
+            insort(pool, (pages, block.addr))
 
     def malloc(self, nbytes: int) -> int:
         """Allocate `nbytes`; returns the block's address (the handle for `free`)."""
@@ -98,12 +136,17 @@ class CachingAllocator:
         pool = self._pools[small]
         i = bisect_left(pool, (size, -1))
         if i == len(pool):
-            self.add_segment(segment_size(size), small)
+            if self.expandable:
+                self._map(size, small)
+            else:
+                self.add_segment(segment_size(size), small)
             i = bisect_left(pool, (size, -1))
         _, addr = pool.pop(i)
         block = self._blocks[addr]
         rest = block.size - size
-        if rest >= MIN_BLOCK if small else rest > SMALL_SIZE:
+        # expandable segments split any block (PyTorch: should_split); else a large block only
+        # when more than 1 MiB would remain
+        if rest >= MIN_BLOCK if (small or self.expandable) else rest > SMALL_SIZE:
             tail = _Block(addr + size, rest, small, prev=block, next=block.next)
             if block.next is not None:
                 block.next.prev = tail

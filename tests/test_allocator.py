@@ -116,6 +116,9 @@ def test_invariants_under_any_sequence(ops: list[tuple[bool, int, int]]) -> None
     ("llama-3.2-3b_mode_train_dtype_bf16_batch_2_seq_2048_grad-checkpointing.json.xz", 33_334_231_040),
     # ... and a decode loop: 64 steps of a growing KV cache
     ("tinyllama-1.1b_dtype_fp16_batch_64_seq_1024_gen_64.json.xz", 8_441_036_800),
+    # ... and the first row again with expandable segments
+    ("llama-3.2-3b_mode_train_dtype_bf16_batch_2_seq_2048_grad-checkpointing_allocator_expandable.json.xz",
+     30_079_451_136),
 ])
 def test_replay_of_a_recorded_trace_reproduces_pytorch(name: str, measured_reserved: int) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -126,3 +129,21 @@ def test_replay_of_a_recorded_trace_reproduces_pytorch(name: str, measured_reser
     result = replay(doc, driver_addresses=True)
     assert result["model_peak_reserved"] == measured_reserved  # to the byte
     assert result["model_peak_allocated"] == doc["measured"]["peak_allocated_bytes"]
+
+
+def test_expandable_segments_grow_one_segment_by_20_mib_pages():
+    a = CachingAllocator(expandable=True)
+    a.malloc(5 * MiB)  # maps one 20 MiB page: 15 MiB stay free at the end
+    a.malloc(30 * MiB)  # the free 15 MiB plus one more page hold it: no new segment
+    assert (a.reserved, a.allocated, a.segments) == (40 * MiB, 35 * MiB, 1)
+    b = CachingAllocator()  # the default allocator reserves 20 + 30 MiB for the same requests
+    b.malloc(5 * MiB)
+    b.malloc(30 * MiB)
+    assert (b.reserved, b.segments) == (50 * MiB, 2)
+
+
+def test_expandable_segments_split_any_block():
+    a = CachingAllocator(expandable=True)
+    a.free(a.malloc(12 * MiB))  # one 20 MiB page, all free again
+    a.malloc(19 * MiB + 512 * 1024)  # 0.5 MiB would remain: split all the same (the default would not)
+    assert (a.reserved, a.allocated) == (20 * MiB, 19 * MiB + 512 * 1024)
