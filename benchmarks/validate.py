@@ -92,6 +92,17 @@ CASES: list[tuple[str, str]] = [
     ("llama-3.1-8b", "--dtype nf4 --batch 8 --seq 1024 --gen 32"),
     ("llama-3.1-8b", "--mode train --dtype nf4 --batch 2 --seq 1024 --lora-rank 16 --lora-targets all "
                      "--grad-checkpointing"),
+    # Held out, session 4, second batch: larger models, eager training, fp32 master weights on a
+    # fused-qkv model, GPT-2 XL, Falcon in NF4, Gemma 2 with checkpointing.
+    ("llama-3.1-8b", "--mode train --dtype bf16 --batch 1 --seq 2048 --grad-checkpointing"),
+    ("qwen2.5-14b", "--dtype bf16 --batch 4 --seq 2048 --gen 32"),
+    ("mistral-7b", "--dtype int8 --batch 8 --seq 1024 --gen 32"),
+    ("gemma-2-9b", "--dtype bf16 --batch 2 --seq 4096 --gen 32"),
+    ("phi-3-mini", "--mode train --dtype fp32 --autocast bf16 --batch 2 --seq 1024 --grad-checkpointing"),
+    ("tinyllama-1.1b", "--mode train --dtype bf16 --batch 2 --seq 1024 --attention eager"),
+    ("gpt2-xl", "--dtype fp16 --batch 16 --seq 960 --gen 64"),
+    ("falcon-7b", "--dtype nf4 --batch 4 --seq 1024 --gen 32"),
+    ("gemma-2-2b", "--mode train --dtype bf16 --batch 2 --seq 2048 --grad-checkpointing"),
     # Mixture of experts (Mixtral 8x7B, 94 GB of bf16 weights) on an H200 (141 GB): the routed
     # MLP the cards model had never been measured.
     ("mixtral-8x7b", "--dtype bf16 --batch 8 --seq 2048 --gen 16"),
