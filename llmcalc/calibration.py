@@ -97,9 +97,13 @@ MATMUL_EFFICIENCY: dict[str, float] = {
 # 2.644 TB/s (nn.Linear 4096 -> 11008, one row); their median is 1.978 TB/s. (Smaller layers
 # measured alone stay in L2 and read faster than a model ever does.)
 GEMV_EFFICIENCY = 1.978 / 3.35
-# Median GPU duration of the kernels of a tiny Llama's decode step (hidden 64: every kernel is
-# as small as a kernel gets, in the stack's real mix of norms, RoPE, adds and cache copies).
-KERNEL_FLOOR_S = 1.248e-6
+# GPU time charged per small kernel: the mean of the non-GEMM kernels of a batch-1 decode step of
+# a two-layer, 4096-wide Llama (llmcalc.profile.calibrate.small_kernel_mean; three runs on the H100,
+# 1.903, 1.878, 1.891 us). A step's small kernels add up, so their mean counts: the median of a
+# tiny Llama's (hidden 64) was 1.248 us and under-charged every real model, whose norm reductions,
+# casts and cache copies over 4096-wide rows take longer (real decode steps traced with
+# benchmarks/kernel_breakdown.py at batch 1-2: 1.7 to 2.15 us mean, five models).
+KERNEL_FLOOR_S = 1.891e-6
 # Host time: prefill of tiny Llamas (hidden 64) with 2 and 8 layers took 2.717 and 6.085 ms for
 # 106 and 352 kernels: 13.7 us per kernel launched from transformers' modules, 1.27 ms per forward.
 LAUNCH_S = (6.085e-3 - 2.717e-3) / (352 - 106)

@@ -445,7 +445,8 @@ def efficiency_for(gpu: GpuSpec) -> Efficiency:
             rates["int8"] = entry["bitsandbytes"]["int8_flops"]
         matmul.update({d: float(r) / gpu.peak_flops[d] for d, r in rates.items() if d in gpu.peak_flops})
         return Efficiency(bandwidth=float(entry["bytes_per_s"]) / gpu.bytes_per_s, matmul=matmul,
-                          kernel_floor_s=float(entry.get("small_kernel_s") or entry["kernel_floor_s"]),
+                          kernel_floor_s=float(entry.get("small_kernel_mean_s") or entry.get("small_kernel_s")
+                                               or entry["kernel_floor_s"]),
                           launch_s=float(entry["launch_s"]),
                           gemv=float(entry.get("gemv_bytes_per_s", entry["bytes_per_s"])) / gpu.bytes_per_s,
                           forward_s=float(entry.get("forward_s", 0.0)), quant_call_s=default.quant_call_s,

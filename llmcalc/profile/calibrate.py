@@ -6,7 +6,9 @@ Each figure is a median over repeats, timed with CUDA events (GPU) or perf_count
 - matrix rate: 2 x n^3 FLOPs of an n x n product (n = 8192 on a GPU, 1024 on a CPU), fp32 with
   TF32 off (PyTorch's default), tf32, fp16, bf16, fp8 (torch._scaled_mm, e4m3) and int8
   (torch._int_mm) where the device has them;
-- kernel floor: the median duration, from a torch.profiler trace, of a 1-element add;
+- kernel floor: the median duration, from a torch.profiler trace, of a 1-element add; and the
+  mean GPU time of the small (non-GEMM) kernels of a 4096-wide Llama's decode step, which the
+  throughput model charges per small kernel;
 - launch: host seconds per kernel while a tiny Llama layer (transformers' modules) decodes, the
   same Python path a real model takes, divided by the kernels it launches.
 """
@@ -194,6 +196,40 @@ def kernel_traces(torch: Any) -> dict[str, Any]:
     return result
 
 
+GEMM_KERNELS = ("gemm", "nvjet", "cutlass", "flash", "fmha", "gemv", "cudnn", "memcpy")
+
+
+def small_kernel_mean(torch: Any) -> float:
+    """Mean GPU time of the kernels other than GEMMs and attention in one batch-1 decode step of
+    a two-layer Llama at a real width (hidden 4096): the per-kernel cost the throughput model
+    charges for a step's small kernels, which sum, so their mean counts, not their median (norm
+    reductions, cache copies and casts over 4096-wide rows take longer than a 1-element add)."""
+    import transformers
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    transformers.logging.set_verbosity_error()
+    config = transformers.LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=2,
+                                      num_attention_heads=32, num_key_value_heads=32, vocab_size=32000)
+    with torch.device("cuda"):
+        model = transformers.LlamaForCausalLM(config).to(torch.bfloat16).eval()
+    ids = torch.zeros((1, 256), dtype=torch.long, device="cuda")
+    cache = transformers.DynamicCache(config=config)
+    with torch.inference_mode():
+        model(input_ids=ids, past_key_values=cache, use_cache=True)
+        for _ in range(3):
+            model(input_ids=ids[:, -1:], past_key_values=cache, use_cache=True).logits.argmax(-1)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            model(input_ids=ids[:, -1:], past_key_values=cache, use_cache=True).logits.argmax(-1)
+            torch.cuda.synchronize()
+    small = [e.time_range.elapsed_us() for e in prof.events()
+             if e.device_type == DeviceType.CUDA and not any(k in e.name.lower() for k in GEMM_KERNELS)]
+    del model, cache
+    torch.cuda.empty_cache()
+    return statistics.mean(small) * 1e-6
+
+
 def gemv_bandwidth(torch: Any) -> float:
     """Bytes/s a bf16 matrix-vector product streams (8192 x 8192 weight, one row): the access
     pattern of every projection in a batch-1 decode step."""
@@ -335,6 +371,7 @@ def measure(device: str = "cuda") -> dict[str, Any]:
         result["gemv_bytes_per_s"] = gemv_bandwidth(torch)
         result["kernel_floor_s"] = kernel_floor(torch, device)
         result.update(kernel_traces(torch))
+        result["small_kernel_mean_s"] = small_kernel_mean(torch)
         for key, fn in (("bitsandbytes", bitsandbytes_figures), ("linear_layers", linear_layers),
                         ("prefill_gemm_flops", prefill_gemms)):
             try:
