@@ -103,6 +103,10 @@ CASES: list[tuple[str, str]] = [
     ("gpt2-xl", "--dtype fp16 --batch 16 --seq 960 --gen 64"),
     ("falcon-7b", "--dtype nf4 --batch 4 --seq 1024 --gen 32"),
     ("gemma-2-2b", "--mode train --dtype bf16 --batch 2 --seq 2048 --grad-checkpointing"),
+    # Optimizers other than fused AdamW in full fine-tuning, and fp16 autocast.
+    ("tinyllama-1.1b", "--mode train --dtype bf16 --batch 4 --seq 1024 --optimizer sgd"),
+    ("llama-3.2-1b", "--mode train --dtype bf16 --batch 4 --seq 1024 --optimizer adamw-8bit"),
+    ("qwen2.5-1.5b", "--mode train --dtype fp32 --autocast fp16 --batch 2 --seq 1024"),
     # Mixture of experts (Mixtral 8x7B, 94 GB of bf16 weights) on an H200 (141 GB): the routed
     # MLP the cards model had never been measured.
     ("mixtral-8x7b", "--dtype bf16 --batch 8 --seq 2048 --gen 16"),
