@@ -309,7 +309,7 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
         tokens = w.batch * w.seq
         if w.grad_checkpointing:
             # only layer inputs are saved; each adapter's A output (r values) in the recomputed layer
-            extra_act = tokens * sum(_lora_targets(card, s).values()) * s.lora_rank * 4
+            extra_act = int(tokens * sum(_lora_targets(card, s).values()) * s.lora_rank * 4)
         else:
             extra_act = int(tokens * card.num_layers * lora_saved_delta(card, w, s))
         if w.dtype == "nf4":
