@@ -91,7 +91,7 @@ def serving_view(card: ModelCard, w: Workload, gpu: GpuSpec, context: tuple[int,
     """vLLM: KV budget = memory x utilization - (peak of a batch-1 prompt-length forward without
     its KV cache) - CUDA context; a block holds block_size positions of every layer's K and V."""
     one = replace(w, batch=1, beams=1, gen=1)
-    m = estimate(card, one, context)
+    m = estimate(card, one, context, simulate_allocator=False)
     non_kv = m.peak_allocated_bytes - m.components["kv_cache"] + m.components["cuda_context"]
     budget = max(int(gpu.memory_bytes * utilization) - non_kv, 0)
     block = kv_cache_bytes(card, one, block_size)
@@ -110,18 +110,21 @@ def plan_option(card: ModelCard, w: Workload, gpu: GpuSpec, price: float | None 
     eff = eff or efficiency_for(gpu)
 
     def fits_batch(b: int) -> bool:
-        return estimate(card, replace(w, batch=b), context).device_total_bytes <= gpu.memory_bytes
+        return estimate(card, replace(w, batch=b), context, simulate_allocator=False).device_total_bytes <= gpu.memory_bytes
 
     longest = max(card.max_position_embeddings - w.gen, 1)  # prompt + output within the model's context
 
     def fits_context(s: int) -> bool:
-        return s <= longest and estimate(card, replace(w, batch=1, seq=s), context).device_total_bytes <= gpu.memory_bytes
+        return s <= longest and estimate(card, replace(w, batch=1, seq=s), context,
+                                         simulate_allocator=False).device_total_bytes <= gpu.memory_bytes
 
     max_batch = _largest(fits_batch, w.batch)
     max_context = _largest(fits_context, w.seq)
     if target_tokens_per_s is not None and not concurrency_given and max_batch:
         w = replace(w, batch=batch_for_target(card, w, gpu, target_tokens_per_s, eff, max_batch) or max_batch)
-    m = estimate(card, w, context)
+    # Sized with the measured reserve fraction, not the allocator simulation: plan searches every
+    # GPU (docs/plan.md); `llmcalc estimate` of the chosen deployment replays the allocation order.
+    m = estimate(card, w, context, simulate_allocator=False)
     fits = m.device_total_bytes <= gpu.memory_bytes
     usable = gpu.memory_bytes - m.components["cuda_context"]
     min_devices = max(1, ceil(m.components["weights"] / usable)) if usable > 0 else 0

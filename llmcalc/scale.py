@@ -243,7 +243,7 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
             notes.append("selective recomputation: attention scores recomputed, saved as SDPA saves")
         else:
             notes.append("selective recomputation changes nothing here: SDPA's kernels save no scores")
-    base = estimate(card, base_w, cuda_context)
+    base = estimate(card, base_w, cuda_context, simulate_allocator=False)  # its own reserve below
     params = card.num_params
     p_bytes = PRECISIONS[w.dtype].bytes_per_element if PRECISIONS[w.dtype].is_float else 2
     weights = weight_bytes(card, w)

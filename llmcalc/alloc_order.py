@@ -1,0 +1,142 @@
+"""The order in which the reference stack allocates and frees its tensors, generated from the
+workload and fed to the caching-allocator model (llmcalc.allocator) to predict its reserve.
+
+Transcribed from PyTorch memory traces of transformers 5.17 on torch 2.11 (benchmarks/
+allocator_trace.py; the stored traces are the reference to diff against). Covered so far:
+inference (prefill, then greedy decode on a DynamicCache) of the Llama and Qwen2 families in 16
+bits with SDPA attention and no sliding window. Everything of 1 MiB or more is emitted; smaller
+tensors live in the allocator's small pool and barely move the reserve (docs/allocator.md).
+"""
+
+from __future__ import annotations
+
+from llmcalc.allocator import SMALL_SIZE, CachingAllocator
+from llmcalc.cards import ModelCard
+from llmcalc.memory import Workload
+from llmcalc.precision import PRECISIONS
+
+CUBLAS_WORKSPACE = 32 << 20  # allocated by the first matmul, before the model (Hopper)
+
+
+def covers(card: ModelCard, w: Workload) -> bool:
+    """Whether an allocation order is transcribed for this workload."""
+    return (w.mode == "infer" and card.family in ("llama", "qwen2") and not card.sliding_window
+            and not card.fused_qkv and card.mlp == "gated" and card.norm == "rmsnorm" and w.attention == "sdpa"
+            and w.dtype in ("bf16", "fp16") and not w.autocast and w.kv_dtype in (None, w.dtype)
+            and w.allocator == "default" and not card.is_moe)
+
+
+class _Run:
+    """Allocation handles by name, over one CachingAllocator."""
+
+    def __init__(self, alloc: CachingAllocator) -> None:
+        self.alloc = alloc
+        self.live: dict[str, int | None] = {}
+
+    def a(self, name: str, nbytes: int) -> None:
+        # the small pool's 2 MiB segments hold what is not emitted
+        self.live[name] = self.alloc.malloc(int(nbytes)) if nbytes > SMALL_SIZE else None
+
+    def f(self, *names: str) -> None:
+        for name in names:
+            handle = self.live.pop(name)
+            if handle is not None:
+                self.alloc.free(handle)
+
+    def rename(self, old: str, new: str) -> None:
+        self.live[new] = self.live.pop(old)
+
+
+def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
+    """Replay the load, the prefill and every decode step of `w` through the allocator model."""
+    a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
+    h, i, q, kv = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim
+    seqs = w.batch * w.beams
+    run = _Run(CachingAllocator())
+    run.a("workspace", CUBLAS_WORKSPACE)
+    # Load: parameters in module order; a tied lm_head is built, then replaced by the embedding.
+    run.a("embed", card.vocab_size * h * a)
+    for layer in range(card.num_layers):
+        for name, numel in (("q", q * h), ("k", kv * h), ("v", kv * h), ("o", h * q), ("gate", i * h),
+                            ("up", i * h), ("down", h * i)):
+            run.a(f"w{layer}.{name}", numel * a)
+    run.a("lm_head", card.vocab_size * h * a)
+    if card.tie_word_embeddings:
+        run.f("lm_head")
+    run.a("ids", seqs * w.seq * 8)
+
+    def norm(x: str, out: str, p: int) -> None:
+        """transformers' LlamaRMSNorm: x.to(fp32), pow, (mean), x32 * rsqrt, .to(dtype), weight *."""
+        run.a("x32", p * h * 4)
+        run.a("pow", p * h * 4)
+        run.f("pow")
+        run.a("y32", p * h * 4)
+        run.f("x32")
+        run.a("y", p * h * a)
+        run.a(out, p * h * a)
+        run.f("y", "y32")
+
+    def rope(t: str, width: int, p: int) -> None:
+        """apply_rotary_pos_emb for one tensor: t*cos, -x2, cat (rotate_half), *sin, sum."""
+        run.a(t + ".cos", p * width * a)
+        run.a(t + ".neg", p * width // 2 * a)
+        run.a(t + ".rot", p * width * a)
+        run.f(t + ".neg")
+        run.a(t + ".sin", p * width * a)
+        run.f(t + ".rot")
+        run.a(t + ".emb", p * width * a)
+        run.f(t + ".cos", t + ".sin")
+
+    def layer_forward(layer: int, p: int, x: str, prefill: bool, context: int) -> str:
+        norm(x, "n1", p)
+        run.a("q", p * q * a)
+        run.a("k", p * kv * a)
+        run.a("v", p * kv * a)
+        rope("q", q, p)
+        rope("k", kv, p)
+        run.f("q", "k")
+        cache_k, cache_v = f"K{layer}", f"V{layer}"
+        if prefill:  # DynamicCache stores copies of the first keys and values
+            run.a(cache_k, p * kv * a)
+            run.a(cache_v, p * kv * a)
+        else:  # keys = torch.cat(keys, new): the grown cache, then the old one goes; then values
+            for c in (cache_k, cache_v):
+                run.a(c + "'", seqs * context * kv * a)
+                run.f(c)
+                run.rename(c + "'", c)
+        run.f("k.emb", "v")
+        run.a("attn", p * q * a)
+        run.a("o", p * h * a)
+        run.f("attn", "q.emb", "n1")
+        run.a("r1", p * h * a)
+        run.f("o")
+        norm("r1", "n2", p)
+        run.a("gate", p * i * a)
+        run.a("act", p * i * a)
+        run.f("gate")
+        run.a("up", p * i * a)
+        run.a("prod", p * i * a)
+        run.f("act", "up")
+        run.a("down", p * h * a)
+        run.f("prod", "n2")
+        out = f"h{layer}"
+        run.a(out, p * h * a)
+        run.f("down", "r1")
+        if x != "embeds":
+            run.f(x)
+        return out
+
+    def forward(p: int, prefill: bool, context: int) -> None:
+        run.a("embeds", p * h * a)
+        x = "embeds"
+        for layer in range(card.num_layers):
+            x = layer_forward(layer, p, x, prefill, context)
+        norm(x, "final", p)
+        run.a("logits", seqs * card.vocab_size * a)  # logits_to_keep=1: the last position only
+        run.a("logits32", seqs * card.vocab_size * 4)
+        run.f("logits32", "logits", "final", x, "embeds")
+
+    forward(seqs * w.seq, True, w.seq)
+    for step in range(max(w.gen - 1, 0)):
+        forward(seqs, False, w.seq + step + 1)
+    return run.alloc
