@@ -136,9 +136,10 @@ def test_cuda_context_grows_with_the_kernels_the_workload_loads(w, mib):
     ("llama-3.2-1b", {"dtype": "bf16", "batch": 32, "seq": 2048, "gen": 128}, 1_871_555_072),
     ("tinyllama-1.1b", {"dtype": "fp16", "batch": 64, "seq": 1024, "gen": 64}, 1_439_762_944),
     ("qwen2.5-14b", {"dtype": "bf16", "batch": 4, "seq": 2048, "gen": 32}, 398_791_168),
+    ("gpt2-xl", {"dtype": "fp16", "batch": 16, "seq": 960, "gen": 64}, 2_167_292_928),
 ])
 def test_inference_reserve_is_simulated_from_the_allocation_order(model, options, measured_reserve):
-    # 20.9%, 20.6% and 1.2% of peak allocated: a fixed fraction (10%) misses both ends; replaying
+    # 20.9%, 20.6%, 1.2% and 24.1% of peak allocated: a fixed fraction (10%) misses both ends; replaying
     # the generated allocation order through the allocator model lands within 2% of each.
     m = estimate(load_card(model), Workload(**options))
     assert m.explain["allocator_reserve"].startswith("PyTorch's caching allocator simulated")
@@ -285,3 +286,17 @@ def test_first_layer_backward_holds_every_later_gradient():
     tiny = load_card("tinyllama-1.1b")
     m = estimate(tiny, Workload(mode="train", dtype="bf16", batch=1, seq=128, gen=0))
     assert phase(m, "backward_layer_0").components["gradients"] == 1_980_936_192
+
+
+def test_only_transcribed_workloads_simulate_the_allocator():
+    from llmcalc.alloc_order import covers
+
+    tiny, gpt2, mistral = load_card("tinyllama-1.1b"), load_card("gpt2-medium"), load_card("mistral-7b")
+    assert covers(tiny, Workload(dtype="bf16")) and covers(gpt2, Workload(dtype="fp32"))
+    assert not covers(tiny, Workload(dtype="fp32"))  # fp32 GQA runs SDPA's math path: not transcribed
+    assert not covers(tiny, Workload(mode="train", gen=0))  # training: not yet
+    assert not covers(tiny, Workload(dtype="int8"))
+    assert not covers(mistral, Workload(dtype="bf16"))  # sliding-window cache
+    assert not covers(tiny, Workload(dtype="bf16", allocator="expandable"))
+    m = estimate(tiny, Workload(mode="train", gen=0, batch=1, seq=256))
+    assert m.explain["allocator_reserve"].startswith("median")
