@@ -90,6 +90,18 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
         run.a(t + ".emb", p * width * a)
         run.f(t + ".cos", t + ".sin")
 
+    def cache_cat(layer: int, context: int, width: int) -> None:
+        """keys = torch.cat(keys, new): the grown cache, then the old one goes; then values."""
+        for c in (f"K{layer}", f"V{layer}"):
+            run.a(c + "'", seqs * context * width * a)
+            run.f(c)
+            run.rename(c + "'", c)
+
+    # A decode step's tensors other than the cache are one row per sequence: when even the widest
+    # (MLP or fp32 norm rows) stays in the small pool, a step is only its cache updates.
+    widest = seqs * max(i * a, 3 * h * a, h * 4, q * a)
+    small_steps = widest <= SMALL_SIZE
+
     def layer_forward(layer: int, p: int, x: str, prefill: bool, context: int) -> str:
         norm(x, "n1", p)
         run.a("q", p * q * a)
@@ -102,11 +114,8 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
         if prefill:  # DynamicCache stores copies of the first keys and values
             run.a(cache_k, p * kv * a)
             run.a(cache_v, p * kv * a)
-        else:  # keys = torch.cat(keys, new): the grown cache, then the old one goes; then values
-            for c in (cache_k, cache_v):
-                run.a(c + "'", seqs * context * kv * a)
-                run.f(c)
-                run.rename(c + "'", c)
+        else:
+            cache_cat(layer, context, kv)
         run.f("k.emb", "v")
         run.a("attn", p * q * a)
         run.a("o", p * h * a)
@@ -130,6 +139,13 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
         return out
 
     def forward(p: int, prefill: bool, context: int) -> None:
+        if not prefill and small_steps:
+            for layer in range(card.num_layers):
+                cache_cat(layer, context, kv)
+            run.a("logits", seqs * card.vocab_size * a)  # the last rows of the step can be large
+            run.a("logits32", seqs * card.vocab_size * 4)
+            run.f("logits32", "logits")
+            return
         run.a("embeds", p * h * a)
         x = "embeds"
         for layer in range(card.num_layers):
@@ -142,20 +158,24 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
     def gpt2_forward(p: int, prefill: bool, context: int) -> None:
         """GPT2LMHeadModel: token + position embeddings, then per block ln_1, c_attn (fused qkv),
         the cache, SDPA, c_proj, residual, ln_2, c_fc, gelu_new's chain, c_proj, residual."""
+        if not prefill and small_steps:
+            for layer in range(card.num_layers):
+                cache_cat(layer, context, h)
+            run.a("logits", seqs * card.vocab_size * a)
+            run.a("logits32", seqs * card.vocab_size * 4)
+            run.f("logits32", "logits")
+            return
         run.a("embeds", p * h * a)
         run.a("x0", p * h * a)  # inputs_embeds + position_embeds: the first block's input
         x = "x0"
         for layer in range(card.num_layers):
             run.a("n1", p * h * a)
             run.a("qkv", p * 3 * h * a)
-            cache_k, cache_v = f"K{layer}", f"V{layer}"
-            for c in (cache_k, cache_v):
-                if prefill:
-                    run.a(c, p * h * a)
-                else:
-                    run.a(c + "'", seqs * context * h * a)
-                    run.f(c)
-                    run.rename(c + "'", c)
+            if prefill:
+                run.a(f"K{layer}", p * h * a)
+                run.a(f"V{layer}", p * h * a)
+            else:
+                cache_cat(layer, context, h)
             run.a("attn", p * h * a)
             run.a("o", p * h * a)
             run.f("attn", "qkv")
