@@ -320,7 +320,8 @@ DOC_HEAD = [
     "of the device total on some rows; replaying the allocation order reproduces it exactly.",
     "",
     "`estimate` does the same without a trace where `llmcalc.alloc_order` can generate the order: the",
-    "reference stack's load, prefill and decode for Llama and Qwen2 in 16 bits and for GPT-2 (every",
+    "reference stack's load, prefill and decode for Llama and Qwen2 (16 bits, or fp32 with grouped-query",
+    "heads) and for GPT-2 (every",
     "allocation of 1 MiB or more; smaller ones go to the small pool and move the large pool's reserve by",
     "at most 1.6% of the device total, `replay --min-mib 1`). Training is next: its order has the",
     "forward per layer, the recomputation under checkpointing, autograd's frees and the weight",
@@ -386,8 +387,8 @@ def report(traces: Path) -> list[str]:
                   "`llmcalc.alloc_order.simulate_inference` for every recorded case it covers: the reserve it",
                   "predicts next to the measured one (both in % of peak allocated), and its own peak allocated",
                   "against the measurement (a check that the generated order holds the right tensors). The",
-                  "order was read off two of these traces (tinyllama-1.1b bf16 batch 16, gpt2-medium bf16 batch",
-                  "32); the others were not looked at.", "",
+                  "order was read off three of these traces (tinyllama-1.1b bf16 batch 16, gpt2-medium bf16",
+                  "batch 32, qwen2.5-0.5b fp32 batch 8); the others were not looked at.", "",
                   "| case | meas. reserve | generated-order reserve | generated peak allocated |",
                   "|---|---:|---:|---:|", *generated, ""]
     if expandable_rows:

@@ -4,17 +4,18 @@ workload and fed to the caching-allocator model (llmcalc.allocator) to predict i
 Transcribed from PyTorch memory traces of transformers 5.17 on torch 2.11 (benchmarks/
 allocator_trace.py; the stored traces are the reference to diff against). Covered so far:
 inference (prefill, then greedy decode on a DynamicCache) with SDPA attention of the Llama and
-Qwen2 families in 16 bits without a sliding window, and of GPT-2 in 16 or 32 bits. Everything of
-1 MiB or more is emitted; smaller tensors live in the allocator's small pool and barely move the
-reserve (docs/allocator.md). On the H100 the 16 covered validation rows' reserves (1.2% to 24.1%
-of peak allocated) came out within 2.3% of peak allocated, their device totals within 2.1%.
+Qwen2 families without a sliding window in 16 bits, and in fp32 with grouped-query heads (SDPA's
+math path), and of GPT-2 in 16 or 32 bits. Everything of 1 MiB or more is emitted; smaller
+tensors live in the allocator's small pool and barely move the reserve (docs/allocator.md). On
+the H100 the 19 covered validation rows' reserves (0.3% to 24.1% of peak allocated) came out
+within 2.3% of peak allocated, their device totals within 2.1%.
 """
 
 from __future__ import annotations
 
 from llmcalc.allocator import SMALL_SIZE, CachingAllocator
 from llmcalc.cards import ModelCard
-from llmcalc.memory import Workload
+from llmcalc.memory import Workload, _math_sdpa
 from llmcalc.precision import PRECISIONS
 
 CUBLAS_WORKSPACE = 32 << 20  # allocated by the first matmul, before the model (Hopper)
@@ -28,7 +29,8 @@ def covers(card: ModelCard, w: Workload) -> bool:
     if card.family == "gpt2":
         return True
     return (card.family in ("llama", "qwen2") and not card.sliding_window and not card.fused_qkv
-            and card.mlp == "gated" and card.norm == "rmsnorm" and not card.is_moe and w.dtype != "fp32")
+            and card.mlp == "gated" and card.norm == "rmsnorm" and not card.is_moe
+            and (w.dtype != "fp32" or _math_sdpa(card, w)))  # fp32: grouped-query heads, SDPA's math path
 
 
 class _Run:
@@ -69,7 +71,15 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
     run.a("ids", seqs * w.seq * 8)
 
     def norm(x: str, out: str, p: int) -> None:
-        """transformers' LlamaRMSNorm: x.to(fp32), pow, (mean), x32 * rsqrt, .to(dtype), weight *."""
+        """transformers' LlamaRMSNorm: x.to(fp32), pow, (mean), x32 * rsqrt, .to(dtype), weight *
+        (in fp32 both casts are the tensor itself)."""
+        if a == 4:
+            run.a("pow", p * h * 4)
+            run.f("pow")
+            run.a("y32", p * h * 4)
+            run.a(out, p * h * 4)
+            run.f("y32")
+            return
         run.a("x32", p * h * 4)
         run.a("pow", p * h * 4)
         run.f("pow")
@@ -97,6 +107,48 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
             run.f(c)
             run.rename(c + "'", c)
 
+    math = _math_sdpa(card, w)
+    heads = card.num_heads
+
+    def math_attention(p: int, prefill: bool, context: int) -> None:
+        """SDPA's math path with enable_gqa (fp32): q scaled, the causal mask built ([S, S] bools,
+        then fp32), k and v repeated to every head and k scaled (q-sized in a prefill, cache-sized
+        in a decode step), the scores, the probabilities and their isneginf mask, P V, and the
+        output made contiguous for o_proj."""
+        if prefill:
+            n = w.seq
+            scores = seqs * heads * n * n
+            run.a("qs", p * q * 4)
+            run.a("m1", n * n)
+            run.a("m2", n * n)
+            run.f("m1")
+            run.a("mask", n * n * 4)
+            run.f("m2")
+            for e in ("e1", "e2", "e3", "e4"):
+                run.a(e, p * q * 4)
+            run.a("scores", scores * 4)
+            run.f("e4", "e3")
+            run.a("probs", scores * 4)
+            run.a("isneginf", scores)
+            run.f("isneginf", "scores")
+            run.a("pv", p * q * 4)
+            run.f("e1", "e2", "qs", "mask", "probs")
+        else:
+            repeated_kv()
+            run.a("pv", p * q * 4)
+        run.a("attn", p * q * 4)
+        run.f("pv")
+
+    def repeated_kv() -> None:
+        """A decode step's repeated (and scaled) keys and values: one copy of the cache per head."""
+        r = seqs * ctx[0] * q * 4
+        run.a("e1", r)
+        run.a("e2", r)
+        run.a("e3", r)
+        run.f("e3", "e1", "e2")
+
+    ctx = [w.seq]
+
     # A decode step's tensors other than the cache are one row per sequence: when even the widest
     # (MLP or fp32 norm rows) stays in the small pool, a step is only its cache updates.
     widest = seqs * max(i * a, 3 * h * a, h * 4, q * a)
@@ -117,7 +169,10 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
         else:
             cache_cat(layer, context, kv)
         run.f("k.emb", "v")
-        run.a("attn", p * q * a)
+        if math:
+            math_attention(p, prefill, context)
+        else:
+            run.a("attn", p * q * a)
         run.a("o", p * h * a)
         run.f("attn", "q.emb", "n1")
         run.a("r1", p * h * a)
@@ -139,9 +194,12 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
         return out
 
     def forward(p: int, prefill: bool, context: int) -> None:
+        ctx[0] = context
         if not prefill and small_steps:
             for layer in range(card.num_layers):
                 cache_cat(layer, context, kv)
+                if math:
+                    repeated_kv()
             run.a("logits", seqs * card.vocab_size * a)  # the last rows of the step can be large
             run.a("logits32", seqs * card.vocab_size * 4)
             run.f("logits32", "logits")

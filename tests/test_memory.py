@@ -293,7 +293,8 @@ def test_only_transcribed_workloads_simulate_the_allocator():
 
     tiny, gpt2, mistral = load_card("tinyllama-1.1b"), load_card("gpt2-medium"), load_card("mistral-7b")
     assert covers(tiny, Workload(dtype="bf16")) and covers(gpt2, Workload(dtype="fp32"))
-    assert not covers(tiny, Workload(dtype="fp32"))  # fp32 GQA runs SDPA's math path: not transcribed
+    assert covers(tiny, Workload(dtype="fp32"))  # grouped-query heads in fp32: SDPA's math path, transcribed
+    assert not covers(load_card("llama-2-7b"), Workload(dtype="fp32"))  # fp32 multi-head: not transcribed
     assert not covers(tiny, Workload(mode="train", gen=0))  # training: not yet
     assert not covers(tiny, Workload(dtype="int8"))
     assert not covers(mistral, Workload(dtype="bf16"))  # sliding-window cache
