@@ -33,6 +33,21 @@ def covers(card: ModelCard, w: Workload) -> bool:
             and (w.dtype != "fp32" or _math_sdpa(card, w)))  # fp32: grouped-query heads, SDPA's math path
 
 
+# Replaying runs at roughly 3 us per event; beyond this many the estimate keeps the median
+# reserve fraction rather than take seconds (a 70B at batch 64 x 512 new tokens: ~600,000).
+MAX_EVENTS = 400_000
+
+
+def events(card: ModelCard, w: Workload) -> int:
+    """About how many allocator events simulate_inference would replay: ~40 per layer per forward
+    that carries row-sized tensors of 1 MiB or more, else the cache's (and the math path's) few."""
+    a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
+    seqs = w.batch * w.beams
+    widest = seqs * max(card.intermediate_size * a, 3 * card.hidden_size * a, card.hidden_size * 4, card.q_dim * a)
+    per_step = 40 if widest > SMALL_SIZE else (10 if _math_sdpa(card, w) else 4)
+    return card.num_layers * (40 + max(w.gen - 1, 0) * per_step)
+
+
 class _Run:
     """Allocation handles by name, over one CachingAllocator."""
 

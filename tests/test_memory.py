@@ -301,3 +301,15 @@ def test_only_transcribed_workloads_simulate_the_allocator():
     assert not covers(tiny, Workload(dtype="bf16", allocator="expandable"))
     m = estimate(tiny, Workload(mode="train", gen=0, batch=1, seq=256))
     assert m.explain["allocator_reserve"].startswith("median")
+
+
+def test_an_allocation_order_too_long_to_replay_falls_back_to_the_median():
+    # llama-3.1-70b, 64 sequences x 511 decode steps, each with MLP rows of 1 MiB or more: 80 layers
+    # x (40 + 511 x 40) = 1,638,400 events, over MAX_EVENTS: the median fraction, said so.
+    from llmcalc.alloc_order import MAX_EVENTS, events
+
+    card, w = load_card("llama-3.1-70b"), Workload(batch=64, seq=4096, gen=512)
+    assert events(card, w) == 1_638_400 > MAX_EVENTS
+    m = estimate(card, w)
+    assert m.components["allocator_reserve"] == int(m.peak_allocated_bytes * 0.100)
+    assert "too long to replay quickly" in m.explain["allocator_reserve"]
