@@ -313,3 +313,19 @@ def test_an_allocation_order_too_long_to_replay_falls_back_to_the_median():
     m = estimate(card, w)
     assert m.components["allocator_reserve"] == int(m.peak_allocated_bytes * 0.100)
     assert "too long to replay quickly" in m.explain["allocator_reserve"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=st.sampled_from(["tinyllama-1.1b", "qwen2.5-0.5b", "gpt2-medium", "llama-3.2-1b", "gpt2-xl"]),
+       dtype=st.sampled_from(["bf16", "fp16", "fp32"]), batch=st.integers(1, 40), seq=st.integers(1, 1024),
+       gen=st.integers(1, 40))
+def test_generated_order_and_analytic_model_agree_on_the_peak(name, dtype, batch, seq, gen):
+    # Two independent descriptions of the same stack: the op-by-op allocation order (which leaves
+    # out tensors under 1 MiB) and the analytic phase model. Their peaks stay within 5%.
+    from llmcalc.alloc_order import covers, simulate_inference
+
+    card, w = load_card(name), Workload(dtype=dtype, batch=batch, seq=seq, gen=gen)
+    if covers(card, w):
+        simulated = simulate_inference(card, w).peak_allocated
+        analytic = estimate(card, w, simulate_allocator=False).peak_allocated_bytes
+        assert abs(simulated - analytic) <= 0.05 * analytic
