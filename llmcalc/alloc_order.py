@@ -33,8 +33,9 @@ def covers(card: ModelCard, w: Workload) -> bool:
             and (w.dtype != "fp32" or _math_sdpa(card, w)))  # fp32: grouped-query heads, SDPA's math path
 
 
-# Replaying runs at roughly 3 us per event; beyond this many the estimate keeps the median
-# reserve fraction rather than take seconds (a 70B at batch 64 x 512 new tokens: ~600,000).
+# Replaying runs at roughly 3 us per event; beyond this many (as events() counts them) the
+# estimate keeps the median reserve fraction rather than take seconds: a 70B at batch 64 x 512
+# new tokens counts 1.6 million and took 1.7 s.
 MAX_EVENTS = 400_000
 
 
