@@ -220,8 +220,8 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def replay(doc: dict[str, Any], driver_addresses: bool = False, min_bytes: int = 0) -> dict[str, int]:
-    """Replay a recorded trace through the allocator model: its peak reserved next to the one the
-    trace's own segment events give and the one PyTorch reported. With `driver_addresses` the
+    """Replay a recorded trace through the allocator model: its peak reserved next to the one
+    PyTorch reported. With `driver_addresses` the
     model's segments take the addresses the driver gave PyTorch's, in order (exact while the
     model reserves the same segments in the same order); otherwise the model places them itself.
     `min_bytes` replays only the allocations of at least that size (how complete must a trace be?)."""
@@ -229,29 +229,21 @@ def replay(doc: dict[str, Any], driver_addresses: bool = False, min_bytes: int =
 
     sim = CachingAllocator(expandable=any(seg[3] for seg in doc["initial_segments"]))
     codes = {name: i for i, name in enumerate(doc["actions"])}
-    alloc, freed, seg_alloc, seg_free = (codes[k] for k in ("alloc", "free_completed", "segment_alloc", "segment_free"))
+    alloc, freed, seg_alloc = (codes[k] for k in ("alloc", "free_completed", "segment_alloc"))
     if driver_addresses:
         sim.addresses = [s[0] for s in doc["initial_segments"]] + [e[1] for e in doc["events"] if e[0] == seg_alloc]
     handles: dict[int, int] = {}
-    real = 0
     for _addr, total, kind, _expandable, blocks in doc["initial_segments"]:
         sim.add_segment(total, kind == "small")
-        real += total
         for size, state, bid in blocks:
             if state == "active_allocated":
                 handles[bid] = sim.malloc(size)
-    real_peak = real
     for action, ident, size, _tag in doc["events"]:
         if action == alloc and size >= min_bytes:
             handles[ident] = sim.malloc(size)
         elif action == freed and ident in handles:
             sim.free(handles.pop(ident))
-        elif action == seg_alloc:
-            real += size
-            real_peak = max(real_peak, real)
-        elif action == seg_free:
-            real -= size
-    return {"model_peak_reserved": sim.peak_reserved, "trace_peak_reserved": real_peak,
+    return {"model_peak_reserved": sim.peak_reserved,
             "model_peak_allocated": sim.peak_allocated, "model_segments": sim.segments,
             "measured_peak_reserved": doc["measured"]["peak_reserved_bytes"],
             "measured_peak_allocated": doc["measured"]["peak_allocated_bytes"]}

@@ -39,13 +39,19 @@ def covers(card: ModelCard, w: Workload) -> bool:
 MAX_EVENTS = 400_000
 
 
+def _small_steps(card: ModelCard, w: Workload) -> bool:
+    """Whether a decode step's tensors other than the cache (one row per sequence) all stay in the
+    small pool, even the widest (MLP, fused qkv or fp32 norm rows): then a step is only its cache
+    updates (and the math path's repeated keys and values) and its logits."""
+    a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
+    h = card.hidden_size
+    return w.batch * w.beams * max(card.intermediate_size * a, 3 * h * a, h * 4, card.q_dim * a) <= SMALL_SIZE
+
+
 def events(card: ModelCard, w: Workload) -> int:
     """About how many allocator events simulate_inference would replay: ~40 per layer per forward
     that carries row-sized tensors of 1 MiB or more, else the cache's (and the math path's) few."""
-    a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
-    seqs = w.batch * w.beams
-    widest = seqs * max(card.intermediate_size * a, 3 * card.hidden_size * a, card.hidden_size * 4, card.q_dim * a)
-    per_step = 40 if widest > SMALL_SIZE else (10 if _math_sdpa(card, w) else 4)
+    per_step = 40 if not _small_steps(card, w) else (10 if _math_sdpa(card, w) else 4)
     return card.num_layers * (40 + max(w.gen - 1, 0) * per_step)
 
 
@@ -150,25 +156,31 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
             run.a("pv", p * q * 4)
             run.f("e1", "e2", "qs", "mask", "probs")
         else:
-            repeated_kv()
+            repeated_kv(context)
             run.a("pv", p * q * 4)
         run.a("attn", p * q * 4)
         run.f("pv")
 
-    def repeated_kv() -> None:
+    def repeated_kv(context: int) -> None:
         """A decode step's repeated (and scaled) keys and values: one copy of the cache per head."""
-        r = seqs * ctx[0] * q * 4
+        r = seqs * context * q * 4
         run.a("e1", r)
         run.a("e2", r)
         run.a("e3", r)
         run.f("e3", "e1", "e2")
 
-    ctx = [w.seq]
+    def logits() -> None:
+        """lm_head on the last position only (logits_to_keep=1) and its .float()."""
+        run.a("logits", seqs * card.vocab_size * a)
+        run.a("logits32", seqs * card.vocab_size * 4)
+        run.f("logits32", "logits")
 
-    # A decode step's tensors other than the cache are one row per sequence: when even the widest
-    # (MLP or fp32 norm rows) stays in the small pool, a step is only its cache updates.
-    widest = seqs * max(i * a, 3 * h * a, h * 4, q * a)
-    small_steps = widest <= SMALL_SIZE
+    def small_step(context: int) -> None:
+        for layer in range(card.num_layers):
+            cache_cat(layer, context, kv)
+            if math:
+                repeated_kv(context)
+        logits()
 
     def layer_forward(layer: int, p: int, x: str, prefill: bool, context: int) -> str:
         norm(x, "n1", p)
@@ -210,35 +222,18 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
         return out
 
     def forward(p: int, prefill: bool, context: int) -> None:
-        ctx[0] = context
-        if not prefill and small_steps:
-            for layer in range(card.num_layers):
-                cache_cat(layer, context, kv)
-                if math:
-                    repeated_kv()
-            run.a("logits", seqs * card.vocab_size * a)  # the last rows of the step can be large
-            run.a("logits32", seqs * card.vocab_size * 4)
-            run.f("logits32", "logits")
-            return
         run.a("embeds", p * h * a)
         x = "embeds"
         for layer in range(card.num_layers):
             x = layer_forward(layer, p, x, prefill, context)
         norm(x, "final", p)
-        run.a("logits", seqs * card.vocab_size * a)  # logits_to_keep=1: the last position only
-        run.a("logits32", seqs * card.vocab_size * 4)
-        run.f("logits32", "logits", "final", x, "embeds")
+        logits()
+        run.f("final", x, "embeds")
 
     def gpt2_forward(p: int, prefill: bool, context: int) -> None:
         """GPT2LMHeadModel: token + position embeddings, then per block ln_1, c_attn (fused qkv),
-        the cache, SDPA, c_proj, residual, ln_2, c_fc, gelu_new's chain, c_proj, residual."""
-        if not prefill and small_steps:
-            for layer in range(card.num_layers):
-                cache_cat(layer, context, h)
-            run.a("logits", seqs * card.vocab_size * a)
-            run.a("logits32", seqs * card.vocab_size * 4)
-            run.f("logits32", "logits")
-            return
+        the cache, SDPA, c_proj, residual, ln_2, c_fc, gelu_new's chain, c_proj, residual (multi-head:
+        kv = h)."""
         run.a("embeds", p * h * a)
         run.a("x0", p * h * a)  # inputs_embeds + position_embeds: the first block's input
         x = "x0"
@@ -246,10 +241,10 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
             run.a("n1", p * h * a)
             run.a("qkv", p * 3 * h * a)
             if prefill:
-                run.a(f"K{layer}", p * h * a)
-                run.a(f"V{layer}", p * h * a)
+                run.a(f"K{layer}", p * kv * a)
+                run.a(f"V{layer}", p * kv * a)
             else:
-                cache_cat(layer, context, h)
+                cache_cat(layer, context, kv)
             run.a("attn", p * h * a)
             run.a("o", p * h * a)
             run.f("attn", "qkv")
@@ -272,12 +267,15 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
             run.f("n2", "r1", "o", "down", x)  # the block's attention output is held to its end
             x = out
         run.a("final", p * h * a)
-        run.a("logits", seqs * card.vocab_size * a)
-        run.a("logits32", seqs * card.vocab_size * 4)
-        run.f("logits32", "logits", "final", x, "embeds")
+        logits()
+        run.f("final", x, "embeds")
 
     step_forward = gpt2_forward if card.family == "gpt2" else forward
+    small_steps = _small_steps(card, w)
     step_forward(seqs * w.seq, True, w.seq)
     for step in range(max(w.gen - 1, 0)):
-        step_forward(seqs, False, w.seq + step + 1)
+        if small_steps:
+            small_step(w.seq + step + 1)
+        else:
+            step_forward(seqs, False, w.seq + step + 1)
     return run.alloc

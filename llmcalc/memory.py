@@ -595,13 +595,13 @@ def estimate(card: ModelCard, w: Workload, cuda_context: tuple[int, str] | None 
     if simulate_allocator and on_gpu:
         from llmcalc import alloc_order  # only here: the plain start does not pay for it
 
-        if alloc_order.covers(card, w) and alloc_order.events(card, w) > alloc_order.MAX_EVENTS:
-            reserve_source += (f" (this workload's allocation order, ~{alloc_order.events(card, w):,} events, is "
-                               "too long to replay quickly)")
-        elif alloc_order.covers(card, w):
+        events = alloc_order.events(card, w) if alloc_order.covers(card, w) else 0
+        if events > alloc_order.MAX_EVENTS:
+            reserve_source += f" (this workload's allocation order, ~{events:,} events, is too long to replay quickly)"
+        elif events:
             # Fragmentation follows the order of allocations: replay the reference stack's order
-            # through PyTorch's allocator rules (on the H100 this reproduced 12 rows' reserves,
-            # 1.2% to 20.9% of peak allocated, to within 0.6% of it; docs/allocator.md).
+            # through PyTorch's allocator rules (on the H100 this reproduced 19 rows' reserves,
+            # 0.3% to 24.1% of peak allocated, to within 2.3% of it; docs/allocator.md).
             sim = alloc_order.simulate_inference(card, w)
             reserve = sim.peak_reserved - sim.peak_allocated
             reserve_source = (f"PyTorch's caching allocator simulated over the workload's allocation order "

@@ -272,6 +272,7 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
         k = card.experts_per_token or 1
         routed = rows * k
         wb = PRECISIONS[w.dtype].bytes_per_element
+        rate = w.compute_dtype if s < 4 else "fp32"
         # Around the GEMMs (traced): the routed copies gathered (read rows, write k x rows);
         # masked_fill_ in place on the gathered inputs, the gate_up output and the down output;
         # the routing-weight product; its fp32 copy, the sum over the k copies and the cast back.
@@ -280,10 +281,10 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
         layer += [
             Op("moe_routing", 0, routing, MOE_ROUTING_KERNELS),
             Op("experts_gate_up", 2.0 * routed * 2 * i * h, experts_active * 2 * i * h * wb + routed * (h + 2 * i) * s,
-               2, w.compute_dtype if s < 4 else "fp32", True),
+               2, rate, True),
             Op("experts_act_mul", 0, routed * i * s * 5, ACT_KERNELS[card.activation] + 1),
             Op("experts_down", 2.0 * routed * i * h, experts_active * i * h * wb + routed * (i + h) * s,
-               2, w.compute_dtype if s < 4 else "fp32", True),
+               2, rate, True),
         ]
     else:
         layer += [_scaled(op, experts_active) for op in mlp]
