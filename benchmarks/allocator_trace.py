@@ -313,12 +313,13 @@ DOC_HEAD = [
     "",
     "`estimate` does the same without a trace where `llmcalc.alloc_order` can generate the order: the",
     "reference stack's load, prefill and decode for Llama and Qwen2 (16 bits, or fp32 with grouped-query",
-    "heads) and for GPT-2 (every allocation of 1 MiB or more; smaller ones go to the small pool and move",
-    "the large pool's reserve by at most 1.6% of the device total, `replay --min-mib 1`). Training is",
-    "next: its order has the",
-    "forward per layer, the recomputation under checkpointing, autograd's frees and the weight",
-    "gradients per layer, the loss chain, AdamW's lazily created states and `zero_grad`; each recorded",
-    "trace (sizes and first user frames stored) is the reference to diff a generated order against.",
+    "heads) and for GPT-2, and three training steps of Llama and Qwen2 in 16 bits with fused AdamW, with",
+    "or without checkpointing: the forward per layer, the recompute, autograd's frees and the weight",
+    "gradients per layer, the loss chain, the buffers kernels choose (the split reduction behind a",
+    "norm's or a bias's gradient, flash attention's backward workspace, the embedding's sort buffer,",
+    "the autograd thread's cuBLAS workspace), AdamW's lazily created states and `zero_grad`. Every",
+    "allocation over 1 MiB is emitted; smaller ones go to the small pool and move the large pool's",
+    "reserve by at most 1.6% of the device total (`replay --min-mib 1`).",
     "",
     "PyTorch's expandable segments (`--allocator expandable`) are modelled too (last table): 7 of the 8",
     "traces to the byte; in gpt2-medium fp32 training the model's blocks sit differently by the second",
@@ -357,7 +358,7 @@ def report(traces: Path) -> list[str]:
               f"{exact}; with its own placement {within} are within 1% and the largest miss is "
               f"{max(rows, key=abs):+.2f}%{why}.", "", "Environment: " + "; ".join(sorted(envs)), ""]
     generated = []
-    from llmcalc.alloc_order import covers, simulate_inference
+    from llmcalc.alloc_order import covers, simulate
     from llmcalc.cards import load_card
     from validate import split_lora, workload_from_options
 
@@ -369,18 +370,23 @@ def report(traces: Path) -> list[str]:
         if lora or not covers(card, w):
             continue
         m = doc["measured"]
-        sim = simulate_inference(card, w)
+        sim = simulate(card, w)
         meas = 100 * (m["peak_reserved_bytes"] - m["peak_allocated_bytes"]) / m["peak_allocated_bytes"]
         pred = 100 * (sim.peak_reserved - sim.peak_allocated) / sim.peak_allocated
         generated.append(f"| {doc['case']} | {meas:.1f}% | {pred:.1f}% | "
                          f"{100 * (sim.peak_allocated - m['peak_allocated_bytes']) / m['peak_allocated_bytes']:+.1f}% |")
     if generated:
         lines += ["## Generated allocation order (no trace)", "",
-                  "`llmcalc.alloc_order.simulate_inference` for every recorded case it covers: the reserve it",
+                  "`llmcalc.alloc_order.simulate` for every recorded case it covers: the reserve it",
                   "predicts next to the measured one (both in % of peak allocated), and its own peak allocated",
                   "against the measurement (a check that the generated order holds the right tensors). The",
-                  "order was read off three of these traces (tinyllama-1.1b bf16 batch 16, gpt2-medium bf16",
-                  "batch 32, qwen2.5-0.5b fp32 batch 8); the others were not looked at.", "",
+                  "inference order was read off three of these traces (tinyllama-1.1b bf16 batch 16,",
+                  "gpt2-medium bf16 batch 32, qwen2.5-0.5b fp32 batch 8); the other inference traces were not",
+                  "looked at. The training order was read off tinyllama-1.1b bf16 batch 8 x 2048 with",
+                  "checkpointing and then diffed, event by event, against all eight training traces it covers",
+                  "(qwen2.5-3b added the biases' reductions, llama-3.1-8b the embedding backward without a sort",
+                  "buffer at 2,048 tokens, tinyllama-1.1b batch 4 the order without checkpointing): none of",
+                  "these rows is held out.", "",
                   "| case | meas. reserve | generated-order reserve | generated peak allocated |",
                   "|---|---:|---:|---:|", *generated, ""]
     if expandable_rows:

@@ -3,12 +3,17 @@ workload and fed to the caching-allocator model (llmcalc.allocator) to predict i
 
 Transcribed from PyTorch memory traces of transformers 5.17 on torch 2.11 (benchmarks/
 allocator_trace.py; the stored traces are the reference to diff against). Covered so far:
-inference (prefill, then greedy decode on a DynamicCache) with SDPA attention of the Llama and
-Qwen2 families without a sliding window in 16 bits, and in fp32 with grouped-query heads (SDPA's
-math path), and of GPT-2 in 16 or 32 bits. Everything of 1 MiB or more is emitted; smaller
-tensors live in the allocator's small pool and barely move the reserve (docs/allocator.md). On
-the H100 the 19 covered validation rows' reserves (0.3% to 24.1% of peak allocated) came out
-within 2.3% of peak allocated, their device totals within 2.1%.
+- inference (prefill, then greedy decode on a DynamicCache) with SDPA attention of the Llama and
+  Qwen2 families without a sliding window in 16 bits, and in fp32 with grouped-query heads (SDPA's
+  math path), and of GPT-2 in 16 or 32 bits;
+- training of the same Llama and Qwen2 layers in 16 bits with fused AdamW, with or without
+  gradient checkpointing: three steps of forward, loss, backward (the recompute, autograd's frees,
+  the weight gradients and the kernels' own buffers), AdamW's states and zero_grad.
+Everything of more than 1 MiB is emitted; smaller tensors live in the allocator's small pool and
+barely move the reserve (docs/allocator.md). On the H100 the 19 covered inference rows' reserves
+(0.3% to 24.1% of peak allocated) came out within 2.3% of peak allocated, their device totals
+within 2.1%; the 8 training traces' orders match the recorded ones event for event, reserves
+(2.7% to 22.0%) within 0.2% of peak allocated.
 """
 
 from __future__ import annotations
@@ -18,11 +23,23 @@ from llmcalc.cards import ModelCard
 from llmcalc.memory import Workload, _math_sdpa
 from llmcalc.precision import PRECISIONS
 
-CUBLAS_WORKSPACE = 32 << 20  # allocated by the first matmul, before the model (Hopper)
+CUBLAS_WORKSPACE = 32 << 20  # allocated by a thread's first matmul (Hopper): before the model, and in
+#                              the first backward by autograd's thread
+TRAIN_STEPS = 3  # the profiler's steps: AdamW's states appear in the first, the reserve settles by the third
+H100_REDUCE_BLOCKS = 132 * 4  # 132 SMs x 4 resident 512-thread blocks: the split reduction's target grid
 
 
 def covers(card: ModelCard, w: Workload) -> bool:
     """Whether an allocation order is transcribed for this workload."""
+    return covers_training(card, w) if w.mode == "train" else _covers_inference(card, w)
+
+
+def simulate(card: ModelCard, w: Workload) -> CachingAllocator:
+    """The allocator model after replaying the workload's allocation order (covers() must hold)."""
+    return simulate_training(card, w) if w.mode == "train" else simulate_inference(card, w)
+
+
+def _covers_inference(card: ModelCard, w: Workload) -> bool:
     if not (w.mode == "infer" and w.attention == "sdpa" and not w.autocast and w.kv_dtype in (None, w.dtype)
             and w.allocator == "default" and w.dtype in ("bf16", "fp16", "fp32")):
         return False
@@ -49,31 +66,82 @@ def _small_steps(card: ModelCard, w: Workload) -> bool:
 
 
 def events(card: ModelCard, w: Workload) -> int:
-    """About how many allocator events simulate_inference would replay: ~40 per layer per forward
-    that carries row-sized tensors of 1 MiB or more, else the cache's (and the math path's) few."""
+    """About how many allocator events simulate() would replay. Inference: ~40 per layer per
+    forward that carries row-sized tensors of 1 MiB or more, else the cache's (and the math
+    path's) few. Training: ~250 per layer per step (forward, recompute, backward), and the
+    optimizer's states and zero_grad."""
+    if w.mode == "train":
+        return TRAIN_STEPS * (card.num_layers * 250 + 2 * len(card.parameters()))
     per_step = 40 if not _small_steps(card, w) else (10 if _math_sdpa(card, w) else 4)
     return card.num_layers * (40 + max(w.gen - 1, 0) * per_step)
 
 
 class _Run:
-    """Allocation handles by name, over one CachingAllocator."""
+    """Allocation handles by name, over one CachingAllocator. With `log` a list, every emitted
+    event is appended to it as ("A" or "F", bytes, name): the sequence to diff against a trace."""
 
-    def __init__(self, alloc: CachingAllocator) -> None:
+    def __init__(self, alloc: CachingAllocator, log: list[tuple[str, int, str]] | None = None) -> None:
         self.alloc = alloc
         self.live: dict[str, int | None] = {}
+        self.sizes: dict[str, int] = {}
+        self.log = log
 
     def a(self, name: str, nbytes: int) -> None:
         # the small pool's 2 MiB segments hold what is not emitted
+        if name in self.live:
+            raise AssertionError(f"{name} allocated twice")
         self.live[name] = self.alloc.malloc(int(nbytes)) if nbytes > SMALL_SIZE else None
+        if self.log is not None and nbytes > SMALL_SIZE:
+            self.sizes[name] = int(nbytes)
+            self.log.append(("A", int(nbytes), name))
 
     def f(self, *names: str) -> None:
         for name in names:
             handle = self.live.pop(name)
             if handle is not None:
                 self.alloc.free(handle)
+                if self.log is not None:
+                    self.log.append(("F", self.sizes.pop(name), name))
 
     def rename(self, old: str, new: str) -> None:
         self.live[new] = self.live.pop(old)
+        if old in self.sizes:
+            self.sizes[new] = self.sizes.pop(old)
+
+
+def _load(run: _Run, card: ModelCard, a: int) -> None:
+    """cuBLAS's workspace (the context probe's matmul), then every parameter tensor in module
+    order; a tied lm_head is built, then replaced by the embedding."""
+    run.a("workspace", CUBLAS_WORKSPACE)
+    for param in card.parameters():
+        run.a(param.name, param.numel * a)
+    if card.tie_word_embeddings:
+        run.a("lm_head (tied)", card.vocab_size * card.hidden_size * a)
+        run.f("lm_head (tied)")
+
+
+def _rope(run: _Run, name: str, n: int, a: int) -> None:
+    """apply_rotary_pos_emb for one tensor of n elements: t*cos, -x2, cat (rotate_half), *sin, sum."""
+    run.a(name + ".cos", n * a)
+    run.a(name + ".neg", n // 2 * a)
+    run.a(name + ".rot", n * a)
+    run.f(name + ".neg")
+    run.a(name + ".sin", n * a)
+    run.f(name + ".rot")
+    run.a(name + ".emb", n * a)
+    run.f(name + ".cos", name + ".sin")
+
+
+def _gated_mlp(run: _Run, p: int, h: int, i: int, a: int) -> None:
+    """down(silu(gate(n2)) * up(n2)) over p positions: leaves "down", frees n2."""
+    run.a("gate", p * i * a)
+    run.a("act", p * i * a)
+    run.f("gate")
+    run.a("up", p * i * a)
+    run.a("prod", p * i * a)
+    run.f("act", "up")
+    run.a("down", p * h * a)
+    run.f("prod", "n2")
 
 
 def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
@@ -82,14 +150,7 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
     h, i, q, kv = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim
     seqs = w.batch * w.beams
     run = _Run(CachingAllocator())
-    run.a("workspace", CUBLAS_WORKSPACE)
-    # Load: every parameter tensor in module order; a tied lm_head is built, then replaced by the
-    # embedding.
-    for param in card.parameters():
-        run.a(param.name, param.numel * a)
-    if card.tie_word_embeddings:
-        run.a("lm_head (tied)", card.vocab_size * h * a)
-        run.f("lm_head (tied)")
+    _load(run, card, a)
     run.a("ids", seqs * w.seq * 8)
 
     def norm(x: str, out: str, p: int) -> None:
@@ -110,17 +171,6 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
         run.a("y", p * h * a)
         run.a(out, p * h * a)
         run.f("y", "y32")
-
-    def rope(t: str, width: int, p: int) -> None:
-        """apply_rotary_pos_emb for one tensor: t*cos, -x2, cat (rotate_half), *sin, sum."""
-        run.a(t + ".cos", p * width * a)
-        run.a(t + ".neg", p * width // 2 * a)
-        run.a(t + ".rot", p * width * a)
-        run.f(t + ".neg")
-        run.a(t + ".sin", p * width * a)
-        run.f(t + ".rot")
-        run.a(t + ".emb", p * width * a)
-        run.f(t + ".cos", t + ".sin")
 
     def cache_cat(layer: int, context: int, width: int) -> None:
         """keys = torch.cat(keys, new): the grown cache, then the old one goes; then values."""
@@ -187,8 +237,8 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
         run.a("q", p * q * a)
         run.a("k", p * kv * a)
         run.a("v", p * kv * a)
-        rope("q", q, p)
-        rope("k", kv, p)
+        _rope(run, "q", p * q, a)
+        _rope(run, "k", p * kv, a)
         run.f("q", "k")
         cache_k, cache_v = f"K{layer}", f"V{layer}"
         if prefill:  # DynamicCache stores copies of the first keys and values
@@ -206,14 +256,7 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
         run.a("r1", p * h * a)
         run.f("o")
         norm("r1", "n2", p)
-        run.a("gate", p * i * a)
-        run.a("act", p * i * a)
-        run.f("gate")
-        run.a("up", p * i * a)
-        run.a("prod", p * i * a)
-        run.f("act", "up")
-        run.a("down", p * h * a)
-        run.f("prod", "n2")
+        _gated_mlp(run, p, h, i, a)
         out = f"h{layer}"
         run.a(out, p * h * a)
         run.f("down", "r1")
@@ -278,4 +321,279 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
             small_step(w.seq + step + 1)
         else:
             step_forward(seqs, False, w.seq + step + 1)
+    return run.alloc
+
+
+# --- training --------------------------------------------------------------------------------
+
+def _reduce_buffer(outputs: int, rows: int) -> int:
+    """The fp32 staging buffer of PyTorch's split reduction (ATen Reduce.cuh) when a weight's or a
+    bias's gradient sums a [rows, outputs] tensor over its rows: 4 B x outputs x 512 threads per
+    block-row, times the blocks each output is split over, enough to fill the GPU (132 SMs x 4
+    blocks over outputs/128 block columns) but no more than one per 256 rows. Matches the traces'
+    norm-weight buffers exactly for 4 of 5 shapes, within 0.7% for the fifth (896 wide)."""
+    ctas = min(-(-H100_REDUCE_BLOCKS // -(-outputs // 128)), -(-rows // 256))
+    return 4 * outputs * 512 * ctas if ctas > 1 else 0
+
+
+def _flash_backward_buffer(card: ModelCard, tokens: int) -> int:
+    """SDPA's flash-attention backward workspace: dQ accumulated in fp32 (T x q_dim x 4 B), keys'
+    and values' gradients at every query head when heads are grouped (T x q_dim x 2 x 2 B), the
+    softmax row sums (T x heads x 4 B), and 256 B."""
+    grouped = card.kv_dim < card.q_dim
+    return tokens * card.q_dim * 4 * (2 if grouped else 1) + tokens * card.num_heads * 4 + 256
+
+
+def covers_training(card: ModelCard, w: Workload) -> bool:
+    """Whether the training allocation order is transcribed for this workload: full fine-tuning
+    in 16 bits (no autocast) with fused AdamW, with or without gradient checkpointing, SDPA, the
+    default allocator, and the Llama/Qwen2 layers the inference order covers."""
+    return (w.mode == "train" and w.dtype in ("bf16", "fp16") and not w.autocast and w.optimizer == "adamw"
+            and w.attention == "sdpa" and w.allocator == "default"
+            and card.family in ("llama", "qwen2") and not card.sliding_window and not card.fused_qkv
+            and card.mlp == "gated" and card.norm == "rmsnorm" and not card.is_moe)
+
+
+def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, str]] | None = None
+                      ) -> CachingAllocator:
+    """Replay the load and TRAIN_STEPS steps (forward with the loss, backward, AdamW's step and
+    zero_grad(set_to_none=True)) of `w` through the allocator model."""
+    a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
+    h, i, q, kv, vocab = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim, card.vocab_size
+    t = w.batch * w.seq
+    run = _Run(CachingAllocator(), log)
+    _load(run, card, a)
+    run.a("ids", t * 8)  # input_ids, also the labels
+    layer_params = {(p.layer, p.name.split(".", 2)[2]): p for p in card.parameters() if p.layer is not None}
+
+    def grad(layer: int, proj: str) -> str:
+        p = layer_params[(layer, proj)]
+        run.a("g." + p.name, p.numel * a)
+        return "g." + p.name
+
+    def norm(x: str, out: str, saved: bool) -> None:
+        """LlamaRMSNorm; with autograd recording (`saved`) x32 and y stay for the backward."""
+        run.a(out + ".x32", t * h * 4)
+        run.a("pow", t * h * 4)
+        run.f("pow")
+        run.a("y32", t * h * 4)
+        if not saved:
+            run.f(out + ".x32")
+        run.a(out + ".y", t * h * a)
+        run.a(out, t * h * a)
+        run.f("y32") if saved else run.f(out + ".y", "y32")
+
+    def norm_backward(name: str, g: str, final: bool = False, layer_input: str | None = None) -> None:
+        """weight * y: y's gradient, the weight's (g * y summed over tokens); .to(dtype): to fp32;
+        x32 * rsqrt: both gradients; rsqrt(mean(x32^2)): four fp32 tensors; x.to(fp32): back to
+        the dtype, summed into the residual stream's gradient (in place) or, for the final norm,
+        becoming it."""
+        run.a("gy", t * h * a)
+        run.a("gyw", t * h * a)
+        recomputed = w.grad_checkpointing and not final  # the recompute's y goes before the sum
+        if recomputed:
+            run.f(name + ".y")
+        run.a("red", _reduce_buffer(h, t))
+        run.f("red", "gyw", g)
+        if not recomputed:
+            run.f(name + ".y")
+        run.a("gy32", t * h * 4)
+        run.f("gy")
+        run.a("t1", t * h * 4)
+        run.a("gx", t * h * 4)
+        run.f("t1", "gy32")
+        for p in ("p1", "p2", "p3", "p4"):
+            run.a(p, t * h * 4)
+        if final:
+            run.f("p3", "p2", "p1", name + ".x32", "p4")
+            run.a("G", t * h * a)
+            run.f("gx")
+            return
+        run.f("p3", "p2", name + ".x32", "p1", *([layer_input] if layer_input else []), "p4")
+        run.a("gb", t * h * a)
+        run.f("gx", "gb")
+
+    def rope_backward(name: str, width: int, g: str) -> None:
+        """apply_rotary_pos_emb's backward for one tensor; leaves `name`.pre, the gradient before it."""
+        run.a("r1", t * width * a)
+        run.a("r2", t * width // 2 * a)
+        run.a(name + ".pre", t * width * a)
+        run.f("r2")
+        run.a("r4", t * width * a)
+        run.f("r1", "r4")
+        run.a("r5", t * width * a)
+        run.f(g, "r5")
+
+    def attention_forward(x: str, s: str, saved: bool) -> None:
+        """Norm, q/k/v, rotary embeddings, SDPA, o_proj, the residual sum r1 and the second norm;
+        the tensors a backward formula reads are named with the layer's prefix `s`."""
+        norm(x, s + "n1", saved)
+        run.a("q", t * q * a)
+        run.a("k", t * kv * a)
+        run.a(s + "v", t * kv * a)
+        _rope(run, s + "q", q * t, a)
+        _rope(run, s + "k", kv * t, a)
+        run.f("q", "k")
+        run.a(s + "attn", t * q * a)
+        run.a(s + "lse", t * card.num_heads * 4)
+        if not saved:
+            run.f(s + "lse")
+        run.a("o", t * h * a)
+        if not saved:
+            run.f(s + "attn", s + "q.emb", s + "k.emb", s + "v", s + "n1")
+        run.a(s + "r1", t * h * a)
+        run.f("o")
+        norm(s + "r1", s + "n2", saved)
+
+    def layer_forward(layer: int, x: str) -> str:
+        """A checkpointed layer's forward (no autograd recording): the inference layer without
+        the cache; its input stays for the recompute."""
+        attention_forward(x, "", saved=False)
+        _gated_mlp(run, t, h, i, a)
+        out = f"h{layer}"
+        run.a(out, t * h * a)
+        run.f("down", "r1")
+        return out
+
+    def projection_backward(layer: int, proj: str, gx: str) -> None:
+        """A q/k/v projection's input and weight gradients (addmm, with a bias, makes the input's
+        first)."""
+        if card.qkv_bias:
+            run.a(gx, t * h * a)
+            grad(layer, proj)
+        else:
+            grad(layer, proj)
+            run.a(gx, t * h * a)
+
+    def bias_backward(width: int) -> None:
+        """A bias's gradient: the gradient summed over tokens (the bias itself is small)."""
+        if card.qkv_bias:
+            run.a("red", _reduce_buffer(width, t))
+            run.f("red")
+
+    def saved_mlp(s: str) -> None:
+        for name in ("gate", "act", "up", "prod"):
+            run.a(s + name, t * i * a)
+
+    def layer_forward_saved(layer: int, x: str) -> str:
+        """A layer's forward with autograd recording (no checkpointing): what a backward formula
+        reads stays, under the layer's prefix."""
+        s = f"{layer}."
+        attention_forward(x, s, saved=True)
+        saved_mlp(s)
+        run.a("down", t * h * a)
+        out = f"h{layer}"
+        run.a(out, t * h * a)
+        run.f("down", s + "r1")
+        if x != "embeds":  # the model's loop variable moves on; the embeddings stay referenced
+            run.f(x)
+        return out
+
+    def layer_backward(layer: int, x: str) -> None:
+        s = f"{layer}."
+        if w.grad_checkpointing:
+            # the recompute (autograd recording) stops once the last saved tensor (the MLP's
+            # product) exists: no down projection, and the residual sum r1 goes
+            attention_forward(x, s, saved=True)
+            saved_mlp(s)
+            run.f(s + "r1")
+        # down_proj, the product, silu, gate_proj and up_proj
+        grad(layer, "down_proj")
+        run.a("gprod", t * i * a)
+        run.f(s + "prod")
+        run.a("gup", t * i * a)
+        run.a("gact", t * i * a)
+        run.f(s + "act", s + "up", "gprod")
+        grad(layer, "up_proj")
+        run.a("gn2a", t * h * a)
+        run.f("gup")
+        run.a("ggate", t * i * a)
+        run.f(s + "gate", "gact")
+        grad(layer, "gate_proj")
+        run.a("gn2b", t * h * a)
+        run.f(s + "n2", "ggate")
+        run.a("gn2", t * h * a)
+        run.f("gn2a", "gn2b")
+        norm_backward(s + "n2", "gn2")
+        # o_proj, SDPA, the rotary embeddings, v/k/q projections (the rotated gradients are made
+        # contiguous before their projections)
+        grad(layer, "o_proj")
+        run.a("gattn", t * q * a)
+        run.a("gq", t * q * a)
+        run.a("gk", t * kv * a)
+        run.a("gv", t * kv * a)
+        run.a("ws", _flash_backward_buffer(card, t))
+        run.f("ws", s + "attn", s + "lse", s + "v", s + "q.emb", s + "k.emb", "gattn")
+        rope_backward("k", kv, "gk")
+        rope_backward("q", q, "gq")
+        projection_backward(layer, "v_proj", "gxv")
+        bias_backward(kv)
+        run.f("gv")
+        run.a("kc", t * kv * a)
+        run.f("k.pre")
+        projection_backward(layer, "k_proj", "gxk")
+        bias_backward(kv)
+        run.f("kc")
+        run.a("gsum", t * h * a)
+        run.f("gxv", "gxk")
+        run.a("qc", t * q * a)
+        run.f("q.pre")
+        projection_backward(layer, "q_proj", "gxq")
+        if w.grad_checkpointing:  # a recomputed input goes as soon as its last formula ran
+            run.f(s + "n1")
+        bias_backward(q)
+        run.f("qc", "gxq", *([] if w.grad_checkpointing else [s + "n1"]))
+        norm_backward(s + "n1", "gsum", layer_input=x if w.grad_checkpointing else None)
+
+    params = card.parameters()
+    for step in range(TRAIN_STEPS):
+        run.a("embeds", t * h * a)
+        inputs = ["embeds"]
+        forward = layer_forward if w.grad_checkpointing else layer_forward_saved
+        for layer in range(card.num_layers):
+            inputs.append(forward(layer, inputs[-1]))
+        norm(inputs[-1], "final", saved=True)
+        run.f(inputs.pop())
+        if not w.grad_checkpointing:  # the checkpoints hold the embeddings; without, the model returns them
+            run.f("embeds")
+        # logits, .float() and log_softmax (cross-entropy keeps only the last)
+        run.a("logits", t * vocab * a)
+        run.a("logits32", t * vocab * 4)
+        run.a("logp", t * vocab * 4)
+        run.f("logits32", "logits")
+        # backward: the loss, lm_head (the autograd thread's first matmul reserves its own cuBLAS
+        # workspace), the final norm, then every layer from the last
+        run.a("g.logp", t * vocab * 4)
+        run.a("g.logits32", t * vocab * 4)
+        run.f("g.logp", "logp")
+        run.a("g.logits", t * vocab * a)
+        run.f("g.logits32")
+        run.a("g.lm_head", vocab * h * a)
+        if step == 0:
+            run.a("cublas (autograd thread)", CUBLAS_WORKSPACE)
+        run.a("g.final", t * h * a)
+        run.f("g.logits", "final")
+        norm_backward("final", "g.final", final=True)
+        for layer in reversed(range(card.num_layers)):
+            layer_backward(layer, inputs[layer])
+        # the embedding's gradient (dense; above 3,072 tokens with an fp32 accumulator), summed with
+        # lm_head's when the two are tied
+        run.a("g.embed_tokens", vocab * h * a)
+        if t > 3072:  # embedding_dense_backward sorts the indices only above 3,072 of them
+            run.a("embed.tmp", h * 4 * (t + t // 10))
+            run.f("embed.tmp")
+        run.f("G")
+        if card.tie_word_embeddings:
+            run.a("g.sum", vocab * h * a)
+            run.f("g.lm_head", "g.embed_tokens")
+            run.rename("g.sum", "g.embed_tokens")
+        # fused AdamW: exp_avg and exp_avg_sq per parameter in the first step; then
+        # zero_grad(set_to_none=True) frees every gradient in parameter order
+        if step == 0:
+            for p in params:
+                run.a("m." + p.name, p.numel * a)
+                run.a("v." + p.name, p.numel * a)
+        for p in params:
+            if "g." + p.name in run.live:
+                run.f("g." + p.name)
     return run.alloc

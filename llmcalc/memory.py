@@ -600,9 +600,9 @@ def estimate(card: ModelCard, w: Workload, cuda_context: tuple[int, str] | None 
             reserve_source += f" (this workload's allocation order, ~{events:,} events, is too long to replay quickly)"
         elif events:
             # Fragmentation follows the order of allocations: replay the reference stack's order
-            # through PyTorch's allocator rules (on the H100 this reproduced 19 rows' reserves,
-            # 0.3% to 24.1% of peak allocated, to within 2.3% of it; docs/allocator.md).
-            sim = alloc_order.simulate_inference(card, w)
+            # through PyTorch's allocator rules (on the H100 this reproduced 19 inference rows'
+            # reserves, 0.3% to 24.1% of peak allocated, to within 2.3% of it; docs/allocator.md).
+            sim = alloc_order.simulate(card, w)
             reserve = sim.peak_reserved - sim.peak_allocated
             reserve_source = (f"PyTorch's caching allocator simulated over the workload's allocation order "
                               f"(llmcalc.alloc_order): {100 * reserve / max(sim.peak_allocated, 1):.1f}% of its "

@@ -158,7 +158,7 @@ def test_expandable_segments_reserve_what_the_paired_rows_measured():
 
 def test_allocator_reserve_is_the_measured_median_per_mode():
     infer = estimate(LLAMA, Workload(), simulate_allocator=False)
-    train = estimate(LLAMA, Workload(mode="train", gen=0, batch=1, seq=256))
+    train = estimate(LLAMA, Workload(mode="train", gen=0, batch=1, seq=256), simulate_allocator=False)
     assert infer.components["allocator_reserve"] == int(infer.peak_allocated_bytes * 0.100)
     assert train.components["allocator_reserve"] == int(train.peak_allocated_bytes * 0.076)
 
@@ -295,12 +295,37 @@ def test_only_transcribed_workloads_simulate_the_allocator():
     assert covers(tiny, Workload(dtype="bf16")) and covers(gpt2, Workload(dtype="fp32"))
     assert covers(tiny, Workload(dtype="fp32"))  # grouped-query heads in fp32: SDPA's math path, transcribed
     assert not covers(load_card("llama-2-7b"), Workload(dtype="fp32"))  # fp32 multi-head: not transcribed
-    assert not covers(tiny, Workload(mode="train", gen=0))  # training: not yet
     assert not covers(tiny, Workload(dtype="int8"))
     assert not covers(mistral, Workload(dtype="bf16"))  # sliding-window cache
     assert not covers(tiny, Workload(dtype="bf16", allocator="expandable"))
-    m = estimate(tiny, Workload(mode="train", gen=0, batch=1, seq=256))
+    # training: full fine-tuning in 16 bits with fused AdamW, with or without checkpointing
+    assert covers(tiny, Workload(mode="train", gen=0)) and covers(tiny, Workload(mode="train", grad_checkpointing=True))
+    assert not covers(tiny, Workload(mode="train", dtype="fp32", autocast="bf16"))
+    assert not covers(tiny, Workload(mode="train", optimizer="sgd"))
+    assert not covers(load_card("gemma-2-2b"), Workload(mode="train"))  # fp32 norms, sliding window
+    m = estimate(tiny, Workload(mode="train", dtype="fp32", gen=0, batch=1, seq=256))
     assert m.explain["allocator_reserve"].startswith("median")
+    m = estimate(tiny, Workload(mode="train", gen=0, batch=1, seq=256))
+    assert m.explain["allocator_reserve"].startswith("PyTorch's caching allocator simulated")
+
+
+def test_kernel_chosen_buffers_of_the_training_order():
+    from llmcalc.alloc_order import _flash_backward_buffer, _reduce_buffer
+
+    # a norm weight's gradient, 2,048 wide over 16,384 tokens: 16 block columns (2,048 / 128),
+    # min(ceil(528 / 16), ceil(16,384 / 256)) = min(33, 64) = 33 blocks each:
+    # 4 B x 2,048 x 512 x 33 = 138,412,032 B (tinyllama batch 8 x 2,048 in the trace)
+    assert _reduce_buffer(2048, 16384) == 138_412_032
+    # over 4,096 tokens: min(33, 16) = 16 -> 4 x 2,048 x 512 x 16 = 67,108,864 B
+    assert _reduce_buffer(2048, 4096) == 67_108_864
+    assert _reduce_buffer(2048, 256) == 0  # one block per output: no staging buffer
+    # tinyllama (32 heads, 4 key/value heads, q_dim 2,048), 16,384 tokens: dQ in fp32 plus the
+    # expanded dK, dV in bf16 = 16,384 x 2,048 x 8 = 268,435,456, the row sums 16,384 x 32 x 4
+    # = 2,097,152, and 256 B: 270,532,864 B
+    assert _flash_backward_buffer(load_card("tinyllama-1.1b"), 16384) == 270_532_864
+    # gpt2-medium has as many key/value heads as query heads: no expanded copies,
+    # 16,384 x 1,024 x 4 + 16,384 x 16 x 4 + 256 = 68,157,696 B
+    assert _flash_backward_buffer(load_card("gpt2-medium"), 16384) == 68_157_696
 
 
 def test_an_allocation_order_too_long_to_replay_falls_back_to_the_median():
@@ -329,3 +354,18 @@ def test_generated_order_and_analytic_model_agree_on_the_peak(name, dtype, batch
         simulated = simulate_inference(card, w).peak_allocated
         analytic = estimate(card, w, simulate_allocator=False).peak_allocated_bytes
         assert abs(simulated - analytic) <= 0.05 * analytic
+
+
+@settings(max_examples=25, deadline=None)
+@given(name=st.sampled_from(["tinyllama-1.1b", "qwen2.5-0.5b", "llama-3.2-1b"]), dtype=st.sampled_from(["bf16", "fp16"]),
+       batch=st.integers(1, 8), seq=st.integers(64, 2048), checkpointing=st.booleans())
+def test_generated_training_order_and_analytic_model_agree_on_the_peak(name, dtype, batch, seq, checkpointing):
+    # As for inference: the op-by-op training order (three steps) and the phase model's peak.
+    from llmcalc.alloc_order import covers, simulate_training
+
+    card = load_card(name)
+    w = Workload(mode="train", dtype=dtype, batch=batch, seq=seq, gen=0, grad_checkpointing=checkpointing)
+    assert covers(card, w)
+    simulated = simulate_training(card, w).peak_allocated
+    analytic = estimate(card, w, simulate_allocator=False).peak_allocated_bytes
+    assert abs(simulated - analytic) <= 0.05 * analytic
