@@ -116,6 +116,14 @@ CASES: list[tuple[str, str]] = [
     ("benchmarks/cards/mixtral-mini.yaml", "--mode train --dtype bf16 --batch 4 --seq 2048"),
     ("benchmarks/cards/mixtral-mini.yaml", "--mode train --dtype fp32 --autocast bf16 --batch 4 --seq 1024 "
                                            "--grad-checkpointing"),
+    # Held out from the generated training order (session 5): 16-bit AdamW training of Llama and
+    # Qwen2 at shapes and models no recorded trace has.
+    ("qwen2.5-1.5b", "--mode train --dtype bf16 --batch 4 --seq 2048 --grad-checkpointing"),
+    ("llama-3.2-1b", "--mode train --dtype fp16 --batch 8 --seq 1024 --grad-checkpointing"),
+    ("tinyllama-1.1b", "--mode train --dtype bf16 --batch 8 --seq 1024"),
+    ("qwen2.5-7b", "--mode train --dtype bf16 --batch 1 --seq 1024 --grad-checkpointing"),
+    ("llama-3.2-3b", "--mode train --dtype bf16 --batch 1 --seq 1024"),
+    ("qwen2.5-0.5b", "--mode train --dtype fp16 --batch 32 --seq 1024 --grad-checkpointing"),
     # PyTorch's expandable segments (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True): the rows whose
     # default allocator fragmented most, and two that fragmented least.
     ("tinyllama-1.1b", "--dtype fp16 --batch 64 --seq 1024 --gen 64 --allocator expandable"),
