@@ -593,7 +593,7 @@ def estimate(card: ModelCard, w: Workload, cuda_context: tuple[int, str] | None 
     reserve_source = calibration.ALLOCATOR_SOURCE
     on_gpu = cuda_context is None or cuda_context[0] > 0
     if simulate_allocator and on_gpu:
-        from llmcalc import alloc_order  # only here: the plain start does not pay for it
+        from llmcalc import alloc_order  # only here: `models`, `gpus` and plan's searches do not pay for it
 
         events = alloc_order.events(card, w) if alloc_order.covers(card, w) else 0
         if events > alloc_order.MAX_EVENTS:
