@@ -132,6 +132,31 @@ def _rope(run: _Run, name: str, n: int, a: int) -> None:
     run.f(name + ".cos", name + ".sin")
 
 
+def _rmsnorm(run: _Run, out: str, n: int, a: int, saved: bool = False) -> None:
+    """transformers' LlamaRMSNorm over n elements: x.to(fp32), pow, (mean), x32 * rsqrt, .to(dtype),
+    weight * (in fp32 both casts are the tensor itself). With autograd recording (`saved`), x32 and
+    y stay for the backward as `out`.x32 and `out`.y."""
+    if a == 4 and not saved:
+        run.a("pow", n * 4)
+        run.f("pow")
+        run.a("y32", n * 4)
+        run.a(out, n * 4)
+        run.f("y32")
+        return
+    run.a(out + ".x32", n * 4)
+    run.a("pow", n * 4)
+    run.f("pow")
+    run.a("y32", n * 4)
+    if not saved:
+        run.f(out + ".x32")
+    run.a(out + ".y", n * a)
+    run.a(out, n * a)
+    if saved:
+        run.f("y32")
+    else:
+        run.f(out + ".y", "y32")
+
+
 def _gated_mlp(run: _Run, p: int, h: int, i: int, a: int) -> None:
     """down(silu(gate(n2)) * up(n2)) over p positions: leaves "down", frees n2."""
     run.a("gate", p * i * a)
@@ -154,23 +179,7 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
     run.a("ids", seqs * w.seq * 8)
 
     def norm(x: str, out: str, p: int) -> None:
-        """transformers' LlamaRMSNorm: x.to(fp32), pow, (mean), x32 * rsqrt, .to(dtype), weight *
-        (in fp32 both casts are the tensor itself)."""
-        if a == 4:
-            run.a("pow", p * h * 4)
-            run.f("pow")
-            run.a("y32", p * h * 4)
-            run.a(out, p * h * 4)
-            run.f("y32")
-            return
-        run.a("x32", p * h * 4)
-        run.a("pow", p * h * 4)
-        run.f("pow")
-        run.a("y32", p * h * 4)
-        run.f("x32")
-        run.a("y", p * h * a)
-        run.a(out, p * h * a)
-        run.f("y", "y32")
+        _rmsnorm(run, out, p * h, a)
 
     def cache_cat(layer: int, context: int, width: int) -> None:
         """keys = torch.cat(keys, new): the grown cache, then the old one goes; then values."""
@@ -373,19 +382,7 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
         run.a("g." + p.name, p.numel * a)
 
     def norm(x: str, out: str, saved: bool) -> None:
-        """LlamaRMSNorm; with autograd recording (`saved`) x32 and y stay for the backward."""
-        run.a(out + ".x32", t * h * 4)
-        run.a("pow", t * h * 4)
-        run.f("pow")
-        run.a("y32", t * h * 4)
-        if not saved:
-            run.f(out + ".x32")
-        run.a(out + ".y", t * h * a)
-        run.a(out, t * h * a)
-        if saved:
-            run.f("y32")
-        else:
-            run.f(out + ".y", "y32")
+        _rmsnorm(run, out, t * h, a, saved)
 
     def norm_backward(name: str, g: str, final: bool = False, layer_input: str | None = None) -> None:
         """weight * y: y's gradient, the weight's (g * y summed over tokens); .to(dtype): to fp32;
