@@ -124,6 +124,14 @@ CASES: list[tuple[str, str]] = [
     ("qwen2.5-7b", "--mode train --dtype bf16 --batch 1 --seq 1024 --grad-checkpointing"),
     ("llama-3.2-3b", "--mode train --dtype bf16 --batch 1 --seq 1024"),
     ("qwen2.5-0.5b", "--mode train --dtype fp16 --batch 32 --seq 1024 --grad-checkpointing"),
+    # Held out from the generated training order (session 6): Gemma 2 in fp16, at 4,000 tokens
+    # (the embedding's sort buffer, the window not yet binding) and without checkpointing; Mistral,
+    # whose layers are Llama's but no trace of it was read.
+    ("gemma-2-2b", "--mode train --dtype fp16 --batch 4 --seq 1024 --grad-checkpointing"),
+    ("gemma-2-2b", "--mode train --dtype bf16 --batch 1 --seq 4000 --grad-checkpointing"),
+    ("gemma-2-2b", "--mode train --dtype bf16 --batch 1 --seq 1536"),
+    ("mistral-7b", "--mode train --dtype bf16 --batch 1 --seq 1024 --grad-checkpointing"),
+    ("mistral-7b", "--mode train --dtype bf16 --batch 2 --seq 512"),
     # PyTorch's expandable segments (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True): the rows whose
     # default allocator fragmented most, and two that fragmented least.
     ("tinyllama-1.1b", "--dtype fp16 --batch 64 --seq 1024 --gen 64 --allocator expandable"),

@@ -157,6 +157,43 @@ def _rmsnorm(run: _Run, out: str, n: int, a: int, saved: bool = False) -> None:
         run.f(out + ".y", "y32")
 
 
+def _gemma_norm(run: _Run, out: str, n: int, a: int, saved: bool = False) -> None:
+    """Gemma2RMSNorm over n elements in 16 bits: x.float(), pow, (mean), x32 * rsqrt (`out`.normed),
+    * (1 + weight.float()), .type_as(x). With autograd recording (`saved`), x32 and the normalised
+    tensor stay for the backward."""
+    run.a(out + ".x32", n * 4)
+    run.a("pow", n * 4)
+    run.f("pow")
+    run.a(out + ".normed", n * 4)
+    if not saved:
+        run.f(out + ".x32")
+    run.a("scaled", n * 4)
+    if not saved:
+        run.f(out + ".normed")
+    run.a(out, n * a)
+    run.f("scaled")
+
+
+def _rotary_tables(run: _Run, card: ModelCard, seq: int, a: int) -> None:
+    """The rotary embedding's cos and sin for one forward (position_ids has one row): the fp32
+    angles cat((freqs, freqs)), cos() * scaling and sin() * scaling, then both cast to the dtype
+    (`cos`, `sin`, kept by the caller)."""
+    n = seq * card.dim_head
+    run.a("rot.emb", n * 4)
+    for t in ("cos", "sin"):
+        run.a("rot." + t, n * 4)
+        run.a("rot.scaled." + t, n * 4)
+        run.f("rot." + t)
+    for t in ("cos", "sin"):
+        if a == 4:  # .to(fp32) of an fp32 tensor is the tensor itself
+            run.rename("rot.scaled." + t, t)
+        else:
+            run.a(t, n * a)
+    run.f("rot.emb")
+    if a != 4:
+        run.f("rot.scaled.cos", "rot.scaled.sin")
+
+
 def _gated_mlp(run: _Run, p: int, h: int, i: int, a: int) -> None:
     """down(silu(gate(n2)) * up(n2)) over p positions: leaves "down", frees n2."""
     run.a("gate", p * i * a)
@@ -357,11 +394,16 @@ def _flash_backward_buffer(card: ModelCard, tokens: int) -> int:
 def covers_training(card: ModelCard, w: Workload) -> bool:
     """Whether the training allocation order is transcribed for this workload: full fine-tuning
     in 16 bits (no autocast) with fused AdamW, with or without gradient checkpointing, SDPA, the
-    default allocator, and the Llama/Qwen2 layers the inference order covers."""
+    default allocator, gated MLPs with a one-kernel activation, and the Llama/Qwen2/Mistral layers
+    or Gemma 2's (four fp32 norms). A sliding window must not bind: from `window` tokens on,
+    transformers builds an explicit mask and SDPA leaves the flash kernel."""
+    layers = ((card.family in ("llama", "qwen2", "mistral") and card.norm == "rmsnorm")
+              or (card.family == "gemma2" and card.norm == "rmsnorm_fp32" and card.norms_per_layer == 4))
     return (w.mode == "train" and w.dtype in ("bf16", "fp16") and not w.autocast and w.optimizer == "adamw"
-            and w.attention == "sdpa" and w.allocator == "default"
-            and card.family in ("llama", "qwen2") and not card.sliding_window and not card.fused_qkv
-            and card.mlp == "gated" and card.norm == "rmsnorm" and not card.is_moe)
+            and w.attention == "sdpa" and w.allocator == "default" and layers
+            and (not card.sliding_window or w.seq < card.sliding_window)
+            and not card.fused_qkv and card.mlp == "gated" and not card.is_moe
+            and card.activation in ("silu", "gelu", "gelu_pytorch_tanh"))
 
 
 def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, str]] | None = None
@@ -381,8 +423,10 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
         p = layer_params[(layer, proj)]
         run.a("g." + p.name, p.numel * a)
 
+    gemma = card.norm == "rmsnorm_fp32"  # Gemma 2: four fp32 norms a layer, scaled embeddings
+
     def norm(x: str, out: str, saved: bool) -> None:
-        _rmsnorm(run, out, t * h, a, saved)
+        (_gemma_norm if gemma else _rmsnorm)(run, out, t * h, a, saved)
 
     def norm_backward(name: str, g: str, final: bool = False, layer_input: str | None = None) -> None:
         """weight * y: y's gradient, the weight's (g * y summed over tokens); .to(dtype): to fp32;
@@ -414,6 +458,39 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
         run.a("gb", t * h * a)
         run.f("gx", "gb")
 
+    def gemma_norm_backward(name: str, out: str, final: bool = False, layer_input: str | None = None
+                            ) -> None:
+        """Gemma2RMSNorm's backward from "g32" (its output's gradient already cast to fp32 by
+        type_as's backward): * (1 + w): the weight's gradient (g * normed summed over tokens) and
+        normed's; x32 * rsqrt and rsqrt(mean(x32^2)) as in Llama's; x.float(): back to the dtype
+        as `out`."""
+        recomputed = w.grad_checkpointing and not final
+        run.a("gn", t * h * 4)
+        run.a("gw", t * h * 4)
+        if recomputed:
+            run.f(name + ".normed")
+        run.a("red", _reduce_buffer(h, t))
+        run.f("red", "gn", "g32")
+        if not recomputed:
+            run.f(name + ".normed")
+        run.a("t1", t * h * 4)
+        run.a("gx", t * h * 4)
+        run.f("t1", "gw")
+        for p in ("p1", "p2", "p3", "p4"):
+            run.a(p, t * h * 4)
+        if final:
+            run.f("p3", "p2", "p1", name + ".x32", "p4")
+        else:
+            run.f("p3", "p2", name + ".x32", "p1", *([layer_input] if layer_input else []), "p4")
+        run.a(out, t * h * a)
+        run.f("gx")
+
+    def to_fp32(g: str, free: bool = True) -> None:
+        """type_as's backward: the gradient cast to fp32 as "g32"."""
+        run.a("g32", t * h * 4)
+        if free:
+            run.f(g)
+
     def rope_backward(name: str, width: int, g: str) -> None:
         """apply_rotary_pos_emb's backward for one tensor; leaves `name`.pre, the gradient before it."""
         run.a("r1", t * width * a)
@@ -442,8 +519,14 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
         run.a("o", t * h * a)
         if not saved:
             run.f(s + "attn", s + "q.emb", s + "k.emb", s + "v", s + "n1")
-        run.a(s + "r1", t * h * a)
-        run.f("o")
+        if gemma:  # r1 = x + post_attention_layernorm(o)
+            norm("o", s + "pn1", saved)
+            run.f("o")
+            run.a(s + "r1", t * h * a)
+            run.f(s + "pn1")
+        else:
+            run.a(s + "r1", t * h * a)
+            run.f("o")
         norm(s + "r1", s + "n2", saved)
 
     def layer_forward(layer: int, x: str) -> str:
@@ -451,10 +534,17 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
         the cache; its input stays for the recompute."""
         attention_forward(x, "", saved=False)
         _gated_mlp(run, t, h, i, a)
+        post_mlp("", saved=False)
         out = f"h{layer}"
         run.a(out, t * h * a)
-        run.f("down", "r1")
+        run.f("down" if not gemma else "pn2", "r1")
         return out
+
+    def post_mlp(s: str, saved: bool) -> None:
+        """Gemma's post_feedforward_layernorm of the MLP's output."""
+        if gemma:
+            norm("down", s + "pn2", saved)
+            run.f("down")
 
     def projection_backward(layer: int, proj: str, gx: str) -> None:
         """A q/k/v projection's input and weight gradients (addmm, with a bias, makes the input's
@@ -483,25 +573,40 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
         attention_forward(x, s, saved=True)
         saved_mlp(s)
         run.a("down", t * h * a)
+        post_mlp(s, saved=True)
         out = f"h{layer}"
         run.a(out, t * h * a)
-        run.f("down", s + "r1")
+        run.f("down" if not gemma else s + "pn2", s + "r1")
         if x != "embeds":  # the model's loop variable moves on; the embeddings stay referenced
             run.f(x)
         return out
 
     def layer_backward(layer: int, x: str) -> None:
         s = f"{layer}."
+        if gemma:  # post_feedforward_layernorm's type_as needs nothing saved: it runs first
+            to_fp32("G", free=False)
         if w.grad_checkpointing:
-            # the recompute (autograd recording) stops once the last saved tensor (the MLP's
-            # product) exists: no down projection, and the residual sum r1 goes
+            # the recompute (autograd recording) stops once the last saved tensor exists (Llama:
+            # the MLP's product, so no down projection; Gemma: the post-MLP norm's normalised
+            # input); the residual sum r1 goes
             attention_forward(x, s, saved=True)
             saved_mlp(s)
+            if gemma:
+                run.a("down", t * h * a)
+                run.a(s + "pn2.x32", t * h * 4)
+                run.a("pow", t * h * 4)
+                run.f("pow")
+                run.a(s + "pn2.normed", t * h * 4)
+                run.f("down")
             run.f(s + "r1")
-        # down_proj, the product, silu, gate_proj and up_proj
+        if gemma:
+            gemma_norm_backward(s + "pn2", "gdown")
+        # down_proj, the product, the activation, gate_proj and up_proj
         grad(layer, "down_proj")
         run.a("gprod", t * i * a)
         run.f(s + "prod")
+        if gemma:
+            run.f("gdown")
         run.a("gup", t * i * a)
         run.a("gact", t * i * a)
         run.f(s + "act", s + "up", "gprod")
@@ -515,11 +620,20 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
         run.f(s + "n2", "ggate")
         run.a("gn2", t * h * a)
         run.f("gn2a", "gn2b")
-        norm_backward(s + "n2", "gn2")
+        if gemma:  # pre_feedforward_layernorm, then post_attention_layernorm from the residual's G
+            to_fp32("gn2")
+            gemma_norm_backward(s + "n2", "gb")
+            run.f("gb")
+            to_fp32("G", free=False)
+            gemma_norm_backward(s + "pn1", "go")
+        else:
+            norm_backward(s + "n2", "gn2")
         # o_proj, SDPA, the rotary embeddings, v/k/q projections (the rotated gradients are made
         # contiguous before their projections)
         grad(layer, "o_proj")
         run.a("gattn", t * q * a)
+        if gemma:
+            run.f("go")
         run.a("gq", t * q * a)
         run.a("gk", t * kv * a)
         run.a("gv", t * kv * a)
@@ -544,11 +658,23 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
             run.f(s + "n1")
         bias_backward(q)
         run.f("qc", "gxq", *([] if w.grad_checkpointing else [s + "n1"]))
-        norm_backward(s + "n1", "gsum", layer_input=x if w.grad_checkpointing else None)
+        layer_input = x if w.grad_checkpointing else None
+        if gemma:
+            to_fp32("gsum")
+            gemma_norm_backward(s + "n1", "gb", layer_input=layer_input)
+            run.f("gb")
+        else:
+            norm_backward(s + "n1", "gsum", layer_input=layer_input)
 
     params = card.parameters()
+    cap = card.final_logit_softcapping
     for step in range(TRAIN_STEPS):
         run.a("embeds", t * h * a)
+        if gemma:  # embeddings * sqrt(hidden): a new tensor, the lookup's goes
+            run.rename("embeds", "lookup")
+            run.a("embeds", t * h * a)
+            run.f("lookup")
+        _rotary_tables(run, card, w.seq, a)
         inputs = ["embeds"]
         forward = layer_forward if w.grad_checkpointing else layer_forward_saved
         for layer in range(card.num_layers):
@@ -557,8 +683,16 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
         run.f(inputs.pop())
         if not w.grad_checkpointing:  # the checkpoints hold the embeddings; without, the model returns them
             run.f("embeds")
-        # logits, .float() and log_softmax (cross-entropy keeps only the last)
+        # logits, soft-capped (cap * tanh(logits / cap): tanh's output stays for its backward),
+        # .float() and log_softmax (cross-entropy keeps only the last)
         run.a("logits", t * vocab * a)
+        if cap:
+            run.a("div", t * vocab * a)
+            run.f("logits")
+            run.a("tanh", t * vocab * a)
+            run.f("div")
+            run.rename("tanh", "logits.tanh")
+            run.a("logits", t * vocab * a)
         run.a("logits32", t * vocab * 4)
         run.a("logp", t * vocab * 4)
         run.f("logits32", "logits")
@@ -569,21 +703,38 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
         run.f("g.logp", "logp")
         run.a("g.logits", t * vocab * a)
         run.f("g.logits32")
+        if cap:  # * cap, tanh's backward, / cap
+            for g in ("g.mul", "g.tanh", "g.div"):
+                run.rename("g.logits", g + ".in")
+                run.a("g.logits", t * vocab * a)
+                run.f(g + ".in")
+                if g == "g.tanh":
+                    run.f("logits.tanh")
         run.a("g.lm_head", vocab * h * a)
         if step == 0:
             run.a("cublas (autograd thread)", CUBLAS_WORKSPACE)
         run.a("g.final", t * h * a)
         run.f("g.logits", "final")
-        norm_backward("final", "g.final", final=True)
+        if gemma:
+            to_fp32("g.final")
+            gemma_norm_backward("final", "G", final=True)
+        else:
+            norm_backward("final", "g.final", final=True)
         for layer in reversed(range(card.num_layers)):
             layer_backward(layer, inputs[layer])
+        run.f("cos", "sin")
         # the embedding's gradient (dense; above 3,072 tokens with an fp32 accumulator), summed with
-        # lm_head's when the two are tied
+        # lm_head's when the two are tied; Gemma's scaling first multiplies G by sqrt(hidden)
+        into_embedding = "G"
+        if gemma:
+            run.a("g.lookup", t * h * a)
+            run.f("G")
+            into_embedding = "g.lookup"
         run.a("g.embed_tokens", vocab * h * a)
         if t > 3072:  # embedding_dense_backward sorts the indices only above 3,072 of them
             run.a("embed.tmp", h * 4 * (t + t // 10))
             run.f("embed.tmp")
-        run.f("G")
+        run.f(into_embedding)
         if card.tie_word_embeddings:
             run.a("g.sum", vocab * h * a)
             run.f("g.lm_head", "g.embed_tokens")

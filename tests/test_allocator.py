@@ -184,6 +184,11 @@ def _sorted_free_runs(events: list[tuple[str, int]]) -> list[tuple[str, int]]:
     "qwen2.5-3b_mode_train_dtype_bf16_batch_2_seq_2048_grad-checkpointing.json.xz",
     # no checkpointing, 2,048 tokens (the embedding's backward without its sort buffer)
     "llama-3.2-1b_mode_train_dtype_bf16_batch_4_seq_2048.json.xz",
+    # Gemma 2, checkpointed: fp32 norms before and after attention and MLP, scaled embeddings,
+    # soft-capped logits
+    "gemma-2-2b_mode_train_dtype_bf16_batch_2_seq_2048_grad-checkpointing.json.xz",
+    # Gemma 2 without checkpointing
+    "gemma-2-2b_mode_train_dtype_bf16_batch_2_seq_1024.json.xz",
 ])
 def test_generated_training_order_is_the_recorded_one(name: str) -> None:
     # Every allocation over 1 MiB of load and three training steps, and every free of one, in the
