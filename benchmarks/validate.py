@@ -132,6 +132,13 @@ CASES: list[tuple[str, str]] = [
     ("gemma-2-2b", "--mode train --dtype bf16 --batch 1 --seq 1536"),
     ("mistral-7b", "--mode train --dtype bf16 --batch 1 --seq 1024 --grad-checkpointing"),
     ("mistral-7b", "--mode train --dtype bf16 --batch 2 --seq 512"),
+    # Held out from the generated inference order's Gemma 2 and Mistral layers and its corrected
+    # prefill end (session 6): other shapes, gemma-2-9b, fp16, a long decode, 8,192 tokens.
+    ("gemma-2-2b", "--dtype bf16 --batch 16 --seq 2048 --gen 32"),
+    ("gemma-2-9b", "--dtype bf16 --batch 4 --seq 1024 --gen 64"),
+    ("mistral-7b", "--dtype bf16 --batch 8 --seq 2048 --gen 64"),
+    ("gemma-2-2b", "--dtype fp16 --batch 1 --seq 3000 --gen 128"),
+    ("llama-3.1-8b", "--dtype bf16 --batch 2 --seq 8192 --gen 16"),
     # PyTorch's expandable segments (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True): the rows whose
     # default allocator fragmented most, and two that fragmented least.
     ("tinyllama-1.1b", "--dtype fp16 --batch 64 --seq 1024 --gen 64 --allocator expandable"),

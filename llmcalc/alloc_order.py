@@ -45,8 +45,13 @@ def _covers_inference(card: ModelCard, w: Workload) -> bool:
         return False
     if card.family == "gpt2":
         return True
-    return (card.family in ("llama", "qwen2") and not card.sliding_window and not card.fused_qkv
-            and card.mlp == "gated" and card.norm == "rmsnorm" and not card.is_moe
+    layers = ((card.family in ("llama", "qwen2", "mistral") and card.norm == "rmsnorm")
+              or (card.family == "gemma2" and card.norm == "rmsnorm_fp32" and card.norms_per_layer == 4
+                  and w.dtype != "fp32"))
+    # a sliding window must bind nothing: shorter contexts build no mask and keep whole caches
+    return (layers and (not card.sliding_window or w.seq + w.gen < card.sliding_window)
+            and not card.fused_qkv and card.mlp == "gated" and not card.is_moe
+            and card.activation in ("silu", "gelu", "gelu_pytorch_tanh")
             and (w.dtype != "fp32" or _math_sdpa(card, w)))  # fp32: grouped-query heads, SDPA's math path
 
 
@@ -206,23 +211,33 @@ def _gated_mlp(run: _Run, p: int, h: int, i: int, a: int) -> None:
     run.f("prod", "n2")
 
 
-def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
+def simulate_inference(card: ModelCard, w: Workload, log: list[tuple[str, int, str]] | None = None
+                       ) -> CachingAllocator:
     """Replay the load, the prefill and every decode step of `w` through the allocator model."""
     a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
     h, i, q, kv = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim
     seqs = w.batch * w.beams
-    run = _Run(CachingAllocator())
+    run = _Run(CachingAllocator(), log)
     _load(run, card, a)
     run.a("ids", seqs * w.seq * 8)
+    gemma = card.norm == "rmsnorm_fp32"
 
     def norm(x: str, out: str, p: int) -> None:
-        _rmsnorm(run, out, p * h, a)
+        (_gemma_norm if gemma else _rmsnorm)(run, out, p * h, a)
 
     def cache_cat(layer: int, context: int, width: int) -> None:
-        """keys = torch.cat(keys, new): the grown cache, then the old one goes; then values."""
-        for c in (f"K{layer}", f"V{layer}"):
+        """keys = torch.cat(keys, new): the grown cache, then the old one goes; then values. A
+        sliding-window layer's cache (while shorter than the window) concatenates both first."""
+        caches = (f"K{layer}", f"V{layer}")
+        sliding = card.sliding_window and (not card.sliding_window_pattern
+                                           or (layer + 1) % card.sliding_window_pattern)
+        for c in caches:
             run.a(c + "'", seqs * context * width * a)
-            run.f(c)
+            if not sliding:
+                run.f(c)
+        if sliding:
+            run.f(*caches)
+        for c in caches:
             run.rename(c + "'", c)
 
     math = _math_sdpa(card, w)
@@ -265,10 +280,24 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
         run.a("e3", r)
         run.f("e3", "e1", "e2")
 
-    def logits() -> None:
-        """lm_head on the last position only (logits_to_keep=1) and its .float()."""
-        run.a("logits", seqs * card.vocab_size * a)
-        run.a("logits32", seqs * card.vocab_size * 4)
+    def logits(final: str | None = None) -> None:
+        """lm_head on the last position only (logits_to_keep=1), soft-capped where the card does
+        (/ cap, tanh, * cap), and the caller's .float(); the final hidden states (`final`) go
+        before that, with the model's output."""
+        n = seqs * card.vocab_size
+        if card.final_logit_softcapping:
+            run.a("raw", n * a)
+            run.a("div", n * a)
+            run.f("raw")
+            run.a("tanh", n * a)
+            run.f("div")
+            run.a("logits", n * a)
+            run.f("tanh")
+        else:
+            run.a("logits", n * a)
+        if final:
+            run.f(final)
+        run.a("logits32", n * 4)
         run.f("logits32", "logits")
 
     def small_step(context: int) -> None:
@@ -299,25 +328,39 @@ def simulate_inference(card: ModelCard, w: Workload) -> CachingAllocator:
             run.a("attn", p * q * a)
         run.a("o", p * h * a)
         run.f("attn", "q.emb", "n1")
-        run.a("r1", p * h * a)
-        run.f("o")
+        if gemma:  # norms after attention and after the MLP, each before its residual sum
+            norm("o", "pn1", p)
+            run.f("o")
+            run.a("r1", p * h * a)
+            run.f("pn1")
+        else:
+            run.a("r1", p * h * a)
+            run.f("o")
         norm("r1", "n2", p)
         _gated_mlp(run, p, h, i, a)
+        if gemma:
+            norm("down", "pn2", p)
+            run.f("down")
         out = f"h{layer}"
         run.a(out, p * h * a)
-        run.f("down", "r1")
+        run.f("pn2" if gemma else "down", "r1")
         if x != "embeds":
             run.f(x)
         return out
 
     def forward(p: int, prefill: bool, context: int) -> None:
         run.a("embeds", p * h * a)
+        if gemma:  # embeddings * sqrt(hidden): a new tensor, the lookup's goes
+            run.rename("embeds", "lookup")
+            run.a("embeds", p * h * a)
+            run.f("lookup")
+        _rotary_tables(run, card, w.seq if prefill else 1, a)
         x = "embeds"
         for layer in range(card.num_layers):
             x = layer_forward(layer, p, x, prefill, context)
         norm(x, "final", p)
-        logits()
-        run.f("final", x, "embeds")
+        run.f(x, "embeds", "cos", "sin")  # the model returns: only the final hidden states stay
+        logits(final="final")
 
     def gpt2_forward(p: int, prefill: bool, context: int) -> None:
         """GPT2LMHeadModel: token + position embeddings, then per block ln_1, c_attn (fused qkv),
