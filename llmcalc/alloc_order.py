@@ -474,11 +474,26 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
     def norm(x: str, out: str, saved: bool) -> None:
         (_gemma_norm if gemma else _rmsnorm)(run, out, t * h, a, saved)
 
+    def rsqrt_backward(name: str, g: str, out: str, final: bool, layer_input: str | None) -> None:
+        """y = x32 * rsqrt(mean(x32^2) + eps), backward from y's fp32 gradient `g`: both factors'
+        gradients, rsqrt(mean(x32^2))'s four fp32 tensors (x32 goes with them, and a checkpointed
+        layer's input with its first norm), and x's gradient back in the dtype as `out`."""
+        run.a("t1", t * h * 4)
+        run.a("gx", t * h * 4)
+        run.f("t1", g)
+        for p in ("p1", "p2", "p3", "p4"):
+            run.a(p, t * h * 4)
+        if final:
+            run.f("p3", "p2", "p1", name + ".x32", "p4")
+        else:
+            run.f("p3", "p2", name + ".x32", "p1", *([layer_input] if layer_input else []), "p4")
+        run.a(out, t * h * a)
+        run.f("gx")
+
     def norm_backward(name: str, g: str, final: bool = False, layer_input: str | None = None) -> None:
-        """weight * y: y's gradient, the weight's (g * y summed over tokens); .to(dtype): to fp32;
-        x32 * rsqrt: both gradients; rsqrt(mean(x32^2)): four fp32 tensors; x.to(fp32): back to
-        the dtype, summed into the residual stream's gradient (in place) or, for the final norm,
-        becoming it."""
+        """Llama's RMSNorm backward: weight * y: y's gradient, the weight's (g * y summed over
+        tokens); .to(dtype): to fp32; then rsqrt_backward. x's gradient is summed into the
+        residual stream's (in place) or, for the final norm, becomes it ("G")."""
         run.a("gy", t * h * a)
         run.a("gyw", t * h * a)
         recomputed = w.grad_checkpointing and not final  # the recompute's y goes before the sum
@@ -490,26 +505,15 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
             run.f(name + ".y")
         run.a("gy32", t * h * 4)
         run.f("gy")
-        run.a("t1", t * h * 4)
-        run.a("gx", t * h * 4)
-        run.f("t1", "gy32")
-        for p in ("p1", "p2", "p3", "p4"):
-            run.a(p, t * h * 4)
-        if final:
-            run.f("p3", "p2", "p1", name + ".x32", "p4")
-            run.a("G", t * h * a)
-            run.f("gx")
-            return
-        run.f("p3", "p2", name + ".x32", "p1", *([layer_input] if layer_input else []), "p4")
-        run.a("gb", t * h * a)
-        run.f("gx", "gb")
+        rsqrt_backward(name, "gy32", "G" if final else "gb", final, layer_input)
+        if not final:
+            run.f("gb")
 
     def gemma_norm_backward(name: str, out: str, final: bool = False, layer_input: str | None = None
                             ) -> None:
         """Gemma2RMSNorm's backward from "g32" (its output's gradient already cast to fp32 by
         type_as's backward): * (1 + w): the weight's gradient (g * normed summed over tokens) and
-        normed's; x32 * rsqrt and rsqrt(mean(x32^2)) as in Llama's; x.float(): back to the dtype
-        as `out`."""
+        normed's; then rsqrt_backward, x's gradient as `out`."""
         recomputed = w.grad_checkpointing and not final
         run.a("gn", t * h * 4)
         run.a("gw", t * h * 4)
@@ -519,17 +523,7 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
         run.f("red", "gn", "g32")
         if not recomputed:
             run.f(name + ".normed")
-        run.a("t1", t * h * 4)
-        run.a("gx", t * h * 4)
-        run.f("t1", "gw")
-        for p in ("p1", "p2", "p3", "p4"):
-            run.a(p, t * h * 4)
-        if final:
-            run.f("p3", "p2", "p1", name + ".x32", "p4")
-        else:
-            run.f("p3", "p2", name + ".x32", "p1", *([layer_input] if layer_input else []), "p4")
-        run.a(out, t * h * a)
-        run.f("gx")
+        rsqrt_backward(name, "gw", out, final, layer_input)
 
     def to_fp32(g: str, free: bool = True) -> None:
         """type_as's backward: the gradient cast to fp32 as "g32"."""
