@@ -600,8 +600,9 @@ def estimate(card: ModelCard, w: Workload, cuda_context: tuple[int, str] | None 
             reserve_source += f" (this workload's allocation order, ~{events:,} events, is too long to replay quickly)"
         elif events:
             # Fragmentation follows the order of allocations: replay the reference stack's order
-            # through PyTorch's allocator rules (on the H100 this reproduced 19 inference rows'
-            # reserves, 0.3% to 24.1% of peak allocated, to within 2.3% of it; docs/allocator.md).
+            # through PyTorch's allocator rules (on the H100 the covered traces' reserves, up to
+            # 24% of peak allocated, within 0.2 points but for three small runs, and 16 held-out
+            # rows' device totals within 0.8%; docs/allocator.md, docs/validation-corrections.md).
             sim = alloc_order.simulate(card, w)
             reserve = sim.peak_reserved - sim.peak_allocated
             reserve_source = (f"PyTorch's caching allocator simulated over the workload's allocation order "
