@@ -48,14 +48,24 @@ def _covers_inference(card: ModelCard, w: Workload) -> bool:
         return False
     if card.family == "gpt2":
         return True
-    layers = ((card.family in ("llama", "qwen2", "mistral") and card.norm == "rmsnorm")
-              or (card.family == "gemma2" and card.norm == "rmsnorm_fp32" and card.norms_per_layer == 4
-                  and w.dtype != "fp32"))
-    # a sliding window must bind nothing: shorter contexts build no mask and keep whole caches
-    return (layers and (not card.sliding_window or w.seq + w.gen < card.sliding_window)
+    return (_transcribed_layers(card) and _window_binds_nothing(card, w.seq + w.gen)
+            and (w.dtype != "fp32" or (_math_sdpa(card, w)  # fp32: grouped-query heads, SDPA's math path
+                                       and card.norm == "rmsnorm")))
+
+
+def _transcribed_layers(card: ModelCard) -> bool:
+    """Decoder layers both orders know: Llama's (Llama, Qwen2, Mistral) or Gemma 2's (four fp32
+    norms), with separate q/k/v, a gated MLP with a one-kernel activation, no experts."""
+    return (((card.family in ("llama", "qwen2", "mistral") and card.norm == "rmsnorm")
+             or (card.family == "gemma2" and card.norm == "rmsnorm_fp32" and card.norms_per_layer == 4))
             and not card.fused_qkv and card.mlp == "gated" and not card.is_moe
-            and card.activation in ("silu", "gelu", "gelu_pytorch_tanh")
-            and (w.dtype != "fp32" or _math_sdpa(card, w)))  # fp32: grouped-query heads, SDPA's math path
+            and card.activation in ("silu", "gelu", "gelu_pytorch_tanh"))
+
+
+def _window_binds_nothing(card: ModelCard, tokens: int) -> bool:
+    """Fewer tokens than a sliding window: transformers builds no mask (from `window` tokens on it
+    does, and SDPA leaves the flash kernel) and the caches stay whole."""
+    return not card.sliding_window or tokens < card.sliding_window
 
 
 # Replaying runs at roughly 3 us per event; beyond this many (as events() counts them) the
@@ -440,16 +450,11 @@ def _flash_backward_buffer(card: ModelCard, tokens: int) -> int:
 def covers_training(card: ModelCard, w: Workload) -> bool:
     """Whether the training allocation order is transcribed for this workload: full fine-tuning
     in 16 bits (no autocast) with fused AdamW, with or without gradient checkpointing, SDPA, the
-    default allocator, gated MLPs with a one-kernel activation, and the Llama/Qwen2/Mistral layers
-    or Gemma 2's (four fp32 norms). A sliding window must not bind: from `window` tokens on,
-    transformers builds an explicit mask and SDPA leaves the flash kernel."""
-    layers = ((card.family in ("llama", "qwen2", "mistral") and card.norm == "rmsnorm")
-              or (card.family == "gemma2" and card.norm == "rmsnorm_fp32" and card.norms_per_layer == 4))
+    default allocator, and the layers the inference order knows, while a sliding window binds
+    nothing."""
     return (w.mode == "train" and w.dtype in ("bf16", "fp16") and not w.autocast and w.optimizer == "adamw"
-            and w.attention == "sdpa" and w.allocator == "default" and layers
-            and (not card.sliding_window or w.seq < card.sliding_window)
-            and not card.fused_qkv and card.mlp == "gated" and not card.is_moe
-            and card.activation in ("silu", "gelu", "gelu_pytorch_tanh"))
+            and w.attention == "sdpa" and w.allocator == "default" and _transcribed_layers(card)
+            and _window_binds_nothing(card, w.seq))
 
 
 def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, str]] | None = None
