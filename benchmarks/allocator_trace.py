@@ -18,8 +18,8 @@ PyTorch's rules (block rounding, pools, segment sizes, best fit, splitting, merg
 from __future__ import annotations
 
 import argparse
-import lzma
 import json
+import lzma
 import os
 import subprocess
 import sys
@@ -40,7 +40,7 @@ import json, pickle, sys, tempfile
 sys.path.insert(0, "benchmarks")
 import torch
 from validate import split_lora, workload_from_options
-from llmcalc.cards import load_card
+from llmcalc.resolve import load_card
 from llmcalc.profile import runner
 
 model, options, out = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -359,9 +359,10 @@ def report(traces: Path) -> list[str]:
               f"{exact}; with its own placement {within} are within 1% and the largest miss is "
               f"{max(rows, key=abs):+.2f}%{why}.", "", "Environment: " + "; ".join(sorted(envs)), ""]
     generated = []
-    from llmcalc.alloc_order import covers, simulate
-    from llmcalc.cards import load_card
     from validate import split_lora, workload_from_options
+
+    from llmcalc.alloc_order import covers, simulate
+    from llmcalc.resolve import load_card
 
     for path in sorted(traces.glob("*.json.xz")):
         doc = load(path)

@@ -22,8 +22,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llmcalc.cards import load_card  # noqa: E402
 from llmcalc.memory import Workload  # noqa: E402
+from llmcalc.resolve import load_card  # noqa: E402
 
 DECODE_CACHE, WARM, TRACED = 256, 3, 3
 

@@ -24,8 +24,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llmcalc.cards import load_card  # noqa: E402
 from llmcalc.memory import Workload  # noqa: E402
+from llmcalc.resolve import load_card  # noqa: E402
 from llmcalc.scale import Scale, scaled_estimate  # noqa: E402
 
 STEPS = 3

@@ -26,8 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llmcalc.cards import load_card  # noqa: E402
 from llmcalc.memory import Workload  # noqa: E402
+from llmcalc.resolve import load_card  # noqa: E402
 
 MODELS = ["llama-2-7b", "llama-3.1-8b"]
 DTYPES = ["bf16", "int8", "nf4"]

@@ -23,9 +23,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llmcalc.cards import load_card  # noqa: E402
 from llmcalc.memory import Workload, estimate  # noqa: E402
 from llmcalc.profile.compare import pct_error  # noqa: E402
+from llmcalc.resolve import load_card  # noqa: E402
 
 # (model, options). Architectures: multi-head with learned positions (gpt2-medium), grouped-query
 # (tinyllama-1.1b, llama-3.2-1b) and large vocabularies (qwen2.5-0.5b 151,936; llama-3.2-1b 128,256).

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from llmcalc.allocator import SMALL_SIZE, CachingAllocator
 from llmcalc.cards import ModelCard
-from llmcalc.memory import Workload, _math_sdpa
 from llmcalc.precision import PRECISIONS
+from llmcalc.workload import Workload, math_sdpa
 
 CUBLAS_WORKSPACE = 32 << 20  # allocated by a thread's first matmul (Hopper): before the model, and in
 #                              the first backward by autograd's thread
@@ -49,7 +49,7 @@ def _covers_inference(card: ModelCard, w: Workload) -> bool:
     if card.family == "gpt2":
         return True
     return (_transcribed_layers(card) and _window_binds_nothing(card, w.seq + w.gen)
-            and (w.dtype != "fp32" or (_math_sdpa(card, w)  # fp32: grouped-query heads, SDPA's math path
+            and (w.dtype != "fp32" or (math_sdpa(card, w)  # fp32: grouped-query heads, SDPA's math path
                                        and card.norm == "rmsnorm")))
 
 
@@ -90,7 +90,7 @@ def events(card: ModelCard, w: Workload) -> int:
     optimizer's states and zero_grad."""
     if w.mode == "train":
         return TRAIN_STEPS * (card.num_layers * 250 + 2 * len(card.parameters()))
-    per_step = 40 if not _small_steps(card, w) else (10 if _math_sdpa(card, w) else 4)
+    per_step = 40 if not _small_steps(card, w) else (10 if math_sdpa(card, w) else 4)
     return card.num_layers * (40 + max(w.gen - 1, 0) * per_step)
 
 
@@ -253,7 +253,7 @@ def simulate_inference(card: ModelCard, w: Workload, log: list[tuple[str, int, s
         for c in caches:
             run.rename(c + "'", c)
 
-    math = _math_sdpa(card, w)
+    math = math_sdpa(card, w)
     heads = card.num_heads
 
     def math_attention(p: int, prefill: bool, context: int) -> None:

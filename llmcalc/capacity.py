@@ -13,9 +13,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from llmcalc.cards import SAFE_LOADER, load_card
+from llmcalc.cards import SAFE_LOADER
 from llmcalc.errors import InputError
 from llmcalc.memory import Workload, estimate
+from llmcalc.resolve import load_card
 
 _WORKLOAD_KEYS = {f.name for f in fields(Workload)}
 _DEPLOYMENT_KEYS = {"name", "model", "gpu", "gpus", "headroom", "min_tokens_per_s"} | _WORKLOAD_KEYS

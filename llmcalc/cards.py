@@ -7,7 +7,7 @@ every activation buffer the reference stack (transformers on PyTorch) allocates 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from functools import cached_property
 from math import prod
 from pathlib import Path
@@ -15,17 +15,30 @@ from typing import Any
 
 import yaml
 
-from llmcalc.errors import InputError, close_names
+from llmcalc.errors import InputError
 
 # libyaml's safe loader when PyYAML was built with it (the same safe subset, several times faster).
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "phi3", "gemma2", "gpt2", "falcon")
+FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "phi3", "gemma2", "gpt2", "falcon",
+            "qwen3", "qwen2_moe", "qwen3_moe", "gemma3", "llama4", "deepseek_v2", "deepseek_v3", "gpt_oss",
+            "glm4_moe", "olmo2", "olmo3", "granite", "granitemoe", "smollm3", "phimoe", "cohere2",
+            "ernie4_5", "ernie4_5_moe", "lfm2")
 MLP_KINDS = ("gated", "plain")
 # rmsnorm: Llama's (normalise in fp32, cast, then scale by the weight in the model dtype);
-# rmsnorm_fp32: Gemma's (normalise and scale by 1 + weight in fp32, cast last).
-NORMS = ("rmsnorm", "rmsnorm_fp32", "layernorm")
+# rmsnorm_fp32: Gemma's and OLMo 2's (normalise and scale in fp32, cast last);
+# layernorm_nobias: Cohere's (mean and variance in fp32, a weight and no bias, cast last).
+NORMS = ("rmsnorm", "rmsnorm_fp32", "layernorm", "layernorm_nobias")
 POSITION_EMBEDDINGS = ("rope", "learned", "alibi")
+# What mixes tokens in a layer: full (global) attention, a sliding window, chunked attention
+# (Llama 4: attends within fixed chunks, its cache holds one chunk), nope (global attention
+# without rotary embeddings), conv (LFM2's gated short convolution: a fixed-size state per
+# sequence, no KV cache).
+LAYER_TYPES = ("full", "sliding", "chunked", "nope", "conv")
+# q/k normalisation inside attention: head (an RMSNorm over each head, weight head_dim: Qwen3,
+# Gemma 3, GLM-4.5, LFM2), full (over the whole projection, weights q_dim and kv_dim: OLMo 2),
+# l2 (a weightless L2 norm per head: Llama 4).
+QK_NORMS = ("head", "full", "l2")
 # Activation functions the memory model knows (memory.ACTIVATIONS holds their costs).
 ACTIVATIONS = ("silu", "gelu", "gelu_pytorch_tanh", "gelu_new")
 
@@ -60,7 +73,37 @@ class ModelCard:
     sliding_window: int | None = None
     sliding_window_pattern: int | None = None  # every Nth layer is global; None: all layers slide
     final_logit_softcapping: float | None = None  # logits = cap * tanh(logits / cap) (Gemma 2)
+    # --- mechanisms of the 2025-26 families (docs/models.md) ---
+    layer_types: tuple[str, ...] | None = None  # repeated over the layers (LAYER_TYPES); None: all full
+    attention_chunk_size: int | None = None  # the chunk of `chunked` layers (Llama 4)
+    qk_norm: str | None = None  # QK_NORMS
+    attention_sinks: bool = False  # one learned logit per head joins each softmax (gpt-oss)
+    sdpa: bool = True  # transformers has an SDPA path for the family (gpt-oss: eager, flash, flex only)
+    lm_head_bias: bool = False
+    # Mixture of experts: routed experts of width moe_intermediate_size (default intermediate_size),
+    # a shared MLP of width shared_expert_intermediate_size beside them (Qwen2-MoE adds a sigmoid
+    # gate to it), and dense layers of width intermediate_size: the first `first_dense_layers`,
+    # those listed in dense_layers, and all but every moe_layer_step-th.
+    moe_intermediate_size: int | None = None
+    shared_expert_intermediate_size: int | None = None
+    shared_expert_gate: bool = False
+    router_bias: bool = False  # a bias on the router (gpt-oss)
+    router_score_bias: bool = False  # an expert-score correction bias parameter (ERNIE 4.5: 1 x experts)
+    first_dense_layers: int = 0
+    moe_layer_step: int = 1
+    dense_layers: tuple[int, ...] = ()
+    # Multi-head latent attention (DeepSeek-V2/V3): q through a rank-q_lora_rank bottleneck (or a
+    # plain projection when None), keys and values from one latent of kv_lora_rank plus a shared
+    # rotary key of qk_rope_head_dim; heads of qk_nope + qk_rope for q/k and v_head_dim for v.
+    q_lora_rank: int | None = None
+    kv_lora_rank: int | None = None
+    qk_rope_head_dim: int | None = None
+    qk_nope_head_dim: int | None = None
+    v_head_dim: int | None = None
+    conv_kernel: int | None = None  # `conv` layers: the depthwise kernel (LFM2's conv_L_cache)
+    conv_bias: bool = False
     path: str = ""  # where the card was loaded from (not a YAML key)
+    notes: tuple[str, ...] = ()  # what loading it assumed or found (not a YAML key): printed as warnings
 
     # --- derived shapes -------------------------------------------------------------------
     @property
@@ -68,8 +111,30 @@ class ModelCard:
         return self.num_kv_heads or self.num_heads
 
     @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank is not None
+
+    @property
     def dim_head(self) -> int:
+        if self.is_mla:  # the query/key head: the non-rotary and rotary parts
+            return (self.qk_nope_head_dim or 0) + (self.qk_rope_head_dim or 0)
         return self.head_dim or self.hidden_size // self.num_heads
+
+    @property
+    def k_dim(self) -> int:
+        """Width of the keys attention reads (and transformers caches) per token."""
+        return self.num_heads * self.dim_head if self.is_mla else self.kv_dim
+
+    @property
+    def v_dim(self) -> int:
+        """Width of the values attention reads (and transformers caches) per token."""
+        return self.num_heads * (self.v_head_dim or 0) if self.is_mla else self.kv_dim
+
+    @property
+    def latent_dim(self) -> int:
+        """MLA: what a serving engine caches per token and layer (the latent and the rotary key);
+        other attention: the keys and values."""
+        return (self.kv_lora_rank or 0) + (self.qk_rope_head_dim or 0) if self.is_mla else 2 * self.kv_dim
 
     @property
     def q_dim(self) -> int:  # width of the query projection
@@ -86,11 +151,45 @@ class ModelCard:
     @property
     def sliding_layers(self) -> int:
         """Layers whose KV cache is capped at the sliding window."""
-        if not self.sliding_window:
-            return 0
-        if self.sliding_window_pattern:
-            return self.num_layers - self.num_layers // self.sliding_window_pattern
-        return self.num_layers
+        return sum(1 for spec in self.layer_specs if spec.mixer == "sliding")
+
+    @cached_property
+    def layer_specs(self) -> tuple[LayerSpec, ...]:
+        """What each layer is: its token mixer (LAYER_TYPES) and whether its MLP is routed."""
+        if self.layer_types:
+            mixers = [self.layer_types[i % len(self.layer_types)] for i in range(self.num_layers)]
+        elif self.sliding_window and self.sliding_window_pattern:  # every Nth layer global
+            mixers = ["full" if (i + 1) % self.sliding_window_pattern == 0 else "sliding"
+                      for i in range(self.num_layers)]
+        else:
+            mixers = ["sliding" if self.sliding_window else "full"] * self.num_layers
+        dense = set(self.dense_layers)
+        return tuple(LayerSpec(m, self.is_moe and i >= self.first_dense_layers and i not in dense
+                               and (i + 1) % self.moe_layer_step == 0)
+                     for i, m in enumerate(mixers))
+
+    @cached_property
+    def layer_groups(self) -> tuple[tuple[int, ModelCard], ...]:
+        """The layers grouped by kind, in order of first appearance: (count, a card whose every
+        layer is of that kind). The per-layer formulas of the memory and speed models read one
+        homogeneous card; a model that mixes kinds is the sum (or maximum) over its groups."""
+        counts: dict[LayerSpec, int] = {}
+        for spec in self.layer_specs:
+            counts[spec] = counts.get(spec, 0) + 1
+        if len(counts) == 1 and not self.first_dense_layers and not self.dense_layers and self.moe_layer_step == 1 \
+                and not self.layer_types and (self.moe_intermediate_size in (None, self.intermediate_size)):
+            return ((self.num_layers, self),)  # already homogeneous (the sliding pattern reads the same)
+        return tuple((n, self._group_card(spec, n)) for spec, n in counts.items())
+
+    def _group_card(self, spec: LayerSpec, count: int) -> ModelCard:
+        window = {"sliding": self.sliding_window, "chunked": self.attention_chunk_size}.get(spec.mixer)
+        moe = {} if spec.moe else {"num_experts": None, "experts_per_token": None,
+                                   "shared_expert_intermediate_size": None, "shared_expert_gate": False}
+        return replace(
+            self, num_layers=count, layer_types=(spec.mixer,), sliding_window=window, sliding_window_pattern=None,
+            attention_chunk_size=None, first_dense_layers=0, moe_layer_step=1, dense_layers=(),
+            intermediate_size=(self.moe_intermediate_size or self.intermediate_size) if spec.moe
+            else self.intermediate_size, moe_intermediate_size=None, **moe)
 
     # --- parameters -----------------------------------------------------------------------
     def parameters(self) -> tuple[Param, ...]:
@@ -108,12 +207,20 @@ class ModelCard:
 
 
 @dataclass(frozen=True)
+class LayerSpec:
+    """One decoder layer's kind: its token mixer and whether its MLP is a routed MoE."""
+
+    mixer: str  # LAYER_TYPES
+    moe: bool
+
+
+@dataclass(frozen=True)
 class Param:
     """One parameter tensor. Linear weights are (out_features, in_features)."""
 
     name: str
     shape: tuple[int, ...]
-    kind: str  # linear | bias | norm | embedding | position_embedding | lm_head | router
+    kind: str  # linear | bias | norm | embedding | position_embedding | lm_head | router | conv | sinks
     layer: int | None = None
 
     @property
@@ -122,69 +229,121 @@ class Param:
 
 
 def parameter_tensors(card: ModelCard) -> list[Param]:
-    """Every parameter tensor the transformers implementation of the card creates, in order."""
-    h, i, v = card.hidden_size, card.intermediate_size, card.vocab_size
+    """Every parameter tensor the transformers implementation of the card creates, in order
+    (transformers 5 stores an MoE layer's experts fused, experts x out x in: listed per expert
+    here, the same elements)."""
+    h, v = card.hidden_size, card.vocab_size
     params = [Param("embed_tokens", (v, h), "embedding")]
     if card.position_embedding == "learned":
         params.append(Param("embed_positions", (card.max_position_embeddings, h), "position_embedding"))
-    norm_shapes = [(h,), (h,)] if card.norm == "layernorm" else [(h,)]  # weight (+ bias)
-    for layer in range(card.num_layers):
-        lp: list[Param] = []
-        if card.fused_qkv:
-            qkv_out = card.q_dim + 2 * card.kv_dim
-            lp.append(Param("qkv_proj", (qkv_out, h), "linear"))
-            if card.qkv_bias:
-                lp.append(Param("qkv_proj.bias", (qkv_out,), "bias"))
-        else:
-            for proj, out in (("q_proj", card.q_dim), ("k_proj", card.kv_dim), ("v_proj", card.kv_dim)):
-                lp.append(Param(proj, (out, h), "linear"))
-                if card.qkv_bias:
-                    lp.append(Param(proj + ".bias", (out,), "bias"))
-        lp.append(Param("o_proj", (h, card.q_dim), "linear"))
-        if card.o_bias:
-            lp.append(Param("o_proj.bias", (h,), "bias"))
-        if card.is_moe:
-            lp.append(Param("router", (card.num_experts or 0, h), "router"))
-            experts = card.num_experts or 0
-        else:
-            experts = 1
-        for e in range(experts):
-            prefix = f"experts.{e}." if card.is_moe else ""
-            if card.mlp == "gated":
-                lp += [Param(prefix + "gate_proj", (i, h), "linear"), Param(prefix + "up_proj", (i, h), "linear")]
-            else:
-                lp.append(Param(prefix + "fc_in", (i, h), "linear"))
-                if card.mlp_bias:
-                    lp.append(Param(prefix + "fc_in.bias", (i,), "bias"))
-            lp.append(Param(prefix + "down_proj", (h, i), "linear"))
-            if card.mlp_bias:
-                lp.append(Param(prefix + "down_proj.bias", (h,), "bias"))
-        for n in range(card.norms_per_layer):
-            lp += [Param(f"norm{n}.{j}", shape, "norm") for j, shape in enumerate(norm_shapes)]
+    for layer, spec in enumerate(card.layer_specs):
+        lp = _mixer_params(card, spec.mixer) + _mlp_params(card, spec.moe)
+        lp += [Param(f"norm{n}.{j}", shape, "norm") for n in range(card.norms_per_layer)
+               for j, shape in enumerate(_norm_shapes(card, h))]
         params += [Param(f"layers.{layer}.{p.name}", p.shape, p.kind, layer) for p in lp]
-    params += [Param(f"final_norm.{j}", shape, "norm") for j, shape in enumerate(norm_shapes)]
+    params += [Param(f"final_norm.{j}", shape, "norm") for j, shape in enumerate(_norm_shapes(card, h))]
     if not card.tie_word_embeddings:
         params.append(Param("lm_head", (v, h), "lm_head"))
+        if card.lm_head_bias:
+            params.append(Param("lm_head.bias", (v,), "bias"))
     return params
+
+
+def _norm_shapes(card: ModelCard, width: int) -> list[tuple[int, ...]]:
+    return [(width,), (width,)] if card.norm == "layernorm" else [(width,)]  # weight (+ bias)
+
+
+def _linear(name: str, out: int, inp: int, bias: bool) -> list[Param]:
+    return [Param(name, (out, inp), "linear")] + ([Param(name + ".bias", (out,), "bias")] if bias else [])
+
+
+def _mixer_params(card: ModelCard, mixer: str) -> list[Param]:
+    h = card.hidden_size
+    if mixer == "conv":
+        # LFM2's short convolution: in_proj to B, C and x (3h), a depthwise conv over the
+        # sequence (h x 1 x kernel), out_proj.
+        k = card.conv_kernel or 0
+        return (_linear("in_proj", 3 * h, h, card.conv_bias) + [Param("conv", (h, 1, k), "conv")]
+                + ([Param("conv.bias", (h,), "bias")] if card.conv_bias else []) + _linear("out_proj", h, h, card.conv_bias))
+    lp: list[Param] = []
+    if card.attention_sinks:
+        lp.append(Param("sinks", (card.num_heads,), "sinks"))
+    if card.is_mla:
+        # DeepSeek-V2/V3 (modeling_deepseek_v3.py): q_a -> norm -> q_b, or one q_proj; kv_a makes the
+        # latent and the shared rotary key, kv_b expands the latent to every head's k_nope and v.
+        r = card.qk_rope_head_dim or 0
+        latent, heads = card.kv_lora_rank or 0, card.num_heads
+        if card.q_lora_rank:
+            lp += [Param("q_a_proj", (card.q_lora_rank, h), "linear"), Param("q_a_norm", (card.q_lora_rank,), "norm"),
+                   Param("q_b_proj", (card.q_dim, card.q_lora_rank), "linear")]
+        else:
+            lp.append(Param("q_proj", (card.q_dim, h), "linear"))
+        lp += [Param("kv_a_proj", (latent + r, h), "linear"), Param("kv_a_norm", (latent,), "norm"),
+               Param("kv_b_proj", (heads * ((card.qk_nope_head_dim or 0) + (card.v_head_dim or 0)), latent), "linear"),
+               Param("o_proj", (h, heads * (card.v_head_dim or 0)), "linear")]
+        return lp
+    if card.fused_qkv:
+        lp += _linear("qkv_proj", card.q_dim + 2 * card.kv_dim, h, card.qkv_bias)
+    else:
+        for proj, out in (("q_proj", card.q_dim), ("k_proj", card.kv_dim), ("v_proj", card.kv_dim)):
+            lp += _linear(proj, out, h, card.qkv_bias)
+    lp += _linear("o_proj", h, card.q_dim, card.o_bias)
+    if card.qk_norm in ("head", "full"):
+        q, k = (card.dim_head, card.dim_head) if card.qk_norm == "head" else (card.q_dim, card.kv_dim)
+        lp += [Param("q_norm", (q,), "norm"), Param("k_norm", (k,), "norm")]
+    return lp
+
+
+def _mlp_params(card: ModelCard, moe: bool) -> list[Param]:
+    h = card.hidden_size
+    if not moe:
+        return _mlp(card, "", card.intermediate_size)
+    experts = card.num_experts or 0
+    lp = [Param("router", (experts, h), "router")]
+    if card.router_bias:
+        lp.append(Param("router.bias", (experts,), "router"))
+    if card.router_score_bias:
+        lp.append(Param("router.score_bias", (1, experts), "router"))
+    for e in range(experts):
+        lp += _mlp(card, f"experts.{e}.", card.moe_intermediate_size or card.intermediate_size)
+    if card.shared_expert_intermediate_size:
+        lp += _mlp(card, "shared_expert.", card.shared_expert_intermediate_size)
+        if card.shared_expert_gate:
+            lp.append(Param("shared_expert_gate", (1, h), "router"))
+    return lp
+
+
+def _mlp(card: ModelCard, prefix: str, i: int) -> list[Param]:
+    h, bias = card.hidden_size, card.mlp_bias
+    if card.mlp == "gated":
+        lp = _linear(prefix + "gate_proj", i, h, bias) + _linear(prefix + "up_proj", i, h, bias)
+    else:
+        lp = _linear(prefix + "fc_in", i, h, bias)
+    return lp + _linear(prefix + "down_proj", h, i, bias)
 
 
 # --- loading and validation ---------------------------------------------------------------
 
-_CARD_FIELDS = {f.name: f for f in fields(ModelCard) if f.name != "path"}
+_CARD_FIELDS = {f.name: f for f in fields(ModelCard) if f.name not in ("path", "notes")}
 _REQUIRED = [n for n, f in _CARD_FIELDS.items() if f.default is MISSING]
 _POSITIVE_INTS = (
     "hidden_size intermediate_size num_layers num_heads vocab_size max_position_embeddings "
     "num_kv_heads head_dim norms_per_layer num_experts experts_per_token sliding_window "
-    "sliding_window_pattern"
+    "sliding_window_pattern attention_chunk_size moe_intermediate_size shared_expert_intermediate_size "
+    "moe_layer_step q_lora_rank kv_lora_rank qk_rope_head_dim qk_nope_head_dim v_head_dim conv_kernel"
 ).split()
+_NON_NEGATIVE_INTS = ("first_dense_layers",)
 _POSITIVE_NUMBERS = ("final_logit_softcapping",)
-_BOOLS = "tie_word_embeddings qkv_bias o_bias mlp_bias fused_qkv".split()
+_BOOLS = ("tie_word_embeddings qkv_bias o_bias mlp_bias fused_qkv attention_sinks sdpa lm_head_bias "
+          "shared_expert_gate router_bias router_score_bias conv_bias").split()
+_LISTS = {"layer_types": LAYER_TYPES, "dense_layers": None}  # lists: of these choices, or of layer indices
 _CHOICES: dict[str, tuple[str, ...]] = {
     "family": FAMILIES,
     "mlp": MLP_KINDS,
     "norm": NORMS,
     "position_embedding": POSITION_EMBEDDINGS,
     "activation": ACTIVATIONS,
+    "qk_norm": QK_NORMS,
 }
 
 
@@ -210,8 +369,22 @@ def card_from_mapping(data: Any, path: str) -> ModelCard:
         value = data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
             problems.append(f"{key}: must be a positive number, got {value!r}")
+    for key in _NON_NEGATIVE_INTS:
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            problems.append(f"{key}: must be zero or a positive integer, got {value!r}")
+    for key, choices in _LISTS.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, (list, tuple)) or not value and choices:
+            problems.append(f"{key}: must be a list, got {value!r}")
+        elif choices and any(x not in choices for x in value):
+            problems.append(f"{key}: entries must be among {', '.join(choices)}, got {list(value)!r}")
+        elif not choices and any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in value):
+            problems.append(f"{key}: entries must be layer indices (integers from 0), got {list(value)!r}")
     for key in _BOOLS:
-        if key in data and not isinstance(data[key], bool):
+        if key in data and data[key] is not None and not isinstance(data[key], bool):
             problems.append(f"{key}: must be true or false, got {data[key]!r}")
     for key, choices in _CHOICES.items():
         if key in data and data[key] not in choices:
@@ -220,7 +393,8 @@ def card_from_mapping(data: Any, path: str) -> ModelCard:
         problems += _shape_problems(data)
     if problems:
         raise InputError(f"{path}: " + "; ".join(problems))
-    return ModelCard(**{k: data[k] for k in data}, path=path)
+    values = {k: tuple(v) if k in _LISTS else v for k, v in data.items() if v is not None or _CARD_FIELDS[k].default is None}
+    return ModelCard(**values, path=path)
 
 
 def _shape_problems(d: Mapping[str, Any]) -> list[str]:
@@ -238,24 +412,30 @@ def _shape_problems(d: Mapping[str, Any]) -> list[str]:
         problems.append("sliding_window_pattern: needs sliding_window")
     if d.get("norms_per_layer", 2) not in (1, 2, 4):
         problems.append(f"norms_per_layer: must be 1, 2 or 4, got {d['norms_per_layer']}")
+    mla = [k for k in ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim") if d.get(k)]
+    if mla and len(mla) < 4:
+        problems.append("kv_lora_rank, qk_rope_head_dim, qk_nope_head_dim, v_head_dim: give all four (MLA) or none")
+    if d.get("q_lora_rank") and not mla:
+        problems.append("q_lora_rank: needs kv_lora_rank (MLA)")
+    types = d.get("layer_types") or ()
+    if "sliding" in types and not d.get("sliding_window"):
+        problems.append("layer_types: sliding layers need sliding_window")
+    if "chunked" in types and not d.get("attention_chunk_size"):
+        problems.append("layer_types: chunked layers need attention_chunk_size")
+    if "conv" in types and not d.get("conv_kernel"):
+        problems.append("layer_types: conv layers need conv_kernel")
+    moe_keys = [k for k in ("moe_intermediate_size", "shared_expert_intermediate_size") if d.get(k)]
+    if moe_keys and not d.get("num_experts"):
+        problems.append(f"{', '.join(moe_keys)}: needs num_experts")
     return problems
 
 
 def load_card_file(path: Path) -> ModelCard:
+    """A YAML card (config.json files go through llmcalc.resolve)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-    if path.suffix == ".json":
-        import json  # only here: `estimate CARD` does not pay for it
-
-        from llmcalc.hf import card_from_hf_config
-
-        try:
-            config = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-        return card_from_hf_config(config, str(path))
     try:
         data = yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
@@ -280,22 +460,3 @@ def card_names() -> list[str]:
 
 def load_all_cards() -> list[ModelCard]:
     return [load_card_file(p) for p in sorted(cards_dir().glob("*.yaml"))]
-
-
-def load_card(model: str) -> ModelCard:
-    """MODEL is a card name, a card file, or a config.json (the file or its directory)."""
-    path = Path(model)
-    if path.is_dir() and (path / "config.json").is_file():
-        return load_card_file(path / "config.json")
-    if path.suffix in (".json", ".yaml", ".yml") and path.is_file():
-        return load_card_file(path)
-    if path.suffix in (".json", ".yaml", ".yml") or "/" in model:
-        raise InputError(f"{model}: no such file")
-    card_path = cards_dir() / f"{model.lower()}.yaml"
-    if card_path.is_file():
-        card = load_card_file(card_path)
-        if card.name != card_path.stem:
-            raise InputError(f"{card_path}: name: '{card.name}' differs from the file name '{card_path.stem}'")
-        return card
-    hint = close_names(model.lower(), card_names())
-    raise InputError(f"unknown model '{model}'" + (f"; closest: {hint}" if hint else "; see `llmcalc models`"))

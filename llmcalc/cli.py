@@ -105,8 +105,8 @@ def estimate(
 ) -> None:
     """Estimate the GPU memory of a workload, per component, at its peak phase (per GPU when split)."""
     from llmcalc import render
-    from llmcalc.cards import load_card
     from llmcalc.memory import estimate as run_estimate
+    from llmcalc.resolve import load_card
 
     with _reported():
         card = load_card(model)
@@ -174,11 +174,11 @@ def profile(
 ) -> None:
     """Run the real model (random weights unless --weights) and compare with the estimate."""
     from llmcalc import render
-    from llmcalc.cards import load_card
     from llmcalc.errors import EXIT_OOM
     from llmcalc.memory import estimate as run_estimate
     from llmcalc.profile.compare import record
     from llmcalc.profile.runner import run_profile
+    from llmcalc.resolve import load_card
 
     with _reported():
         card = load_card(model)
@@ -226,10 +226,10 @@ def throughput_cmd(
 ) -> None:
     """Sweep the batch size: time to first token, decode step, tokens/s, until memory runs out."""
     from llmcalc import render
-    from llmcalc.cards import load_card
     from llmcalc.errors import InputError
     from llmcalc.hardware import get_gpu
     from llmcalc.memory import estimate as run_estimate
+    from llmcalc.resolve import load_card
     from llmcalc.throughput import calibrated_context, efficiency_for, throughput
 
     with _reported():
@@ -374,10 +374,10 @@ def plan(
 ) -> None:
     """Size the hardware: per device, fit, largest batch and context, speed, cost; best first."""
     from llmcalc import render
-    from llmcalc.cards import load_card
     from llmcalc.errors import InputError
     from llmcalc.hardware import catalog, get_gpu
     from llmcalc.plan import plan_option, rank
+    from llmcalc.resolve import load_card
 
     with _reported():
         card = load_card(model)
@@ -428,10 +428,10 @@ def chart(
 ) -> None:
     """Chart memory against batch or context (stacked, with the device's capacity) or throughput against batch."""
     from llmcalc import render
-    from llmcalc.cards import load_card
     from llmcalc.charts import KINDS, build, to_png
     from llmcalc.errors import InputError
     from llmcalc.hardware import get_gpu
+    from llmcalc.resolve import load_card
 
     with _reported():
         if what not in KINDS:

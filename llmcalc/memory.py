@@ -24,10 +24,8 @@ from llmcalc import calibration
 from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError, close_names
 from llmcalc.precision import HALF_DTYPES, PRECISIONS, get_precision
+from llmcalc.workload import ALLOCATORS, ATTENTIONS, MODES, Workload, math_sdpa, math_sdpa_repeats_kv
 
-MODES = ("infer", "train")
-ATTENTIONS = ("sdpa", "eager")
-ALLOCATORS = ("default", "expandable")  # PyTorch caching allocator: default, expandable_segments:True
 COMPONENTS = ("weights", "gradients", "optimizer", "activations", "kv_cache", "cuda_context", "allocator_reserve")
 
 
@@ -71,35 +69,6 @@ OPTIMIZERS = {
 # backward). gelu_new is Python in transformers: 0.5*x*(1+tanh(c*(x+0.044715*x**3))): two more
 # temporaries alive at once, and tanh's output, 0.5*x and (1+tanh) saved (pow saves x, shared).
 ACTIVATIONS = {"silu": (0, 0), "gelu": (0, 0), "gelu_pytorch_tanh": (0, 0), "gelu_new": (2, 3)}
-
-
-@dataclass(frozen=True)
-class Workload:
-    """What runs: mode, storage and compute precision, sizes, and the training options."""
-
-    mode: str = "infer"
-    dtype: str = "bf16"  # how weights are stored
-    autocast: str | None = None  # torch autocast dtype (mixed precision)
-    batch: int = 1
-    seq: int = 512  # prompt tokens (infer) or sequence length (train)
-    gen: int = 128  # new tokens (infer)
-    beams: int = 1
-    kv_dtype: str | None = None  # default: the compute dtype
-    grad_checkpointing: bool = False
-    optimizer: str = "adamw"
-    attention: str = "sdpa"
-    allocator: str = "default"  # PyTorch's caching allocator: default, or expandable segments
-
-    @property
-    def compute_dtype(self) -> str:
-        """dtype of activations: the autocast dtype, else the weights' if float, else bf16."""
-        if self.autocast:
-            return self.autocast
-        if self.dtype == "int8":
-            # LLM.int8 quantizes fp16 activations (bitsandbytes casts any other dtype to fp16
-            # first) and transformers loads 8-bit models in fp16.
-            return "fp16"
-        return self.dtype if PRECISIONS[self.dtype].is_float else "bf16"
 
 
 def validate_workload(w: Workload, card: ModelCard | None = None) -> list[str]:
@@ -301,7 +270,7 @@ def prefill_layer_peak_per_token(card: ModelCard, w: Workload) -> int:
         # scores (a) -> + mask -> softmax(dtype=fp32) -> .to(a): {scores, fp32 probs, cast}
         # per query row: heads x keys x softmax_bytes; repeat_kv copies of k and v to all heads.
         attn = max(attn, q * b.r + 2 * q * b.a + card.num_heads * w.seq * _eager_softmax_bytes(w))
-    elif _math_sdpa(card, w):
+    elif math_sdpa(card, w):
         # SDPA's math path (PyTorch 2.11 attention.cpp) computes in fp32, upcasting 16-bit q, k,
         # v (.to(float)); it scales q, repeats k and v to all heads when asked to (enable_gqa,
         # the Llama family) and scales k; then per query row (heads x keys) the fp32 scores
@@ -309,7 +278,7 @@ def prefill_layer_peak_per_token(card: ModelCard, w: Workload) -> int:
         # bool mask; `where` then writes into the probabilities): 9 B per score. Alive beside
         # them: q_emb (a), its fp32 copy (16-bit only), the scaled q, the k and v copies and
         # the scaled k (falcon-7b bf16 on the H100: two fp32 q copies and 9 B per score).
-        kv_copy = q if _math_sdpa_repeats_kv(card) else k
+        kv_copy = q if math_sdpa_repeats_kv(card) else k
         copies = q * b.a + (4 * q if b.a < 4 else 0) + 4 * q + 3 * 4 * kv_copy
         attn = max(attn, copies + (4 + 4 + 1) * card.num_heads * w.seq)
     act_tmp, _ = ACTIVATIONS[card.activation]
@@ -344,21 +313,6 @@ def _eager_softmax_bytes(w: Workload) -> int:
     fused half-to-float kernel (x, probs32, cast: 2+4+2); bf16 is first copied to fp32
     (x, x32, probs32: 2+4+4); fp32 needs no cast (x, probs: 4+4)."""
     return {"fp16": 8, "bf16": 10, "fp32": 8}[w.compute_dtype]
-
-
-def _math_sdpa(card: ModelCard, w: Workload) -> bool:
-    """SDPA runs its math kernel (seq^2 scores) when its flash and memory-efficient kernels
-    cannot take the heads: fp32 with grouped-query attention (the memory-efficient kernel, the
-    fp32 path, does not take enable_gqa; PyTorch 2.11, measured), and transformers' Falcon,
-    which hands SDPA fewer key/value heads than query heads without enable_gqa, in any dtype."""
-    if w.attention != "sdpa" or card.kv_heads == card.num_heads:
-        return False
-    return card.family == "falcon" or PRECISIONS[w.compute_dtype].bits == 32
-
-
-def _math_sdpa_repeats_kv(card: ModelCard) -> bool:
-    """Whether the math path copies k and v to every head (enable_gqa: all but Falcon)."""
-    return card.family != "falcon"
 
 
 def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str, str]]:
@@ -440,11 +394,11 @@ def saved_layer_per_token(card: ModelCard, w: Workload) -> int:
     if w.attention == "eager":
         # eager: repeat_kv copies k, v to every head; softmax's fp32 output and its cast saved.
         attn = (3 * q + q) * b.a + card.num_heads * w.seq * (4 + b.a)
-    elif _math_sdpa(card, w):
+    elif math_sdpa(card, w):
         # math SDPA saves the scaled fp32 q, the scaled k and v in fp32 (repeated to all heads
         # under enable_gqa) and the fp32 softmax (heads x keys per token); o_proj saves the
         # output's contiguous copy (a).
-        kv_copy = q if _math_sdpa_repeats_kv(card) else k
+        kv_copy = q if math_sdpa_repeats_kv(card) else k
         attn = 4 * (q + 2 * kv_copy) + q * b.a + 4 * card.num_heads * w.seq
     _, act_saved = ACTIVATIONS[card.activation]
     # gated: silu saves gate, mul saves act and up, down saves the product; plain: the
@@ -593,7 +547,9 @@ def estimate(card: ModelCard, w: Workload, cuda_context: tuple[int, str] | None 
     reserve_source = calibration.ALLOCATOR_SOURCE
     on_gpu = cuda_context is None or cuda_context[0] > 0
     if simulate_allocator and on_gpu:
-        from llmcalc import alloc_order  # only here: `models`, `gpus` and plan's searches do not pay for it
+        from llmcalc import (
+            alloc_order,  # only here: `models`, `gpus` and plan's searches do not pay for it
+        )
 
         events = alloc_order.events(card, w) if alloc_order.covers(card, w) else 0
         if events > alloc_order.MAX_EVENTS:

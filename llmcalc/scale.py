@@ -32,9 +32,18 @@ from math import ceil
 from llmcalc import calibration
 from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError
-from llmcalc.memory import (COMPONENTS, OPTIMIZERS, Phase, Workload, _dtypes, _math_sdpa, estimate,
-                            largest_linear_bytes, weight_bytes)
+from llmcalc.memory import (
+    COMPONENTS,
+    OPTIMIZERS,
+    Phase,
+    Workload,
+    _dtypes,
+    estimate,
+    largest_linear_bytes,
+    weight_bytes,
+)
 from llmcalc.precision import PRECISIONS
+from llmcalc.workload import math_sdpa
 
 LORA_TARGETS = {"q": ("q_proj", "qkv_proj"), "k": ("k_proj", "qkv_proj"), "v": ("v_proj", "qkv_proj"),
                 "o": ("o_proj",), "gate": ("gate_proj", "fc_in"), "up": ("up_proj", "fc_in"),
@@ -198,7 +207,7 @@ def lora_saved_delta(card: ModelCard, w: Workload, s: Scale) -> float:
     norm_y = card.norms_per_layer * (4 if card.norm == "rmsnorm_fp32" else stream) * h if card.norm != "layernorm" else 0
     # o_proj's input is SDPA's output itself, which SDPA keeps for its own backward; eager and
     # math attention hand o_proj a contiguous copy, kept only for o_proj's weight gradient.
-    o_copy = w.attention == "eager" or _math_sdpa(card, w)
+    o_copy = w.attention == "eager" or math_sdpa(card, w)
     # act * up, saved for the down projection's weight gradient; MoE: for all k routed copies
     experts_seen = (card.experts_per_token or 1) if card.is_moe else 1
     freed = qkv_in + mlp_in + (a * q if o_copy else 0) + a * i * experts_seen + norm_y

@@ -30,8 +30,8 @@ from llmcalc.calibration import INT8_QUANT_BYTES_PER_INPUT
 from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError
 from llmcalc.hardware import GpuSpec
-from llmcalc.memory import Workload, _math_sdpa
 from llmcalc.precision import PRECISIONS
+from llmcalc.workload import Workload, math_sdpa
 
 # GPU kernels one decoder layer launches per forward in transformers' eager modules, beyond the
 # projections (counted per linear below). RMSNorm: to(fp32), pow, mean, add eps, rsqrt, mul,
@@ -227,7 +227,7 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
         scores = rows * heads * keys
         layer.append(Op("attention", attn_flops, kv_read + 2 * rows * q * a + scores * (4 * a + 8), 6,
                         w.compute_dtype))
-    elif _math_sdpa(card, w):
+    elif math_sdpa(card, w):
         # SDPA's math path (memory.py says when): everything in fp32, GEMMs at the fp32 rate (TF32
         # is off), and every key scored, the masked ones too. Upcasts of q and of the whole K/V
         # cache (16-bit only), q scaled, K and V expanded to every head as contiguous fp32 copies

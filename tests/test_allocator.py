@@ -204,7 +204,7 @@ def test_generated_order_is_the_recorded_one(name: str) -> None:
     from validate import workload_from_options
 
     from llmcalc.alloc_order import simulate_inference, simulate_training
-    from llmcalc.cards import load_card
+    from llmcalc.resolve import load_card
 
     doc = load(TRACES / name)
     model, options = doc["case"].split(" ", 1)

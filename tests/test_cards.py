@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from llmcalc.cards import card_from_mapping, cards_dir, load_card, load_card_file
+from llmcalc.cards import card_from_mapping, cards_dir, load_card_file
 from llmcalc.errors import InputError
 from llmcalc.hf import to_hf_config
+from llmcalc.resolve import load_card
 
 ASSETS = Path(__file__).parent / "assets"
 CARD_FILES = sorted(Path(cards_dir()).rglob("*.yaml"))
@@ -72,7 +73,7 @@ def test_every_bad_field_in_one_message():
         f"{ASSETS / 'invalid_types.yaml'}: hidden_size: must be a positive integer, got -64; "
         "intermediate_size: must be a positive integer, got '128'; "
         "tie_word_embeddings: must be true or false, got 'yes'; "
-        "norm: must be one of rmsnorm, rmsnorm_fp32, layernorm, got 'batchnorm'"
+        "norm: must be one of rmsnorm, rmsnorm_fp32, layernorm, layernorm_nobias, got 'batchnorm'"
     )
 
 

@@ -3,12 +3,12 @@
 import pytest
 from typer.testing import CliRunner
 
-from llmcalc.cards import load_card
 from llmcalc.charts import STACK, build, to_png
 from llmcalc.cli import app
 from llmcalc.errors import EnvironmentProblem
 from llmcalc.hardware import get_gpu
 from llmcalc.memory import Workload, estimate
+from llmcalc.resolve import load_card
 
 runner = CliRunner()
 LLAMA8 = load_card("llama-3.1-8b")

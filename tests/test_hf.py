@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from llmcalc.cards import load_card
 from llmcalc.errors import InputError
 from llmcalc.hf import card_from_hf_config
+from llmcalc.resolve import load_card
 
 ASSETS = Path(__file__).parent / "assets"
 

@@ -7,10 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmcalc.calibration import CUBLAS_WORKSPACE_BYTES
-from llmcalc.cards import load_card
 from llmcalc.errors import InputError
-from llmcalc.memory import (Workload, estimate, kv_cache_bytes, prefill_layer_peak_per_token, saved_layer_per_token,
-                            weight_bytes)
+from llmcalc.memory import (
+    Workload,
+    estimate,
+    kv_cache_bytes,
+    prefill_layer_peak_per_token,
+    saved_layer_per_token,
+    weight_bytes,
+)
+from llmcalc.resolve import load_card
 
 LLAMA = load_card("llama-2-7b")
 P = 6_738_415_616

@@ -6,11 +6,11 @@ from dataclasses import replace
 import pytest
 from typer.testing import CliRunner
 
-from llmcalc.cards import load_card
 from llmcalc.cli import app
 from llmcalc.hardware import get_gpu
 from llmcalc.memory import Workload, estimate
 from llmcalc.plan import SEARCH_LIMIT, _largest, plan_option, rank, serving_view
+from llmcalc.resolve import load_card
 
 LLAMA7 = load_card("llama-2-7b")
 runner = CliRunner()

@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from llmcalc.cards import load_card  # noqa: E402
 from llmcalc.cli import app  # noqa: E402
 from llmcalc.memory import Workload  # noqa: E402
 from llmcalc.profile import runner  # noqa: E402
+from llmcalc.resolve import load_card  # noqa: E402
 
 TINY = str(Path(__file__).parent / "assets" / "tiny-llama.yaml")
 

@@ -6,12 +6,18 @@ from dataclasses import replace
 import pytest
 from typer.testing import CliRunner
 
-from llmcalc.cards import load_card
 from llmcalc.cli import app
 from llmcalc.errors import InputError
 from llmcalc.memory import Workload, estimate, weight_bytes
-from llmcalc.scale import (Scale, lora_params, lora_saved_delta, model_state_bytes_per_param, parse_lora_targets,
-                           scaled_estimate)
+from llmcalc.resolve import load_card
+from llmcalc.scale import (
+    Scale,
+    lora_params,
+    lora_saved_delta,
+    model_state_bytes_per_param,
+    parse_lora_targets,
+    scaled_estimate,
+)
 
 LLAMA7 = load_card("llama-2-7b")
 TRAIN = Workload(mode="train", dtype="bf16", batch=1, seq=2048, grad_checkpointing=True)

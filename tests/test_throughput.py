@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from llmcalc.cards import load_card
 from llmcalc.errors import InputError
 from llmcalc.hardware import GpuSpec, get_gpu
 from llmcalc.memory import Workload
+from llmcalc.resolve import load_card
 from llmcalc.throughput import (
     Efficiency,
     Op,

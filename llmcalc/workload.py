@@ -1,0 +1,57 @@
+"""The workload, and facts about the reference stack that the memory model and the generated
+allocation orders both use (which SDPA kernel runs). Below memory.py and alloc_order.py: pure,
+no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmcalc.cards import ModelCard
+from llmcalc.precision import PRECISIONS
+
+MODES = ("infer", "train")
+ATTENTIONS = ("sdpa", "eager")
+ALLOCATORS = ("default", "expandable")  # PyTorch caching allocator: default, expandable_segments:True
+
+@dataclass(frozen=True)
+class Workload:
+    """What runs: mode, storage and compute precision, sizes, and the training options."""
+
+    mode: str = "infer"
+    dtype: str = "bf16"  # how weights are stored
+    autocast: str | None = None  # torch autocast dtype (mixed precision)
+    batch: int = 1
+    seq: int = 512  # prompt tokens (infer) or sequence length (train)
+    gen: int = 128  # new tokens (infer)
+    beams: int = 1
+    kv_dtype: str | None = None  # default: the compute dtype
+    grad_checkpointing: bool = False
+    optimizer: str = "adamw"
+    attention: str = "sdpa"
+    allocator: str = "default"  # PyTorch's caching allocator: default, or expandable segments
+
+    @property
+    def compute_dtype(self) -> str:
+        """dtype of activations: the autocast dtype, else the weights' if float, else bf16."""
+        if self.autocast:
+            return self.autocast
+        if self.dtype == "int8":
+            # LLM.int8 quantizes fp16 activations (bitsandbytes casts any other dtype to fp16
+            # first) and transformers loads 8-bit models in fp16.
+            return "fp16"
+        return self.dtype if PRECISIONS[self.dtype].is_float else "bf16"
+
+
+def math_sdpa(card: ModelCard, w: Workload) -> bool:
+    """SDPA runs its math kernel (seq^2 scores) when its flash and memory-efficient kernels
+    cannot take the heads: fp32 with grouped-query attention (the memory-efficient kernel, the
+    fp32 path, does not take enable_gqa; PyTorch 2.11, measured), and transformers' Falcon,
+    which hands SDPA fewer key/value heads than query heads without enable_gqa, in any dtype."""
+    if w.attention != "sdpa" or card.kv_heads == card.num_heads:
+        return False
+    return card.family == "falcon" or PRECISIONS[w.compute_dtype].bits == 32
+
+
+def math_sdpa_repeats_kv(card: ModelCard) -> bool:
+    """Whether the math path copies k and v to every head (enable_gqa: all but Falcon)."""
+    return card.family != "falcon"
