@@ -89,6 +89,14 @@ class ModelCard:
     shared_expert_gate: bool = False
     router_bias: bool = False  # a bias on the router (gpt-oss)
     router_score_bias: bool = False  # an expert-score correction bias parameter (ERNIE 4.5: 1 x experts)
+    # The routing weights reach the experts in fp32 (Mixtral's, DeepSeek's and GLM's routers),
+    # not in the model's dtype (Qwen, ERNIE, Granite, gpt-oss): the weighted expert outputs
+    # take their dtype.
+    router_fp32: bool = False
+    # Every token runs through every expert (scored zero where it is not routed): transformers'
+    # Llama 4 experts are batched matmuls over all of them, not grouped GEMMs over the routed.
+    moe_all_experts: bool = False
+    rope_fp32: bool = False  # RoPE computed in fp32 and cast back (ERNIE 4.5)
     first_dense_layers: int = 0
     moe_layer_step: int = 1
     dense_layers: tuple[int, ...] = ()
@@ -131,10 +139,15 @@ class ModelCard:
         return self.num_heads * (self.v_head_dim or 0) if self.is_mla else self.kv_dim
 
     @property
-    def latent_dim(self) -> int:
-        """MLA: what a serving engine caches per token and layer (the latent and the rotary key);
-        other attention: the keys and values."""
-        return (self.kv_lora_rank or 0) + (self.qk_rope_head_dim or 0) if self.is_mla else 2 * self.kv_dim
+    def cache_widths(self) -> tuple[int, int]:
+        """What a KV cache keeps per token and layer, as (key, value) widths: kv_dim each, or under
+        MLA the normalised latent (kv_lora_rank) and the shared rotary key (qk_rope_head_dim),
+        which transformers 5 caches as a serving engine does, expanding every head's key and
+        value from them at each forward (modeling_deepseek_v2.py: past_key_values.update(k_nope,
+        k_pe) "while the latent KV is still compressed", then expand_kv)."""
+        if self.is_mla:
+            return self.kv_lora_rank or 0, self.qk_rope_head_dim or 0
+        return self.kv_dim, self.kv_dim
 
     @property
     def q_dim(self) -> int:  # width of the query projection
@@ -335,7 +348,7 @@ _POSITIVE_INTS = (
 _NON_NEGATIVE_INTS = ("first_dense_layers",)
 _POSITIVE_NUMBERS = ("final_logit_softcapping",)
 _BOOLS = ("tie_word_embeddings qkv_bias o_bias mlp_bias fused_qkv attention_sinks sdpa lm_head_bias "
-          "shared_expert_gate router_bias router_score_bias conv_bias").split()
+          "shared_expert_gate router_bias router_score_bias conv_bias router_fp32 moe_all_experts rope_fp32").split()
 _LISTS = {"layer_types": LAYER_TYPES, "dense_layers": None}  # lists: of these choices, or of layer indices
 _CHOICES: dict[str, tuple[str, ...]] = {
     "family": FAMILIES,

@@ -52,7 +52,9 @@ def _workload(mode: str, dtype: str, autocast: str | None, batch: int, seq: int,
     )
 
 
-Model = Annotated[str, typer.Argument(help="A card name (see `llmcalc models`), a card .yaml, or a config.json (file or directory).")]
+Model = Annotated[str, typer.Argument(help="A card name (see `llmcalc models`), a card .yaml, a config.json (file or directory), or a Hugging Face Hub ID (owner/name).")]
+Revision = Annotated[Optional[str], typer.Option(help="Hub ID only: a branch, tag or commit (default: main).")]
+AsFamily = Annotated[Optional[str], typer.Option("--as-family", help="Read the config.json as this family's (a fine-tune that renamed a known architecture).")]
 Mode = Annotated[str, typer.Option(help="infer or train.")]
 Dtype = Annotated[str, typer.Option(help="How weights are stored: fp32, fp16, bf16, fp8, int8, int4, nf4.")]
 Autocast = Annotated[Optional[str], typer.Option(help="torch autocast dtype (bf16 or fp16): mixed precision over the stored weights.")]
@@ -102,6 +104,8 @@ def estimate(
     selective_recompute: Annotated[bool, typer.Option("--selective-recompute", help="Recompute the attention core in backward (Megatron's selective recomputation).")] = False,
     explain: Explain = False,
     json: Json = False,
+    revision: Revision = None,
+    as_family: AsFamily = None,
 ) -> None:
     """Estimate the GPU memory of a workload, per component, at its peak phase (per GPU when split)."""
     from llmcalc import render
@@ -109,7 +113,7 @@ def estimate(
     from llmcalc.resolve import load_card
 
     with _reported():
-        card = load_card(model)
+        card = load_card(model, revision, as_family)
         workload = _workload(mode, dtype, autocast, micro_batch or batch, seq, gen, beams, kv_dtype,
                              grad_checkpointing, optimizer, attention, allocator)
     if (gpus, tp, pp, zero, fsdp, grad_accum, offload, cpu_memory, lora_rank, selective_recompute) != (
@@ -171,6 +175,8 @@ def profile(
     lora_rank: Annotated[int, typer.Option(help="Train peft LoRA adapters of this rank (QLoRA with --dtype nf4).")] = 0,
     lora_targets: LoraTargets = "q,v",
     json: Json = False,
+    revision: Revision = None,
+    as_family: AsFamily = None,
 ) -> None:
     """Run the real model (random weights unless --weights) and compare with the estimate."""
     from llmcalc import render
@@ -181,7 +187,7 @@ def profile(
     from llmcalc.resolve import load_card
 
     with _reported():
-        card = load_card(model)
+        card = load_card(model, revision, as_family)
         workload = _workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing,
                              optimizer, attention, allocator)
         lora = None
@@ -223,6 +229,8 @@ def throughput_cmd(
     attention: Attention = "sdpa",
     batches: Batches = "1,2,4,8,16,32,64,128,256",
     json: Json = False,
+    revision: Revision = None,
+    as_family: AsFamily = None,
 ) -> None:
     """Sweep the batch size: time to first token, decode step, tokens/s, until memory runs out."""
     from llmcalc import render
@@ -233,7 +241,7 @@ def throughput_cmd(
     from llmcalc.throughput import calibrated_context, efficiency_for, throughput
 
     with _reported():
-        card = load_card(model)
+        card = load_card(model, revision, as_family)
         spec = get_gpu(gpu)
         try:
             sizes = [int(b) for b in batches.split(",") if b.strip()]
@@ -371,6 +379,8 @@ def plan(
     gpu_memory_utilization: Utilization = 0.9,
     block_size: BlockSize = 16,
     json: Json = False,
+    revision: Revision = None,
+    as_family: AsFamily = None,
 ) -> None:
     """Size the hardware: per device, fit, largest batch and context, speed, cost; best first."""
     from llmcalc import render
@@ -380,7 +390,7 @@ def plan(
     from llmcalc.resolve import load_card
 
     with _reported():
-        card = load_card(model)
+        card = load_card(model, revision, as_family)
         prices: dict[str, float] = {}
         for item in price or []:
             gpu_id, _, usd = item.partition("=")
@@ -425,6 +435,8 @@ def chart(
     optimizer: Optim = "adamw",
     points: Points = None,
     out_file: Out = None,
+    revision: Revision = None,
+    as_family: AsFamily = None,
 ) -> None:
     """Chart memory against batch or context (stacked, with the device's capacity) or throughput against batch."""
     from llmcalc import render
@@ -444,7 +456,7 @@ def chart(
             raise InputError(f"--points must be comma-separated integers, got '{points}'") from None
         if xs is not None and (not xs or min(xs) < 1):
             raise InputError(f"--points must be positive integers, got '{points}'")
-        card = load_card(model)
+        card = load_card(model, revision, as_family)
         spec = get_gpu(gpu)
         w = _workload(mode, dtype, autocast, batch, seq, gen, 1, kv_dtype, grad_checkpointing, optimizer, "sdpa")
         data = build(what, card, w, spec, xs)

@@ -77,7 +77,8 @@ def _mistral(c: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mixtral(c: dict[str, Any]) -> dict[str, Any]:
-    return _mistral(c) | {"num_experts": c["num_local_experts"], "experts_per_token": c["num_experts_per_tok"]}
+    return _mistral(c) | {"num_experts": c["num_local_experts"], "experts_per_token": c["num_experts_per_tok"],
+                          "router_fp32": True}
 
 
 def _qwen2(c: dict[str, Any]) -> dict[str, Any]:
@@ -208,7 +209,7 @@ def _llama4(c: dict[str, Any]) -> dict[str, Any]:
         "num_experts": c["num_local_experts"], "experts_per_token": c["num_experts_per_tok"],
         "shared_expert_intermediate_size": c["intermediate_size"],
         "moe_layer_step": 1 if dense is not None else step, "dense_layers": dense or None,
-        "qk_norm": "l2" if c.get("use_qk_norm", True) else None, "layer_types": types,
+        "qk_norm": "l2" if c.get("use_qk_norm", True) else None, "layer_types": types, "moe_all_experts": True,
         "attention_chunk_size": c.get("attention_chunk_size", 8192),
         "qkv_bias": bool(c.get("attention_bias", False)), "o_bias": bool(c.get("attention_bias", False))}
 
@@ -224,7 +225,8 @@ def _deepseek(c: dict[str, Any]) -> dict[str, Any]:
         "moe_intermediate_size": c["moe_intermediate_size"] if experts else None,
         "shared_expert_intermediate_size": (c.get("n_shared_experts") or 0) * c["moe_intermediate_size"] or None
         if experts else None,
-        "first_dense_layers": c.get("first_k_dense_replace", 0), "moe_layer_step": c.get("moe_layer_freq", 1)}
+        "first_dense_layers": c.get("first_k_dense_replace", 0), "moe_layer_step": c.get("moe_layer_freq", 1),
+        "router_fp32": bool(experts)}
 
 
 def _gpt_oss(c: dict[str, Any]) -> dict[str, Any]:
@@ -244,7 +246,7 @@ def _glm4_moe(c: dict[str, Any]) -> dict[str, Any]:
         "num_experts": c["n_routed_experts"], "experts_per_token": c["num_experts_per_tok"],
         "moe_intermediate_size": c["moe_intermediate_size"],
         "shared_expert_intermediate_size": (c.get("n_shared_experts") or 0) * c["moe_intermediate_size"] or None,
-        "first_dense_layers": c.get("first_k_dense_replace", 1)}
+        "first_dense_layers": c.get("first_k_dense_replace", 1), "router_fp32": True}
 
 
 def _olmo2(c: dict[str, Any]) -> dict[str, Any]:
@@ -276,7 +278,8 @@ def _smollm3(c: dict[str, Any]) -> dict[str, Any]:
 
 def _phimoe(c: dict[str, Any]) -> dict[str, Any]:
     bias = bool(c.get("attention_bias", False))
-    return _mixtral(c) | {"norm": "layernorm", "qkv_bias": bias, "o_bias": bias,
+    # sparsemixer's routing weights stay in the model's dtype
+    return _mixtral(c) | {"norm": "layernorm", "qkv_bias": bias, "o_bias": bias, "router_fp32": False,
                           "lm_head_bias": bool(c.get("lm_head_bias", False))}
 
 
@@ -295,7 +298,8 @@ def _cohere2(c: dict[str, Any]) -> dict[str, Any]:
 
 def _ernie4_5(c: dict[str, Any]) -> dict[str, Any]:
     bias = bool(c.get("use_bias", False))
-    return _llama_like(c) | {"head_dim": c.get("head_dim", 128), "qkv_bias": bias, "o_bias": bias, "mlp_bias": bias}
+    return _llama_like(c) | {"head_dim": c.get("head_dim", 128), "qkv_bias": bias, "o_bias": bias, "mlp_bias": bias,
+                             "rope_fp32": True}
 
 
 def _ernie4_5_moe(c: dict[str, Any]) -> dict[str, Any]:
@@ -312,6 +316,9 @@ def _ernie4_5_moe(c: dict[str, Any]) -> dict[str, Any]:
 
 def _lfm2(c: dict[str, Any]) -> dict[str, Any]:
     # Lfm2MLP: the width is adjusted to 2/3, times the multiplier, rounded up to a multiple.
+    # (The first LFM2 configs named the widths block_ff_dim and block_dim.)
+    c = {"intermediate_size": c.get("block_ff_dim"), "hidden_size": c.get("block_dim")} | c
+    c = {k: v for k, v in c.items() if v is not None}
     i = c["intermediate_size"]
     if c.get("block_auto_adjust_ff_dim", True):
         i = int(2 * i / 3)

@@ -24,7 +24,15 @@ from llmcalc import calibration
 from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError, close_names
 from llmcalc.precision import HALF_DTYPES, PRECISIONS, get_precision
-from llmcalc.workload import ALLOCATORS, ATTENTIONS, MODES, Workload, math_sdpa, math_sdpa_repeats_kv
+from llmcalc.workload import (
+    ALLOCATORS,
+    ATTENTIONS,
+    MODES,
+    Workload,
+    math_sdpa,
+    math_sdpa_repeats_kv,
+    reference_attention,
+)
 
 COMPONENTS = ("weights", "gradients", "optimizer", "activations", "kv_cache", "cuda_context", "allocator_reserve")
 
@@ -181,16 +189,30 @@ def dequant_transient(card: ModelCard, w: Workload, rows: int) -> int:
 
 # --- KV cache -----------------------------------------------------------------------------
 
-def kv_cache_bytes(card: ModelCard, w: Workload, length: int) -> int:
-    """2 (K and V) x sequences x cached positions x kv_heads x head_dim x bytes, per layer.
-    Sliding-window layers keep at most `sliding_window` positions. Under autocast the keys come
-    out of RoPE in fp32 and DynamicCache stores them so (its dtype is the first key's)."""
+def kv_cache_bytes(card: ModelCard, w: Workload, length: int, windowed: bool = True) -> int:
+    """Per layer, sequences x cached positions x (key width x key bytes + value width x value
+    bytes): kv_heads x head_dim each, or under MLA the latent and the rotary key
+    (card.cache_widths). A conv layer (LFM2) keeps a state of hidden x kernel per sequence
+    whatever the length. Sliding-window and chunked layers keep at most their window's positions
+    once a decode step has run; right after the prefill (`windowed` False) they still hold the
+    whole prompt: transformers 5's DynamicSlidingWindowLayer keeps a view of the last
+    window - 1 positions of the concatenated states, which holds their storage (gemma-3-1b on
+    the H200: 22 sliding layers of 2,048 positions, not 512, at the prefill's peak). Under
+    autocast the keys come out of RoPE in fp32 and DynamicCache stores them so (its dtype is
+    the first key's)."""
     seqs = w.batch * w.beams
     k_bytes, v_bytes = _kv_bytes(card, w)
-    window = card.sliding_window or length
-    full = card.num_layers - card.sliding_layers
-    positions = full * length + card.sliding_layers * min(length, window)
-    return ceil(seqs * positions * card.kv_dim * (k_bytes + v_bytes))
+    total = 0.0
+    for n, g in card.layer_groups:  # g holds the group's n layers
+        if g.layer_specs[0].mixer == "conv":
+            # Lfm2HybridConvCache: one (batch, hidden, conv_L_cache) state per conv layer
+            total += n * seqs * g.hidden_size * (g.conv_kernel or 0) * v_bytes
+            continue
+        window = (g.sliding_window or length) if windowed else length
+        positions = (n - g.sliding_layers) * length + g.sliding_layers * min(length, window)
+        k_width, v_width = g.cache_widths
+        total += seqs * positions * (k_width * k_bytes + v_width * v_bytes)
+    return ceil(total)
 
 
 def _kv_bytes(card: ModelCard, w: Workload) -> tuple[float, float]:
@@ -226,9 +248,11 @@ def _norm_transient(card: ModelCard) -> int:
     Alive at worst {x32, pow} = 8H, or {y, y.to(dtype), w*...} = (4 + 2*2)H for 16-bit input;
     for fp32 input .to() is a no-op and {pow or y, out} = 8H again. Gemma's RMSNorm
     (rmsnorm_fp32): y = x32 * rsqrt(...), y * (1 + w.float()), .type_as(x): {x32, pow},
-    {y, y * (1 + w)}, then {fp32 out, cast} = 8H at worst too. LayerNorm is one kernel."""
+    {y, y * (1 + w)}, then {fp32 out, cast} = 8H at worst too. LayerNorm is one kernel. Cohere's
+    bias-free LayerNorm (layernorm_nobias) in Python: x32, x32 - mean and its square, then x32,
+    x32 - mean and the normalised product: 12H."""
     h = card.hidden_size
-    return 4 * h if card.norm == "layernorm" else 8 * h
+    return {"layernorm": 4 * h, "layernorm_nobias": 12 * h}.get(card.norm, 8 * h)
 
 
 def _norm_saved(card: ModelCard, b: _Bytes) -> int:
@@ -242,14 +266,42 @@ def _norm_saved(card: ModelCard, b: _Bytes) -> int:
         return 4 * h + b.s * h
     if card.norm == "rmsnorm_fp32":
         return 8 * h
+    if card.norm == "layernorm_nobias":
+        # Cohere: x32 (the mean's), x32 - mean (pow's and the product's) and the fp32 product
+        # (the weight's): 12H (cohere2-mini on the H200: three fp32 h-wide tensors per norm)
+        return 12 * h
     return b.s * h
 
 
 def prefill_layer_peak_per_token(card: ModelCard, w: Workload) -> int:
     """Largest set of non-cache buffers alive at once inside one decoder layer, bytes per token,
-    including the residual stream the layer was given."""
+    including the residual stream the layer was given (the largest over the card's layer kinds)."""
+    return max(_layer_peak(g, w) for _, g in card.layer_groups)
+
+
+def _attn_widths(card: ModelCard) -> tuple[int, int]:
+    """(q, k): the query width and the mean of the key and value widths (equal but under MLA,
+    whose values are narrower than its keys)."""
+    return card.q_dim, (card.k_dim + card.v_dim) // 2
+
+
+def _qk_norm_saved(card: ModelCard, a: int) -> int:
+    """Bytes per element of q and k that their norms save for backward: Llama's RMSNorm (Qwen3,
+    GLM, LFM2) its fp32 input and the cast output (4 + a; qwen3-1.7b on the H200: 64 + 32 MiB
+    per q_norm of 8,192 x 2,048), Gemma's and OLMo 2's fp32 one its fp32 input and output (8),
+    Llama 4's weightless L2 norm its fp32 input (4)."""
+    if not card.qk_norm:
+        return 0
+    if card.qk_norm == "l2":
+        return 4
+    return 8 if card.norm == "rmsnorm_fp32" else 4 + a
+
+
+def _layer_peak(card: ModelCard, w: Workload) -> int:
+    """prefill_layer_peak_per_token for a card whose layers are all of one kind."""
     b = _dtypes(w)
-    h, i, q, k = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim
+    h, i = card.hidden_size, card.intermediate_size
+    q, k = _attn_widths(card)
     # The model's forward keeps `inputs_embeds` alive to the end, and the layer loop's caller
     # holds the layer's input while the layer builds its new residual: two residual-sized
     # tensors besides the one the layer works on (measured on the H100: +4H B/token in bf16).
@@ -262,14 +314,37 @@ def prefill_layer_peak_per_token(card: ModelCard, w: Workload) -> int:
         k_rope = q * (b.a + b.r) + k * (3 * b.a + 2 * b.r)  # {q, q_emb} + {k, k*cos, rot, *sin} + v
         casts = (q + 2 * k) * b.a if b.r != b.a else 0  # SDPA's autocast copies of q, k, v
         attn_core = q * (b.r + b.a) + casts  # {q_emb, out} (the output needs no contiguous copy)
+        if card.rope_fp32:
+            # ERNIE 4.5: (q.float() * cos) + (rotate_half(q).float() * sin), cast back: beside q,
+            # k and v, three fp32 q-sized tensors at once (q*cos, rot.float(), its product with
+            # sin; ernie-4.5-0.3b on the H200: 3 x 256 MiB for 32,768 x 2,048), then for k with
+            # the fp32 q_embed alive; the casts back make q_emb and k_emb in the model's dtype.
+            q_rope = q * (b.a + 12) + 2 * k * b.a
+            k_rope = q * (b.a + 4) + k * (2 * b.a + 12)
+            attn_core = q * (2 * b.a)
         attn = max(q_rope, k_rope, attn_core)
+        if card.layer_specs[0].mixer == "nope":  # no rotary embedding: q, k, v, then the output
+            attn = (q + 2 * k) * b.a + q * b.a
     else:
         # fused c_attn: q, k, v are views of one (Q+2K) tensor, alive until attention returns
         attn = (q + 2 * k) * b.a + 2 * q * b.a
+    if card.qk_norm:
+        # q_norm(q_proj(x)) before RoPE: q, its norm's fp32 temporaries (Qwen3, Gemma 3, OLMo 2)
+        # (the fp32 copy and its square: 8 B per element, as in the layer norms)
+        attn = max(attn, q * (b.a + 8) + q * b.a + 2 * k * b.a)
+    if card.is_mla:
+        # MLA (modeling_deepseek_v3.py): kv_b's output (every head's k_nope and v) stays alive
+        # beside the concatenated q and k it feeds: + heads x (nope + v) per token.
+        attn += card.num_heads * ((card.qk_nope_head_dim or 0) + (card.v_head_dim or 0)) * b.a
     if w.attention == "eager":
         # scores (a) -> + mask -> softmax(dtype=fp32) -> .to(a): {scores, fp32 probs, cast}
         # per query row: heads x keys x softmax_bytes; repeat_kv copies of k and v to all heads.
-        attn = max(attn, q * b.r + 2 * q * b.a + card.num_heads * w.seq * _eager_softmax_bytes(w))
+        # With attention sinks (gpt-oss) the scores are concatenated with the sink logits, shifted
+        # by their maximum (the shifted copy replaces the concatenation) and soft-maxed in the
+        # scores' dtype: {scores, shifted, probs} (gpt-oss-20b on the H200: three 1 GiB
+        # tensors of 2 x 64 heads x 2,048 x 2,048 in bf16).
+        per_score = 3 * b.a if card.attention_sinks else _eager_softmax_bytes(w)
+        attn = max(attn, q * b.r + 2 * q * b.a + card.num_heads * w.seq * per_score)
     elif math_sdpa(card, w):
         # SDPA's math path (PyTorch 2.11 attention.cpp) computes in fp32, upcasting 16-bit q, k,
         # v (.to(float)); it scales q, repeats k and v to all heads when asked to (enable_gqa,
@@ -301,11 +376,29 @@ def prefill_layer_peak_per_token(card: ModelCard, w: Workload) -> int:
         # and two fp32 copies (k h (2a + 8)). Router logits and weights: 8 B per expert.
         # (mixtral-8x7b bf16 on an H200: 245,760 B per token at the first stage.) torch's
         # grouped GEMM is not on autocast's list: the experts run in the stream's dtype (s).
-        k = card.experts_per_token or 1
-        mlp = k * max(b.s * (h + 4 * i), h * (2 * b.s + 8)) + 8 * (card.num_experts or 0)
+        # The weighted copies take the routing weights' dtype: fp32 for Mixtral's, DeepSeek's and
+        # GLM's routers, the model's for Qwen's, ERNIE's, Granite's and gpt-oss's (granite-3.1-3b-
+        # a800m on the H200: four k x tokens x h bf16 tensors at the MoE's peak, not 2a + 8).
+        k = _routed_copies(card)
+        weighted = 4 if card.router_fp32 else b.s
+        mlp = k * max(b.s * (h + 4 * i), h * 2 * (b.s + weighted)) + 8 * (card.num_experts or 0)
+        if card.shared_expert_intermediate_size:
+            # then the shared expert, a dense MLP, beside the routed output (h)
+            mlp = max(mlp, h * b.a + card.shared_expert_intermediate_size * b.a * max(2 + act_tmp, 3))
+    if card.layer_specs[0].mixer == "conv":
+        # LFM2's short conv (Lfm2ShortConv.slow_forward): in_proj's B, C, x (3h), B * x, the conv's
+        # padded output, C * conv, its contiguous transpose: 6h at once, no attention.
+        attn = 6 * h * b.a
     if card.norms_per_layer == 1:
         mlp += b.a * h  # parallel attention: the attention output waits for the MLP's
     return max(norm_phase, held - b.s * h + resid + normed + attn, held + resid + normed + mlp)
+
+
+def _routed_copies(card: ModelCard) -> int:
+    """Copies of each token the experts process: the routed ones (grouped GEMMs over the top k),
+    or every expert's (Llama 4's batched matmuls over all experts: llama-4-scout on the H200,
+    a 16 x tokens x 2 x 8,192 gate_up output)."""
+    return (card.num_experts if card.moe_all_experts else card.experts_per_token) or 1
 
 
 def _eager_softmax_bytes(w: Workload) -> int:
@@ -330,7 +423,7 @@ def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[st
     final_norm = tokens * (2 * b.s * card.hidden_size + _norm_transient(card))
     logits = seqs * card.vocab_size * (b.a + 4) + 2 * tokens * b.s * card.hidden_size
     prefill_act = inputs + max(layer, final_norm, logits) + dequant_transient(card, w, tokens)
-    kv_prompt = kv_cache_bytes(card, w, w.seq)
+    kv_prompt = kv_cache_bytes(card, w, w.seq, windowed=False)  # sliding layers hold the prompt
     if PRECISIONS[w.dtype].is_float:
         load_extra = tied_head_transient(card, w)
     else:
@@ -353,9 +446,13 @@ def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[st
         kv_final = kv_cache_bytes(card, w, length)
         # torch.cat grows one layer's K (then V) at a time: old and new copies coexist.
         k_bytes, _ = _kv_bytes(card, w)
-        cat_copy = ceil(seqs * (length - 1) * card.kv_dim * k_bytes)
+        cat_copy = ceil(seqs * (length - 1) * card.cache_widths[0] * k_bytes)
         step_logits = seqs * card.vocab_size * (b.a + 4)
-        step = (seqs * prefill_layer_peak_per_token(card, replace(w, seq=length)) + max(cat_copy, step_logits)
+        # MLA expands every head's key and value from the whole cached latent at each step, one
+        # layer at a time: kv_b's output (nope + v per head) and the assembled keys (nope + rope).
+        expand = seqs * length * (card.num_heads * ((card.qk_nope_head_dim or 0) + (card.v_head_dim or 0))
+                                  + card.k_dim) * b.a if card.is_mla else 0
+        step = (seqs * prefill_layer_peak_per_token(card, replace(w, seq=length)) + max(cat_copy, step_logits, expand)
                 + dequant_transient(card, w, seqs))
         ids = 8 * seqs * (w.seq + w.gen)
         phases.append(Phase("decode", {"weights": weights, "kv_cache": kv_final, "activations": step + ids}))
@@ -369,9 +466,25 @@ def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[st
 # --- activations: training ----------------------------------------------------------------
 
 def saved_layer_per_token(card: ModelCard, w: Workload) -> int:
-    """Bytes per token one decoder layer saves for backward (no checkpointing)."""
+    """Bytes per token the largest decoder layer saves for backward (no checkpointing)."""
+    return max(_saved(g, w) for _, g in card.layer_groups)
+
+
+def saved_layers_per_token(card: ModelCard, w: Workload) -> int:
+    """Bytes per token all decoder layers save for backward (no checkpointing)."""
+    return sum(n * _saved(g, w) for n, g in card.layer_groups)
+
+
+def _first_layer_group(card: ModelCard) -> ModelCard:
+    spec = card.layer_specs[0]
+    return next(g for _, g in card.layer_groups if g.layer_specs[0] == spec)
+
+
+def _saved(card: ModelCard, w: Workload) -> int:
+    """saved_layer_per_token for a card whose layers are all of one kind."""
     b = _dtypes(w)
-    h, i, q, k = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim
+    h, i = card.hidden_size, card.intermediate_size
+    q, k = _attn_widths(card)
     norm = _norm_saved(card, b)
     # Linear inputs: the norm output once, or under autocast one bf16 copy per projection.
     qkv_in = (1 if card.fused_qkv else 3) * b.a * h if w.autocast else b.s * h
@@ -400,6 +513,16 @@ def saved_layer_per_token(card: ModelCard, w: Workload) -> int:
         # output's contiguous copy (a).
         kv_copy = q if math_sdpa_repeats_kv(card) else k
         attn = 4 * (q + 2 * kv_copy) + q * b.a + 4 * card.num_heads * w.seq
+    if card.qk_norm:
+        attn += (q + k) * _qk_norm_saved(card, b.a)
+    if card.is_mla:
+        # the low-rank paths: q_a's output and its norm (q_lora_rank), the latent and its norm
+        # (kv_lora_rank): each saved as input (a), fp32 copy and output (4 + a)
+        attn += ((card.q_lora_rank or 0) + (card.kv_lora_rank or 0)) * (4 + 2 * b.a)
+    if card.layer_specs[0].mixer == "conv":
+        # in_proj's output (B, C, x: 3h, saved by the products), B * x (the conv's input), the
+        # conv output (C * conv's), the contiguous transpose (out_proj's input)
+        attn = 6 * h * b.a
     _, act_saved = ACTIVATIONS[card.activation]
     # gated: silu saves gate, mul saves act and up, down saves the product; plain: the
     # activation saves fc's output, fc_out saves the activation's.
@@ -416,8 +539,10 @@ def saved_layer_per_token(card: ModelCard, w: Workload) -> int:
         # down output (read by the routing weights' gradient): k (2h + 4i) s, plus the router.
         # Under autocast the experts stay in fp32: grouped_mm is not on autocast's list
         # (a scaled-down Mixtral on the H100: gate_up 4 B per element).
-        k = card.experts_per_token or 1
+        k = _routed_copies(card)
         mlp = k * b.s * (2 * h + 4 * i) + 12 * (card.num_experts or 0)
+        if card.shared_expert_intermediate_size:  # a dense gated MLP beside the experts
+            mlp += 4 * card.shared_expert_intermediate_size * b.a
     norms = card.norms_per_layer * norm
     return norms + qkv_in + attn + mlp_in + mlp
 
@@ -425,14 +550,19 @@ def saved_layer_per_token(card: ModelCard, w: Workload) -> int:
 def _layer_backward_transient(card: ModelCard, w: Workload) -> int:
     """Gradient buffers alive while one layer runs backward, bytes per token: the incoming
     and outgoing residual gradients, plus for the MLP grad(prod), grad(act), grad(up); for flash
-    attention dq, dk, dv, dout and its fp32 dq accumulator."""
+    attention dq, dk, dv, dout and its fp32 dq accumulator (the largest over the layer kinds)."""
+    return max(_backward(g, w) for _, g in card.layer_groups)
+
+
+def _backward(card: ModelCard, w: Workload) -> int:
     b = _dtypes(w)
-    h, i, q, k = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim
+    h, i = card.hidden_size, card.intermediate_size
+    q, k = _attn_widths(card)
     mlp = (3 if card.mlp == "gated" else 2) * i * b.a
     if card.is_moe:
         # grouped GEMMs over the k routed copies, in the stream's dtype: grad(prod), grad(act)
         # and the gate_up gradient (2i)
-        mlp = (card.experts_per_token or 1) * 4 * i * b.s
+        mlp = _routed_copies(card) * 4 * i * b.s
     attn = (2 * q + 2 * k) * b.a + 4 * q
     return 2 * b.s * h + max(mlp, attn)
 
@@ -456,7 +586,7 @@ def training_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str
         layers_saved = card.num_layers * b.s * h * tokens
         recompute = per_layer * tokens
     else:
-        layers_saved = card.num_layers * per_layer * tokens
+        layers_saved = saved_layers_per_token(card, w) * tokens
         recompute = 0
     # Final norm (saved like a layer norm) and lm_head's input (a bf16 copy under autocast).
     final = _norm_saved(card, b) + (b.a if w.autocast else b.s) * h
@@ -500,7 +630,8 @@ def training_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str
     first = [p for p in params if p.layer == 0]
     later_grads = grads - p_bytes * (sum(p.numel for p in first) + sum(
         p.numel for p in params if p.kind == "position_embedding" or (p.kind == "embedding" and not card.tie_word_embeddings)))
-    first_saved = (b.s * h * tokens + recompute) if w.grad_checkpointing else per_layer * tokens
+    first_layer = _saved(_first_layer_group(card), w) * tokens
+    first_saved = (b.s * h * tokens + first_layer) if w.grad_checkpointing else first_layer
     first_copies = b.a * sum(p.numel for p in first if p.kind == "linear" and ".experts." not in p.name) if w.autocast else 0
     first_act = inputs + first_saved + first_copies + _layer_backward_transient(card, w) * tokens
     phases = [
@@ -534,7 +665,8 @@ def estimate(card: ModelCard, w: Workload, cuda_context: tuple[int, str] | None 
     `simulate_allocator`: where llmcalc.alloc_order has the workload's allocation order, the
     allocator's reserve comes from replaying it through the caching-allocator model (tens of ms);
     otherwise, or when False (searches that call this many times), the measured median fraction."""
-    warnings = validate_workload(w, card)
+    w, assumed = reference_attention(card, w)
+    warnings = [*card.notes, *assumed, *validate_workload(w, card)]
     if w.mode == "infer":
         phases, explain = inference_phases(card, w)
     else:

@@ -181,6 +181,34 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
     With tensor parallelism over `tp` GPUs (Megatron): q/k/v, gate/up and lm_head split by
     output, o and down by input, heads and the KV cache split, norms and residual adds
     replicated, and two all-reduces of the residual stream per layer (after o and down)."""
+    ops: list[Op] = []
+    for n, group in card.layer_groups:  # each kind of layer, times its count
+        window = group.sliding_window if group.sliding_layers else None
+        keys = min(context, window) if window else context
+        ops += [_scaled(op, n) for op in _layer_ops(group, w, rows, new_tokens, keys, eff, tp)]
+    a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
+    h = card.hidden_size
+
+    def norm(label: str, n: int) -> Op:
+        return _norm_op(card, label, n, w)
+
+    # outside the layers
+    head_store = PRECISIONS[w.dtype] if PRECISIONS[w.dtype].is_float else PRECISIONS[w.compute_dtype]
+    v = ceil(card.vocab_size / tp)  # vocabulary-parallel lm_head; logits gathered for sampling
+    ops.append(Op("embedding", 0, rows * h * a * 2, 1))
+    if tp > 1:
+        ops.append(Op("logits_gather", 0, 0, 1, link_bytes=(tp - 1) * head_rows * v * a))
+    ops.append(norm("final_norm", rows))
+    ops.append(Op("lm_head", 2.0 * head_rows * v * h, v * h * head_store.bytes_per_element + head_rows * (h + v) * a,
+                  1, w.compute_dtype, True))
+    # logits .float() and argmax over the vocabulary
+    ops.append(Op("sampling", 0, head_rows * v * tp * (a + 4 + 4), HEAD_KERNELS))
+    return ops
+
+
+def _layer_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, context: int, eff: Efficiency,
+               tp: int) -> list[Op]:
+    """One decoder layer's kernels (forward_ops), for a card whose layers are all of one kind."""
     a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
     s = 4 if w.autocast else a  # residual stream dtype
     kvb = PRECISIONS[w.kv_dtype or w.compute_dtype].bytes_per_element
@@ -191,25 +219,39 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
     seqs = max(rows // max(new_tokens, 1), 1)
     # ring all-reduce: each GPU sends and receives 2 (t - 1) / t of the tensor
     allreduce = Op("allreduce", 0, 0, 1, link_bytes=2 * (tp - 1) / tp * rows * h * a) if tp > 1 else None
-    ops: list[Op] = []
 
     def norm(label: str, n: int) -> Op:
-        if card.norm == "rmsnorm_fp32":
-            # x(s) -> fp32 copy, pow, mean, x * rsqrt, * (1 + w), cast: every pass in fp32
-            return Op(label, 0, n * h * (s + 4 + 8 + 4 + 8 + 8 + 4 + a), RMSNORM_FP32_KERNELS)
-        if card.norm != "layernorm":
-            # x(s) -> fp32 copy, pow, mean, rsqrt, mul, cast, *weight: ~10 passes over n x h
-            return Op(label, 0, n * h * (s + 4 + 8 + 8 + 8 + 4 + a + 2 * a), RMSNORM_KERNELS)
-        return Op(label, 0, n * h * (s + a), 1)
+        return _norm_op(card, label, n, w)
 
     layer: list[Op] = [norm("norm", rows)]
-    if card.fused_qkv:
+    if card.layer_specs[0].mixer == "conv":
+        # LFM2's short conv: in_proj (3h), B * x, a depthwise conv over the sequence (the cached
+        # state in decode), C * y, out_proj; no attention.
+        layer += _linear_ops("in_proj", rows, 3 * h, h, w, a, eff)
+        layer.append(Op("conv", 2.0 * rows * h * (card.conv_kernel or 0), 8 * rows * h * a, 4))
+        layer += _linear_ops("out_proj", rows, h, h, w, a, eff)
+        layer.append(Op("residual", 0, 3 * rows * h * s, 1))
+        layer += [norm("norm", rows)] * (card.norms_per_layer - 1) + _mlp_ops(card, w, rows, a, s, eff, tp, allreduce)
+        return layer
+    if card.is_mla:
+        # MLA as transformers runs it: the low-rank projections, then every head's key (nope +
+        # rope) and value decompressed; attention reads and caches those (k_dim, v_dim)
+        lat, ql = card.kv_lora_rank or 0, card.q_lora_rank
+        layer += (_linear_ops("q_a_proj", rows, ql, h, w, a, eff) + _linear_ops("q_b_proj", rows, q, ql, w, a, eff)
+                  if ql else _linear_ops("q_proj", rows, q, h, w, a, eff))
+        layer += _linear_ops("kv_a_proj", rows, lat + (card.qk_rope_head_dim or 0), h, w, a, eff)
+        layer += _linear_ops("kv_b_proj", rows, card.num_heads * ((card.qk_nope_head_dim or 0) + (card.v_head_dim or 0)),
+                             lat, w, a, eff)
+        kv = (card.k_dim + card.v_dim) // 2 // tp
+    elif card.fused_qkv:
         layer += _linear_ops("qkv_proj", rows, q + 2 * kv, h, w, a, eff)
     else:
         layer += _linear_ops("q_proj", rows, q, h, w, a, eff)
         layer += _linear_ops("k_proj", rows, kv, h, w, a, eff)
         layer += _linear_ops("v_proj", rows, kv, h, w, a, eff)
-    if card.position_embedding == "rope":
+    if card.qk_norm:  # an RMSNorm over q and one over k: the layer norm's passes
+        layer.append(Op("qk_norm", 0, rows * (q + kv) * (a + 4 + 8 + 8 + 8 + 4 + a + 2 * a), 2 * RMSNORM_KERNELS))
+    if card.position_embedding == "rope" and card.layer_specs[0].mixer != "nope":
         # five elementwise passes, each reading (one or two inputs) and writing the tensor
         layer.append(Op("rope", 0, 12 * rows * (q + kv) * a, 2 * ROPE_KERNELS_PER_TENSOR))
     # DynamicCache.update: torch.cat(old, new) for K and V reads the old cache and writes the
@@ -248,6 +290,15 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
     layer.append(Op("residual", 0, 3 * rows * h * s, 1))
     for _ in range(card.norms_per_layer - 1):  # Gemma 2: post-attention, pre- and post-MLP norms
         layer.append(norm("norm", rows))
+    return layer + _mlp_ops(card, w, rows, a, s, eff, tp, allreduce)
+
+
+def _mlp_ops(card: ModelCard, w: Workload, rows: int, a: int, s: int, eff: Efficiency, tp: int,
+             allreduce: Op | None) -> list[Op]:
+    """A layer's MLP (dense, or routed experts with an optional shared expert), its all-reduce
+    and its residual add."""
+    h, i = card.hidden_size, card.intermediate_size // tp
+    layer: list[Op] = []
     experts_active = 1.0
     if card.is_moe:
         e, k = card.num_experts or 1, card.experts_per_token or 1
@@ -292,20 +343,25 @@ def forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, contex
         layer.append(allreduce)
     layer.append(Op("residual", 0, 3 * rows * h * s, 1))
 
-    for op in layer:
-        ops.append(_scaled(op, card.num_layers))
-    # outside the layers
-    head_store = PRECISIONS[w.dtype] if PRECISIONS[w.dtype].is_float else PRECISIONS[w.compute_dtype]
-    v = ceil(card.vocab_size / tp)  # vocabulary-parallel lm_head; logits gathered for sampling
-    ops.append(Op("embedding", 0, rows * h * a * 2, 1))
-    if tp > 1:
-        ops.append(Op("logits_gather", 0, 0, 1, link_bytes=(tp - 1) * head_rows * v * a))
-    ops.append(norm("final_norm", rows))
-    ops.append(Op("lm_head", 2.0 * head_rows * v * h, v * h * head_store.bytes_per_element + head_rows * (h + v) * a,
-                  1, w.compute_dtype, True))
-    # logits .float() and argmax over the vocabulary
-    ops.append(Op("sampling", 0, head_rows * v * tp * (a + 4 + 4), HEAD_KERNELS))
-    return ops
+    if card.shared_expert_intermediate_size:  # a dense gated MLP beside the experts
+        sh = card.shared_expert_intermediate_size // tp
+        layer += (_linear_ops("shared_gate_proj", rows, sh, h, w, a, eff)
+                  + _linear_ops("shared_up_proj", rows, sh, h, w, a, eff) + [Op("shared_act_mul", 0, rows * sh * a * 5, ACT_KERNELS[card.activation] + 1)]
+                  + _linear_ops("shared_down_proj", rows, h, sh, w, a, eff))
+    return layer
+
+
+def _norm_op(card: ModelCard, label: str, n: int, w: Workload) -> Op:
+    h = card.hidden_size
+    a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
+    s = 4 if w.autocast else a  # residual stream dtype
+    if card.norm == "rmsnorm_fp32":
+        # x(s) -> fp32 copy, pow, mean, x * rsqrt, * (1 + w), cast: every pass in fp32
+        return Op(label, 0, n * h * (s + 4 + 8 + 4 + 8 + 8 + 4 + a), RMSNORM_FP32_KERNELS)
+    if card.norm not in ("layernorm", "layernorm_nobias"):
+        # x(s) -> fp32 copy, pow, mean, rsqrt, mul, cast, *weight: ~10 passes over n x h
+        return Op(label, 0, n * h * (s + 4 + 8 + 8 + 8 + 4 + a + 2 * a), RMSNORM_KERNELS)
+    return Op(label, 0, n * h * (s + a), 1)
 
 
 def _scaled(op: Op, times: float) -> Op:

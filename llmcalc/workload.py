@@ -4,7 +4,7 @@ no torch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from llmcalc.cards import ModelCard
 from llmcalc.precision import PRECISIONS
@@ -55,3 +55,12 @@ def math_sdpa(card: ModelCard, w: Workload) -> bool:
 def math_sdpa_repeats_kv(card: ModelCard) -> bool:
     """Whether the math path copies k and v to every head (enable_gqa: all but Falcon)."""
     return card.family != "falcon"
+
+
+def reference_attention(card: ModelCard, w: Workload) -> tuple[Workload, list[str]]:
+    """The attention the reference stack runs: a family without an SDPA path in transformers
+    (gpt-oss: eager, flash or flex kernels only) runs eager where SDPA was asked for."""
+    if w.attention == "sdpa" and not card.sdpa:
+        return replace(w, attention="eager"), [
+            f"transformers has no SDPA attention for {card.family}: estimated with eager attention"]
+    return w, []

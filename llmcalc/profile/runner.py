@@ -24,6 +24,7 @@ from llmcalc.cards import ModelCard
 from llmcalc.errors import EnvironmentProblem, InputError
 from llmcalc.hf import to_hf_config
 from llmcalc.memory import Workload
+from llmcalc.workload import reference_attention
 
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 QUANTIZED = ("int8", "nf4")  # through bitsandbytes
@@ -307,6 +308,7 @@ def run_profile(
 ) -> Measurement:
     """Profile `w` on `device`. `lora` = (rank, target projections) trains peft LoRA adapters
     on the frozen model (QLoRA when the weights are nf4)."""
+    w, _ = reference_attention(card, w)  # gpt-oss: eager where SDPA was asked for (it has none)
     torch = _import_torch()
     if device == "cuda" and not torch.cuda.is_available():
         raise EnvironmentProblem("no CUDA GPU is visible (torch.cuda.is_available() is False); try --device cpu")
