@@ -6,6 +6,8 @@ every activation buffer the reference stack (transformers on PyTorch) allocates 
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields, replace
 from functools import cached_property
@@ -16,6 +18,7 @@ from typing import Any
 import yaml
 
 from llmcalc.errors import InputError
+from llmcalc.precision import PRECISIONS
 
 # libyaml's safe loader when PyYAML was built with it (the same safe subset, several times faster).
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -110,6 +113,11 @@ class ModelCard:
     v_head_dim: int | None = None
     conv_kernel: int | None = None  # `conv` layers: the depthwise kernel (LFM2's conv_L_cache)
     conv_bias: bool = False
+    # A pre-quantized checkpoint (config.json's quantization_config): the storage format of its
+    # linear layers (llmcalc.precision), the default when --dtype is not given, and the modules it
+    # leaves in 16 bits (modules_to_not_convert, ignore: Hugging Face module paths, `re:` regexes).
+    quantization: str | None = None
+    quant_skip: tuple[str, ...] = ()
     path: str = ""  # where the card was loaded from (not a YAML key)
     notes: tuple[str, ...] = ()  # what loading it assumed or found (not a YAML key): printed as warnings
 
@@ -219,6 +227,46 @@ class ModelCard:
         return sum(p.numel for p in self.parameters())
 
 
+_ATTENTION_PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "q_a_proj", "q_b_proj", "kv_a_proj",
+                          "kv_b_proj"}
+
+
+def hf_module_path(p: Param) -> str:
+    """The Hugging Face module path of a decoder linear, as quantization configs name modules
+    (model.layers.3.self_attn.q_proj, model.layers.3.mlp.experts.5.up_proj, ...)."""
+    if p.layer is None:
+        return p.name
+    rest = p.name.split(".", 2)[2]
+    head = rest.split(".")[0]
+    if head in _ATTENTION_PROJECTIONS:
+        section = "self_attn"
+    elif head in ("in_proj", "out_proj"):
+        section = "conv"
+    else:
+        section = "mlp"
+    return f"model.layers.{p.layer}.{section}.{rest}"
+
+
+def skipped(p: Param, patterns: tuple[str, ...]) -> bool:
+    """Whether a quantization config's not-converted list names this parameter's module: a
+    module path or its parent (with or without `model.`; a multimodal model's
+    `model.language_model.` prefix read as `model.`), a `re:` regex (compressed-tensors) or a
+    glob (ModelOpt's `*`)."""
+    path = hf_module_path(p)
+    for pattern in patterns:
+        if pattern.startswith("re:"):
+            if re.match(pattern[3:], path):
+                return True
+            continue
+        pattern = pattern.replace("model.language_model.", "model.")
+        if "*" in pattern or "?" in pattern:
+            if any(fnmatch.fnmatchcase(path, q) for q in (pattern, "model." + pattern)):
+                return True
+        elif any(path == q or path.startswith(q + ".") for q in (pattern, "model." + pattern)):
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """One decoder layer's kind: its token mixer and whether its MLP is a routed MoE."""
@@ -233,7 +281,7 @@ class Param:
 
     name: str
     shape: tuple[int, ...]
-    kind: str  # linear | bias | norm | embedding | position_embedding | lm_head | router | conv | sinks
+    kind: str  # linear | bias | norm | embedding | position_embedding | lm_head | router | conv | sinks | frozen
     layer: int | None = None
 
     @property
@@ -316,7 +364,7 @@ def _mlp_params(card: ModelCard, moe: bool) -> list[Param]:
     if card.router_bias:
         lp.append(Param("router.bias", (experts,), "router"))
     if card.router_score_bias:
-        lp.append(Param("router.score_bias", (1, experts), "router"))
+        lp.append(Param("router.score_bias", (1, experts), "frozen"))  # requires_grad=False in transformers
     for e in range(experts):
         lp += _mlp(card, f"experts.{e}.", card.moe_intermediate_size or card.intermediate_size)
     if card.shared_expert_intermediate_size:
@@ -349,7 +397,8 @@ _NON_NEGATIVE_INTS = ("first_dense_layers",)
 _POSITIVE_NUMBERS = ("final_logit_softcapping",)
 _BOOLS = ("tie_word_embeddings qkv_bias o_bias mlp_bias fused_qkv attention_sinks sdpa lm_head_bias "
           "shared_expert_gate router_bias router_score_bias conv_bias router_fp32 moe_all_experts rope_fp32").split()
-_LISTS = {"layer_types": LAYER_TYPES, "dense_layers": None}  # lists: of these choices, or of layer indices
+_LISTS: dict[str, tuple[str, ...] | None] = {"layer_types": LAYER_TYPES, "dense_layers": None, "quant_skip": ()}
+# lists: of these choices, of layer indices (None), or of strings (())
 _CHOICES: dict[str, tuple[str, ...]] = {
     "family": FAMILIES,
     "mlp": MLP_KINDS,
@@ -390,11 +439,13 @@ def card_from_mapping(data: Any, path: str) -> ModelCard:
         value = data.get(key)
         if value is None:
             continue
-        if not isinstance(value, (list, tuple)) or not value and choices:
+        if not isinstance(value, (list, tuple)) or (not value and choices):
             problems.append(f"{key}: must be a list, got {value!r}")
         elif choices and any(x not in choices for x in value):
             problems.append(f"{key}: entries must be among {', '.join(choices)}, got {list(value)!r}")
-        elif not choices and any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in value):
+        elif choices == () and any(not isinstance(x, str) for x in value):
+            problems.append(f"{key}: entries must be strings, got {list(value)!r}")
+        elif choices is None and any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in value):
             problems.append(f"{key}: entries must be layer indices (integers from 0), got {list(value)!r}")
     for key in _BOOLS:
         if key in data and data[key] is not None and not isinstance(data[key], bool):
@@ -402,6 +453,13 @@ def card_from_mapping(data: Any, path: str) -> ModelCard:
     for key, choices in _CHOICES.items():
         if key in data and data[key] not in choices:
             problems.append(f"{key}: must be one of {', '.join(choices)}, got {data[key]!r}")
+    if data.get("quantization") is not None:
+        try:
+            store = PRECISIONS[str(data["quantization"])]
+            if store.is_float:
+                problems.append(f"quantization: {data['quantization']} is not a quantized format")
+        except KeyError:
+            problems.append(f"quantization: unknown format {data['quantization']!r}")
     if not problems:
         problems += _shape_problems(data)
     if problems:

@@ -38,12 +38,15 @@ def _reported() -> Iterator[None]:
         raise typer.Exit(code=exc.exit_code) from None
 
 
-def _workload(mode: str, dtype: str, autocast: str | None, batch: int, seq: int, gen: int, beams: int,
+def _workload(mode: str, dtype: str | None, autocast: str | None, batch: int, seq: int, gen: int, beams: int,
               kv_dtype: str | None, grad_checkpointing: bool, optimizer: str, attention: str,
-              allocator: str = "default") -> Any:
-    """The options shared by estimate and profile, as a core Workload (validated by the core)."""
+              allocator: str = "default", card: Any = None) -> Any:
+    """The options shared by estimate and profile, as a core Workload (validated by the core).
+    Without --dtype, a pre-quantized checkpoint's own format (its config's quantization_config),
+    else bf16."""
     from llmcalc.memory import Workload
 
+    dtype = dtype or (card.quantization if card is not None else None) or "bf16"
     return Workload(
         mode=mode, dtype=dtype.lower(), autocast=autocast.lower() if autocast else None, batch=batch, seq=seq,
         gen=gen if mode == "infer" else 0, beams=beams, kv_dtype=kv_dtype.lower() if kv_dtype else None,
@@ -56,7 +59,10 @@ Model = Annotated[str, typer.Argument(help="A card name (see `llmcalc models`), 
 Revision = Annotated[Optional[str], typer.Option(help="Hub ID only: a branch, tag or commit (default: main).")]
 AsFamily = Annotated[Optional[str], typer.Option("--as-family", help="Read the config.json as this family's (a fine-tune that renamed a known architecture).")]
 Mode = Annotated[str, typer.Option(help="infer or train.")]
-Dtype = Annotated[str, typer.Option(help="How weights are stored: fp32, fp16, bf16, fp8, int8, int4, nf4.")]
+Dtype = Annotated[Optional[str], typer.Option(help="How weights are stored: fp32, fp16, bf16, fp8, int8, int4, nf4, or a "
+                                                   "pre-quantized checkpoint's format (awq-int4, gptq-int4, fp8-block, "
+                                                   "mxfp4, nvfp4, w4a16, ...: docs/models.md). Default: the checkpoint's "
+                                                   "quantization_config, else bf16.")]
 Autocast = Annotated[Optional[str], typer.Option(help="torch autocast dtype (bf16 or fp16): mixed precision over the stored weights.")]
 Batch = Annotated[int, typer.Option(help="Sequences per batch.")]
 Seq = Annotated[int, typer.Option(help="Prompt tokens (infer) or sequence length (train).")]
@@ -78,7 +84,7 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON (the documented c
 def estimate(
     model: Model,
     mode: Mode = "infer",
-    dtype: Dtype = "bf16",
+    dtype: Dtype = None,
     autocast: Autocast = None,
     batch: Batch = 1,
     seq: Seq = 512,
@@ -115,7 +121,7 @@ def estimate(
     with _reported():
         card = load_card(model, revision, as_family)
         workload = _workload(mode, dtype, autocast, micro_batch or batch, seq, gen, beams, kv_dtype,
-                             grad_checkpointing, optimizer, attention, allocator)
+                             grad_checkpointing, optimizer, attention, allocator, card=card)
     if (gpus, tp, pp, zero, fsdp, grad_accum, offload, cpu_memory, lora_rank, selective_recompute) != (
             1, 1, 1, 0, None, 1, None, None, 0, False):
         from llmcalc.scale import Scale, parse_lora_targets  # only when asked for: keeps the plain start light
@@ -158,7 +164,7 @@ Snapshot = Annotated[Optional[str], typer.Option(help="Write PyTorch's memory-hi
 def profile(
     model: Model,
     mode: Mode = "infer",
-    dtype: Dtype = "bf16",
+    dtype: Dtype = None,
     autocast: Autocast = None,
     batch: Batch = 1,
     seq: Seq = 512,
@@ -189,7 +195,7 @@ def profile(
     with _reported():
         card = load_card(model, revision, as_family)
         workload = _workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing,
-                             optimizer, attention, allocator)
+                             optimizer, attention, allocator, card=card)
         lora = None
         if lora_rank:
             from llmcalc.scale import Scale, parse_lora_targets, scaled_estimate
@@ -220,7 +226,7 @@ GpuRequired = Annotated[str, typer.Option(help="GPU or CPU id from `llmcalc gpus
 def throughput_cmd(
     model: Model,
     gpu: GpuRequired,
-    dtype: Dtype = "bf16",
+    dtype: Dtype = None,
     autocast: Autocast = None,
     seq: Seq = 512,
     gen: Gen = 128,
@@ -252,7 +258,7 @@ def throughput_cmd(
         eff, context = efficiency_for(spec), calibrated_context(spec)
         rows = []
         for b in sizes:
-            w = _workload("infer", dtype, autocast, b, seq, gen, beams, kv_dtype, False, "adamw", attention)
+            w = _workload("infer", dtype, autocast, b, seq, gen, beams, kv_dtype, False, "adamw", attention, card=card)
             rows.append((b, run_estimate(card, w, context), throughput(card, w, spec, eff)))
     if json:
         print(render.sweep_json(rows, spec, card))
@@ -308,7 +314,7 @@ def check_cmd(
     gpu: OptGpu = None,
     gpus: Gpus = 1,
     mode: Mode = "infer",
-    dtype: Dtype = "bf16",
+    dtype: Dtype = None,
     autocast: Autocast = None,
     batch: Batch = 1,
     seq: Seq = 512,
@@ -369,7 +375,7 @@ BlockSize = Annotated[int, typer.Option("--block-size", help="KV-cache block siz
 def plan(
     model: Model,
     gpu: GpuList = None,
-    dtype: Dtype = "bf16",
+    dtype: Dtype = None,
     seq: Seq = 512,
     gen: Gen = 128,
     kv_dtype: KvDtype = None,
@@ -405,7 +411,7 @@ def plan(
         if concurrency is not None and concurrency < 1:
             raise InputError(f"--concurrency must be a positive integer, got {concurrency}")
         specs = [get_gpu(g) for g in gpu] if gpu else [g for g in catalog().values() if g.kind == "gpu"]
-        w = _workload("infer", dtype, None, concurrency or 1, seq, gen, 1, kv_dtype, False, "adamw", "sdpa")
+        w = _workload("infer", dtype, None, concurrency or 1, seq, gen, 1, kv_dtype, False, "adamw", "sdpa", card=card)
         options = rank([plan_option(card, w, g, prices.get(g.id), target_tokens_per_s, gpu_memory_utilization,
                                     block_size, concurrency_given=concurrency is not None) for g in specs])
     if json:
@@ -425,7 +431,7 @@ def chart(
     gpu: GpuRequired,
     what: ChartKind = "memory-batch",
     mode: Mode = "infer",
-    dtype: Dtype = "bf16",
+    dtype: Dtype = None,
     autocast: Autocast = None,
     batch: Batch = 1,
     seq: Seq = 512,
@@ -458,7 +464,8 @@ def chart(
             raise InputError(f"--points must be positive integers, got '{points}'")
         card = load_card(model, revision, as_family)
         spec = get_gpu(gpu)
-        w = _workload(mode, dtype, autocast, batch, seq, gen, 1, kv_dtype, grad_checkpointing, optimizer, "sdpa")
+        w = _workload(mode, dtype, autocast, batch, seq, gen, 1, kv_dtype, grad_checkpointing, optimizer, "sdpa",
+                      card=card)
         data = build(what, card, w, spec, xs)
         if out_file:
             to_png(data, out_file)

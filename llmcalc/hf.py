@@ -49,6 +49,9 @@ def card_from_hf_config(config: Any, source: str, as_family: str | None = None) 
         raise InputError(f"{source}: missing key {exc.args[0]!r} for model_type {model_type!r}") from None
     name = str(c.get("_name_or_path") or source).rstrip("/").split("/")[-1] or "config"
     card = {"name": name, "family": family, "source": source} | {k: v for k, v in card.items() if v is not None}
+    qc = config.get("quantization_config") or config.get("compression_config")
+    if isinstance(qc, Mapping):
+        card |= quantization_from_config(qc, source)
     card.setdefault("tie_word_embeddings", c.get("tie_word_embeddings", TIE_DEFAULT.get(family, False)))
     return card_from_mapping(card, source)
 
@@ -137,6 +140,67 @@ def _falcon(c: dict[str, Any]) -> dict[str, Any]:
         "position_embedding": "alibi" if c.get("alibi") else "rope",
         "qkv_bias": bias, "o_bias": bias, "mlp_bias": bias,
     }
+
+
+# --- pre-quantized checkpoints ---------------------------------------------------------------
+
+def quantization_from_config(qc: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """config.json's quantization_config -> the card's `quantization` (a format of
+    llmcalc.precision) and `quant_skip` (the modules it leaves unquantized). Formats and what each
+    stores: docs/models.md."""
+    method = str(qc.get("quant_method", "")).lower()
+    skip = list(qc.get("modules_to_not_convert") or qc.get("ignore") or qc.get("exclude_modules")
+                or qc.get("llm_int8_skip_modules") or [])
+    fmt: str | None = None
+    if method == "awq" and qc.get("bits", 4) == 4:
+        fmt = f"awq-int4-g{_group(qc.get('group_size', 128))}"
+    elif method == "gptq" and qc.get("bits", 4) in (4, 8):
+        fmt = f"gptq-int{qc.get('bits', 4)}-g{_group(qc.get('group_size', 128))}"
+    elif method == "bitsandbytes":
+        if qc.get("load_in_4bit"):
+            fmt = "nf4-dq" if qc.get("bnb_4bit_use_double_quant") else "nf4"  # fp4 stores the same bytes
+        elif qc.get("load_in_8bit"):
+            fmt = "int8"
+    elif method == "fp8":  # transformers' FineGrainedFP8 (DeepSeek-V3, Qwen3-FP8)
+        fmt = "fp8-block" if qc.get("weight_block_size") else "fp8"
+    elif method == "mxfp4":
+        fmt = "mxfp4"
+    elif method == "modelopt":
+        algo = str(qc.get("quant_algo", "")).upper()
+        fmt = {"NVFP4": "nvfp4", "FP8": "fp8"}.get(algo)
+    elif method == "compressed-tensors":
+        fmt = _compressed_tensors(qc)
+    if fmt is None:
+        raise InputError(f"{source}: quantization_config {dict(qc).get('quant_method')!r} "
+                         f"({_describe(qc)}) is not modelled; pass --dtype to say how the weights are stored")
+    return {"quantization": fmt, "quant_skip": [str(m) for m in skip] or None}
+
+
+def _group(size: Any) -> int:
+    return 0 if size in (-1, None) else int(size)  # -1: one group per row
+
+
+def _compressed_tensors(qc: Mapping[str, Any]) -> str | None:
+    """The first config group's weight scheme (llm-compressor writes one per scheme)."""
+    groups = qc.get("config_groups") or {}
+    weights = next((g.get("weights") for g in groups.values() if isinstance(g, Mapping) and g.get("weights")), None)
+    if not isinstance(weights, Mapping):
+        return None
+    bits, kind, strategy = weights.get("num_bits"), weights.get("type"), weights.get("strategy")
+    if kind == "float" and bits == 4:
+        return "nvfp4"
+    if kind == "float" and bits == 8:
+        return {"channel": "fp8-channel", "block": "fp8-block"}.get(str(strategy), "fp8")
+    if kind == "int" and bits == 8 and strategy == "channel":
+        return "int8-channel"
+    if kind == "int" and bits == 4 and strategy in ("group", "channel") and weights.get("symmetric", True):
+        return f"w4a16-g{_group(weights.get('group_size') if strategy == 'group' else -1)}"
+    return None
+
+
+def _describe(qc: Mapping[str, Any]) -> str:
+    keys = ("bits", "group_size", "quant_algo", "format", "load_in_4bit", "load_in_8bit")
+    return ", ".join(f"{k}={qc[k]}" for k in keys if k in qc) or "no details"
 
 
 # --- the 2025-26 families (transformers 5 configuration classes; defaults as theirs) ----------

@@ -60,6 +60,17 @@ def fetch_config(repo_id: str, revision: str | None = None) -> tuple[dict[str, A
     return config, str(path)
 
 
+def fetch_optional(repo_id: str, filename: str, revision: str | None = None) -> str | None:
+    """A small file of the repository (cache first), or None where it has none or the Hub cannot
+    say (ModelOpt's hf_quant_config.json)."""
+    hub = _hub()
+    try:
+        path = hub.hf_hub_download(repo_id, filename, revision=revision)
+        return Path(path).read_text(encoding="utf-8")
+    except Exception:  # absent, offline and not cached, unreachable: the file is optional
+        return None
+
+
 def checkpoint_parameters(repo_id: str, revision: str | None = None) -> dict[str, int] | None:
     """Stored elements per dtype from the safetensors headers (huggingface_hub's
     get_safetensors_metadata: two small range requests), or None offline or without them."""

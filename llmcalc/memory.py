@@ -21,9 +21,9 @@ from functools import lru_cache
 from math import ceil
 
 from llmcalc import calibration
-from llmcalc.cards import ModelCard
+from llmcalc.cards import ModelCard, Param, skipped
 from llmcalc.errors import InputError, close_names
-from llmcalc.precision import HALF_DTYPES, PRECISIONS, get_precision
+from llmcalc.precision import HALF_DTYPES, PRECISIONS, Precision, get_precision
 from llmcalc.workload import (
     ALLOCATORS,
     ATTENTIONS,
@@ -146,8 +146,15 @@ class MemoryBreakdown:
 
 def weight_bytes(card: ModelCard, w: Workload) -> int:
     """Quantized formats apply to the decoder's linear layers (bitsandbytes and GPTQ skip the
-    embeddings, norms and lm_head); every other tensor stays in the compute dtype."""
+    embeddings, norms and lm_head; MXFP4 covers the experts only; a checkpoint's config can list
+    more modules it left alone, card.quant_skip); every other tensor stays in the compute dtype."""
     return _weight_bytes(card, w.dtype, w.compute_dtype)
+
+
+def quantized(card: ModelCard, p: Param, store: Precision) -> bool:
+    """Whether parameter p is stored in the quantized format `store`."""
+    return (p.kind == "linear" and not store.is_float and (not store.experts_only or ".experts." in p.name)
+            and not skipped(p, card.quant_skip))
 
 
 @lru_cache(maxsize=512)
@@ -157,7 +164,7 @@ def _weight_bytes(card: ModelCard, dtype: str, compute_dtype: str) -> int:
     other = store if store.is_float else PRECISIONS[compute_dtype]
     total = 0
     for p in card.parameters():
-        if p.kind == "linear" and not store.is_float:
+        if quantized(card, p, store):
             total += store.matrix_bytes(p.shape[0], p.shape[1])
         else:
             total += other.tensor_bytes(p.numel)
@@ -573,9 +580,10 @@ def training_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str
     p_bytes = int(PRECISIONS[w.dtype].bytes_per_element)
     params = card.parameters()
     weights = weight_bytes(card, w)
-    grads = sum(p.numel for p in params) * p_bytes
+    trainable = [p for p in params if p.kind != "frozen"]  # ERNIE's score-correction bias has no gradient
+    grads = sum(p.numel for p in trainable) * p_bytes
     opt = OPTIMIZERS[w.optimizer]
-    states = sum(opt.state_bytes(p.numel, p_bytes) for p in params)
+    states = sum(opt.state_bytes(p.numel, p_bytes) for p in trainable)
     h, vocab = card.hidden_size, card.vocab_size
     # input_ids and labels (int64), the loss's padded and shifted labels.
     inputs = 4 * 8 * tokens
@@ -628,7 +636,7 @@ def training_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str
     # parameters this is the peak (a scaled-down Mixtral under autocast with checkpointing on
     # the H100: -4.1% -> -0.1%).
     first = [p for p in params if p.layer == 0]
-    later_grads = grads - p_bytes * (sum(p.numel for p in first) + sum(
+    later_grads = grads - p_bytes * (sum(p.numel for p in first if p.kind != "frozen") + sum(
         p.numel for p in params if p.kind == "position_embedding" or (p.kind == "embedding" and not card.tie_word_embeddings)))
     first_layer = _saved(_first_layer_group(card), w) * tokens
     first_saved = (b.s * h * tokens + first_layer) if w.grad_checkpointing else first_layer
@@ -644,7 +652,7 @@ def training_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str
         Phase("optimizer_step", {"weights": weights, "gradients": grads, "optimizer": states}),
     ]
     explain = {
-        "gradients": f"{sum(p.numel for p in params)} params x {p_bytes} B",
+        "gradients": f"{sum(p.numel for p in trainable)} trainable params x {p_bytes} B",
         "optimizer": f"{opt.note}: {states} B",
         "activations": (
             f"saved per layer {per_layer} B/token"
@@ -731,6 +739,7 @@ def _explain_weights(card: ModelCard, w: Workload) -> str:
     store = PRECISIONS[w.dtype]
     if store.is_float:
         return f"{card.num_params} params x {store.bytes_per_element:g} B ({w.dtype})"
-    linear = sum(p.numel for p in card.parameters() if p.kind == "linear")
-    return (f"{linear} linear params in {w.dtype} ({store.note}) + {card.num_params - linear} "
+    linear = sum(p.numel for p in card.parameters() if quantized(card, p, store))
+    source = " (the checkpoint's quantization_config)" if w.dtype == card.quantization else ""
+    return (f"{linear} linear params in {w.dtype}{source} ({store.note}) + {card.num_params - linear} "
             f"others in {w.compute_dtype}")

@@ -52,13 +52,32 @@ def load_config_file(path: Path, as_family: str | None = None) -> ModelCard:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         line = f"line {exc.lineno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else "not text"
         raise InputError(f"{path}: not valid JSON ({line})") from None
+    modelopt = path.parent / "hf_quant_config.json"
+    if isinstance(config, dict) and modelopt.is_file():
+        config = with_modelopt_config(config, modelopt.read_text(encoding="utf-8"), str(modelopt))
     return _with_family_note(card_from_hf_config(config, str(path), as_family), config, as_family)
+
+
+def with_modelopt_config(config: dict, text: str, where: str) -> dict:
+    """ModelOpt's first exports kept their quantization in hf_quant_config.json beside
+    config.json ({"quantization": {"quant_algo": "NVFP4", "exclude_modules": [...]}}): read it as
+    the quantization_config it later became."""
+    if config.get("quantization_config"):
+        return config
+    try:
+        block = json.loads(text).get("quantization") or {}
+    except (json.JSONDecodeError, AttributeError):
+        raise InputError(f"{where}: not valid JSON") from None
+    return config | {"quantization_config": {"quant_method": "modelopt"} | dict(block)}
 
 
 def load_hub_card(repo_id: str, revision: str | None = None, as_family: str | None = None) -> ModelCard:
     from llmcalc import hub
 
     config, where = hub.fetch_config(repo_id, revision)
+    modelopt = hub.fetch_optional(repo_id, "hf_quant_config.json", revision)
+    if modelopt is not None:
+        config = with_modelopt_config(config, modelopt, f"{repo_id}/hf_quant_config.json")
     config = {"_name_or_path": repo_id} | {k: v for k, v in config.items() if k != "_name_or_path"}
     source = f"https://huggingface.co/{repo_id}" + (f"/tree/{revision}" if revision else "")
     card = _with_family_note(card_from_hf_config(config, source, as_family), config, as_family)

@@ -209,7 +209,9 @@ def test_context_overflow_warns_but_answers():
     assert m.peak_allocated_bytes > 0
 
 
-CARDS = ["llama-2-7b", "qwen2.5-0.5b", "gpt2", "falcon-7b", "mixtral-8x7b", "gemma-2-2b", "phi-3-mini"]
+CARDS = ["llama-2-7b", "qwen2.5-0.5b", "gpt2", "falcon-7b", "mixtral-8x7b", "gemma-2-2b", "phi-3-mini",
+         # the 2025-26 mechanisms: q/k norms and MoE, sliding windows, MLA, sinks, conv state, all-expert MoE
+         "qwen3-30b-a3b", "gemma-3-1b", "deepseek-v2-lite", "gpt-oss-20b", "lfm2-1.2b", "llama-4-scout"]
 workloads = st.builds(
     Workload,
     mode=st.sampled_from(["infer", "train"]),

@@ -30,5 +30,6 @@ def test_fp8_per_tensor_scale():
 def test_unknown_dtype_message():
     with pytest.raises(InputError) as exc:
         get_precision("fp12")
-    assert str(exc.value) == ("unknown dtype 'fp12'; choose one of fp32, fp16, bf16, fp8, int8, int4, nf4 "
-                              "(did you mean fp32, fp16, fp8?)")
+    assert str(exc.value) == ("unknown dtype 'fp12'; choose one of fp32, fp16, bf16, fp8, int8, int4, nf4, nf4-dq, "
+                              "awq-int4, gptq-int4, gptq-int8, w4a16, int8-channel, fp8-channel, fp8-block, mxfp4, "
+                              "nvfp4 (did you mean fp32, fp16, fp8?)")

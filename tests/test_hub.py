@@ -1,0 +1,110 @@
+"""Hugging Face Hub IDs through the real huggingface_hub: a hub cache laid out on disk (offline),
+and a loopback server standing in for the Hub's error answers."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("huggingface_hub")
+
+ROOT = Path(__file__).resolve().parent.parent
+QWEN3 = json.loads((Path(__file__).parent / "assets" / "families" / "qwen3.json").read_text())
+
+
+def lay_out(home: Path, repo: str, files: dict[str, dict], ref: str = "main", commit: str = "a" * 40) -> None:
+    """A hub cache as huggingface_hub writes it: blobs, a ref naming the commit, a snapshot."""
+    base = home / "hub" / ("models--" + repo.replace("/", "--"))
+    (base / "refs").mkdir(parents=True, exist_ok=True)
+    (base / "refs" / ref).write_text(commit)
+    snapshot = base / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (base / "blobs").mkdir(exist_ok=True)
+    for name, content in files.items():
+        blob = base / "blobs" / f"{abs(hash((commit, name))):040x}"
+        blob.write_text(json.dumps(content))
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+
+
+def llmcalc(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    return subprocess.run([sys.executable, "-m", "llmcalc", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=clean | {"PYTHONPATH": str(ROOT)} | env, timeout=120)
+
+
+def test_hub_id_from_the_cache_offline(tmp_path):
+    lay_out(tmp_path, "Qwen/Qwen3-Tiny", {"config.json": QWEN3})
+    run = llmcalc("estimate", "Qwen/Qwen3-Tiny", "--seq", "64", "--gen", "8", "--json",
+                  env={"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"})
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["model"]["name"] == "Qwen/Qwen3-Tiny"
+    assert doc["model"]["params"] == 102_848  # tests/test_families.py counts it with transformers
+
+
+def test_revision_picks_another_snapshot(tmp_path):
+    lay_out(tmp_path, "org/model", {"config.json": QWEN3})
+    lay_out(tmp_path, "org/model", {"config.json": QWEN3 | {"num_hidden_layers": 4}}, ref="v2", commit="b" * 40)
+    env = {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    main = json.loads(llmcalc("estimate", "org/model", "--seq", "64", "--json", env=env).stdout)
+    v2 = json.loads(llmcalc("estimate", "org/model", "--revision", "v2", "--seq", "64", "--json", env=env).stdout)
+    # two more layers of 43,200 parameters each: q 128 x 64 = 8,192, k and v 64 x 64 = 4,096 each,
+    # o 8,192, MLP 3 x 96 x 64 = 18,432, q/k norms 2 x 32, layer norms 2 x 64
+    assert v2["model"]["params"] - main["model"]["params"] == 2 * 43_200
+
+
+def test_offline_with_nothing_cached_is_one_line(tmp_path):
+    run = llmcalc("estimate", "Qwen/Qwen3-8B", env={"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"})
+    assert run.returncode == 2
+    assert run.stderr.strip() == (f"error: Qwen/Qwen3-8B: config.json is not in the Hugging Face cache "
+                                  f"({tmp_path / 'hub'}) and the Hub cannot be reached (HF_HUB_OFFLINE=1 or no network)")
+
+
+class _Hub(BaseHTTPRequestHandler):
+    """The Hub's answers for a gated and a missing repository (huggingface_hub reads X-Error-Code)."""
+
+    def _answer(self) -> None:
+        code, error = ((401, "GatedRepo") if "/gated/" in self.path else (404, "RepoNotFound"))
+        self.send_response(code)
+        self.send_header("X-Error-Code", error)
+        self.send_header("X-Error-Message", error)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_HEAD = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def hub_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_gated_and_unknown_repositories_are_one_line(tmp_path, hub_server):
+    env = {"HF_HOME": str(tmp_path), "HF_ENDPOINT": hub_server, "HF_HUB_ETAG_TIMEOUT": "5"}
+    gated = llmcalc("estimate", "org/gated", env=env)
+    assert (gated.returncode, gated.stderr.strip()) == (
+        2, "error: org/gated: gated repository; accept its terms on the Hub and set HF_TOKEN")
+    missing = llmcalc("estimate", "org/nothing-here", env=env)
+    assert (missing.returncode, missing.stderr.strip()) == (
+        2, "error: org/nothing-here: no such repository on the Hub (or it is private: set HF_TOKEN)")
+
+
+def test_a_card_never_imports_huggingface_hub():
+    code = ("import sys; from llmcalc.resolve import load_card; load_card('qwen3-8b'); "
+            "print('huggingface_hub' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert run.stdout.strip() == "False"
