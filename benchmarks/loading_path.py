@@ -2,7 +2,7 @@
 `llmcalc profile DIR --weights DIR` (transformers' from_pretrained with device_map="cuda"), next
 to the same workload on random weights built from the card.
 
-    PYTHONPATH=. python benchmarks/loading_path.py --model qwen3-1.7b --out benchmarks/results/loading-path.jsonl
+    PYTHONPATH=. python benchmarks/loading_path.py --model qwen3-1.7b --out benchmarks/results/loading/h200-loading-path.jsonl
 
 Each profile runs in its own process (a fresh CUDA context and allocator). The checkpoint is
 written under --workdir (random weights, the card's config).

@@ -283,8 +283,16 @@ def run(out: Path, only: str | None) -> None:
         print(f"{time.time() - t0:5.1f}s {model:15s} {options:70s} peak err {err:+.1f}%", flush=True)
 
 
+def _summary(rows: list[tuple[str, Any, Any]]) -> str:
+    peak = [abs(pct_error(e.peak_allocated_bytes, m["peak_allocated_bytes"]) or 0) for _, e, m in rows]
+    total = [abs(pct_error(e.device_total_bytes, m["device_total_bytes"]) or 0) for _, e, m in rows]
+    return (f"{len(rows)} cases: peak allocated median |error| {statistics.median(peak):.1f}%, max {max(peak):.1f}%, "
+            f"{sum(x <= 2 for x in peak)} within 2%; device total median {statistics.median(total):.1f}%, "
+            f"max {max(total):.1f}%, {sum(x <= 10 for x in total)} within 10%")
+
+
 def report(results_dir: Path, doc_path: Path) -> None:
-    rows, envs = [], set()
+    rows, envs, sources = [], set(), []
     for path in sorted(results_dir.glob("*.jsonl")):
         for line in path.read_text().splitlines():
             doc = json.loads(line)
@@ -295,6 +303,7 @@ def report(results_dir: Path, doc_path: Path) -> None:
             envs.add(f"{env.get('gpu')}, driver {env.get('driver')}, CUDA {env.get('cuda')}, torch {env.get('torch')}, "
                      f"transformers {env.get('transformers')}, Python {env.get('python')}")
             rows.append((doc["case"], est, meas))
+            sources.append(path.name)
     lines = [
         "# Validation: estimate vs measured",
         "",
@@ -326,6 +335,32 @@ def report(results_dir: Path, doc_path: Path) -> None:
             f"max {max(peak_errors):.1f}%. Device total: median |error| {statistics.median(total_errors):.1f}%, "
             f"max {max(total_errors):.1f}%.",
         ]
+        families = [r for r, src in zip(rows, sources) if src == "h200-families.jsonl"]
+        heldout = [r for r, src in zip(rows, sources) if src == "h200-families-heldout.jsonl"]
+        if families:
+            lines += ["", "The 2025-26 families (docs/models.md), on an H200: the first measurement of each family "
+                      f"(h200-families.jsonl), corrected after it: {_summary(families)}."]
+        if heldout:
+            lines += [f"Measured after those corrections, at other shapes (h200-families-heldout.jsonl): "
+                      f"{_summary(heldout)}."]
+    loading = sorted((results_dir / "loading").glob("*.jsonl")) if (results_dir / "loading").is_dir() else []
+    if loading:
+        lines += ["", "## The user's loading path", "",
+                  "`benchmarks/loading_path.py`: a checkpoint written with save_pretrained, profiled through "
+                  "`llmcalc profile DIR --weights DIR` (from_pretrained, device_map=\"cuda\"), beside the same "
+                  "workload on random weights built from the card.", "",
+                  "| case | est. peak GiB | meas. peak GiB | error | est. total GiB | meas. total GiB | error |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for path in loading:
+            for line in path.read_text().splitlines():
+                doc = json.loads(line)
+                model, options = doc["case"].removeprefix("checkpoint ").split(" ", 1)
+                est, meas = case_estimate(model, options), doc["measured"]
+                lines.append(f"| {doc['case']} | {est.peak_allocated_bytes / 2**30:.2f} | "
+                             f"{meas['peak_allocated_bytes'] / 2**30:.2f} | "
+                             f"{pct_error(est.peak_allocated_bytes, meas['peak_allocated_bytes']):+.1f}% | "
+                             f"{est.device_total_bytes / 2**30:.2f} | {meas['device_total_bytes'] / 2**30:.2f} | "
+                             f"{pct_error(est.device_total_bytes, meas['device_total_bytes']):+.1f}% |")
     corrections = ROOT / "docs" / "validation-corrections.md"
     if corrections.exists():
         lines += ["", corrections.read_text().strip()]

@@ -522,6 +522,11 @@ def _saved(card: ModelCard, w: Workload) -> int:
         attn = 4 * (q + 2 * kv_copy) + q * b.a + 4 * card.num_heads * w.seq
     if card.qk_norm:
         attn += (q + k) * _qk_norm_saved(card, b.a)
+    if card.sliding_layers and w.seq > (card.sliding_window or w.seq) and w.attention == "sdpa":
+        # A window that binds makes transformers pass SDPA an explicit mask, which the memory-efficient
+        # kernel saves as a (batch, 1, seq, seq) bias in the compute dtype, per sliding layer:
+        # seq x a per token (gemma-3-1b on the H200: 22 x 64 MiB for 2 x 4,096 tokens).
+        attn += w.seq * b.a * card.sliding_layers // card.num_layers
     if card.is_mla:
         # the low-rank paths: q_a's output and its norm (q_lora_rank), the latent and its norm
         # (kv_lora_rank): each saved as input (a), fp32 copy and output (4 + a)

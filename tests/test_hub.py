@@ -65,11 +65,41 @@ def test_offline_with_nothing_cached_is_one_line(tmp_path):
                                   f"({tmp_path / 'hub'}) and the Hub cannot be reached (HF_HUB_OFFLINE=1 or no network)")
 
 
+def _safetensors_header(tensors: dict[str, tuple[str, list[int]]]) -> bytes:
+    """The start of a safetensors file: the header's length (8 bytes, little endian) and its JSON."""
+    offset, header = 0, {}
+    for name, (dtype, shape) in tensors.items():
+        size = {"BF16": 2, "F32": 4}[dtype] * eval("*".join(map(str, shape)))
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text
+
+
+# org/public: the tiny qwen3 config and a checkpoint of 102,848 bf16 + 1,000 fp32 elements.
+FILES = {"config.json": json.dumps(QWEN3).encode(),
+         "model.safetensors": _safetensors_header({"model.weights": ("BF16", [102_848]), "extra": ("F32", [1_000])})}
+
+
 class _Hub(BaseHTTPRequestHandler):
-    """The Hub's answers for a gated and a missing repository (huggingface_hub reads X-Error-Code)."""
+    """The Hub's answers: a gated and a missing repository (huggingface_hub reads X-Error-Code), and
+    org/public's files (resolve URLs with the commit and ETag headers the client expects)."""
 
     def _answer(self) -> None:
+        name = self.path.rsplit("/", 1)[-1]
+        if "/public/resolve/" in self.path and name in FILES:
+            body = FILES[name]
+            self.send_response(200)
+            self.send_header("X-Repo-Commit", "c" * 40)
+            self.send_header("ETag", f'"{abs(hash(body)):x}"')
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(body)
+            return
         code, error = ((401, "GatedRepo") if "/gated/" in self.path else (404, "RepoNotFound"))
+        if "/public/" in self.path:
+            code, error = 404, "EntryNotFound"
         self.send_response(code)
         self.send_header("X-Error-Code", error)
         self.send_header("X-Error-Message", error)
@@ -100,6 +130,17 @@ def test_gated_and_unknown_repositories_are_one_line(tmp_path, hub_server):
     missing = llmcalc("estimate", "org/nothing-here", env=env)
     assert (missing.returncode, missing.stderr.strip()) == (
         2, "error: org/nothing-here: no such repository on the Hub (or it is private: set HF_TOKEN)")
+
+
+def test_the_checkpoints_own_count_is_cross_checked(tmp_path, hub_server):
+    env = {"HF_HOME": str(tmp_path), "HF_ENDPOINT": hub_server, "HF_HUB_ETAG_TIMEOUT": "5"}
+    run = llmcalc("estimate", "org/public", "--seq", "64", "--gen", "8", "--json", env=env)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["model"]["params"] == 102_848
+    assert run.stderr.strip() == (
+        "warning: the checkpoint stores 103,848 elements (BF16 102,848, F32 1,000), the model as transformers "
+        "builds it has 102,848 parameters (-0.96%): packed quantized weights, a vision tower or extra "
+        "prediction layers in the checkpoint, or buffers, differ")
 
 
 def test_a_card_never_imports_huggingface_hub():
