@@ -397,7 +397,11 @@ def _layer_peak(card: ModelCard, w: Workload) -> int:
         # padded output, C * conv, its contiguous transpose: 6h at once, no attention.
         attn = 6 * h * b.a
     if card.norms_per_layer == 1:
-        mlp += b.a * h  # parallel attention: the attention output waits for the MLP's
+        # Parallel attention and MLP (Falcon, Cohere): the attention output waits for the MLP's,
+        # and the residual is the layer's input itself (held by the caller), not a new sum:
+        # inputs_embeds, the input, the norm's output and the attention's at the MLP (cohere2-mini
+        # on the H200: four h-wide tensors beside the MLP's three).
+        mlp += b.a * h - resid
     return max(norm_phase, held - b.s * h + resid + normed + attn, held + resid + normed + mlp)
 
 

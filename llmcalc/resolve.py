@@ -28,11 +28,11 @@ def load_card(model: str, revision: str | None = None, as_family: str | None = N
         raise InputError(f"{model}: not a model card (.yaml) or a Hugging Face config.json")
     if path.suffix in (".json", ".yaml", ".yml"):
         raise InputError(f"{model}: no such file")
-    from llmcalc import hub  # only for a Hub ID: a card never imports huggingface_hub
+    if "/" in model:  # not a local path: a Hub ID (owner/name), or a mistyped path
+        from llmcalc import hub  # only here: a card name never imports it (nor huggingface_hub)
 
-    if hub.is_hub_id(model) and not model.startswith("."):
-        return load_hub_card(model, revision, as_family)
-    if "/" in model:
+        if hub.is_hub_id(model) and not model.startswith("."):
+            return load_hub_card(model, revision, as_family)
         raise InputError(f"{model}: no such file, and not a Hub ID (owner/name)")
     card_path = cards_dir() / f"{model.lower()}.yaml"
     if card_path.is_file():

@@ -240,8 +240,10 @@ def _layer_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, context
         layer += (_linear_ops("q_a_proj", rows, ql, h, w, a, eff) + _linear_ops("q_b_proj", rows, q, ql, w, a, eff)
                   if ql else _linear_ops("q_proj", rows, q, h, w, a, eff))
         layer += _linear_ops("kv_a_proj", rows, lat + (card.qk_rope_head_dim or 0), h, w, a, eff)
-        layer += _linear_ops("kv_b_proj", rows, card.num_heads * ((card.qk_nope_head_dim or 0) + (card.v_head_dim or 0)),
-                             lat, w, a, eff)
+        # transformers caches the latent and expands it at every forward: kv_b runs over every
+        # cached position of every sequence, not only the new tokens
+        layer += _linear_ops("kv_b_proj", seqs * context, card.num_heads * ((card.qk_nope_head_dim or 0)
+                                                                            + (card.v_head_dim or 0)), lat, w, a, eff)
         kv = (card.k_dim + card.v_dim) // 2 // tp
     elif card.fused_qkv:
         layer += _linear_ops("qkv_proj", rows, q + 2 * kv, h, w, a, eff)
