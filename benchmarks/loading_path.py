@@ -11,13 +11,16 @@ written under --workdir (random weights, the card's config).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from validate import profile_case  # noqa: E402
+
 OPTIONS = "--dtype bf16 --batch 4 --seq 2048 --gen 32"
 
 WRITE = r"""
@@ -43,17 +46,11 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     subprocess.run([sys.executable, "-c", WRITE, args.model, str(args.workdir)], check=True, env=env, cwd=ROOT)
     for model, extra in ((str(args.workdir), ["--weights", str(args.workdir)]), (args.model, [])):
-        cmd = [sys.executable, "-m", "llmcalc", "profile", model, *OPTIONS.split(), *extra, "--json"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-        if proc.returncode not in (0, 3):
-            print(f"FAILED {' '.join(cmd)}: {proc.stderr[-500:]}", flush=True)
-            continue
-        doc = json.loads(proc.stdout)
-        doc["case"] = f"{'checkpoint ' if extra else ''}{args.model} {OPTIONS}"
-        with args.out.open("a") as f:
-            f.write(json.dumps(doc) + "\n")
-        print(f"{doc['case']}: peak allocated err {doc['error']['peak_allocated_pct']:+.1f}%, "
-              f"device total err {doc['error']['device_total_pct']:+.1f}%", flush=True)
+        case = f"{'checkpoint ' if extra else ''}{args.model} {OPTIONS}"
+        doc = profile_case([model, *OPTIONS.split(), *extra], case, args.out, env)
+        if doc:
+            print(f"{case}: peak allocated err {doc['error']['peak_allocated_pct']:+.1f}%, "
+                  f"device total err {doc['error']['device_total_pct']:+.1f}%", flush=True)
 
 
 if __name__ == "__main__":

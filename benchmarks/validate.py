@@ -270,17 +270,24 @@ def run(out: Path, only: str | None) -> None:
         if only and not any(part in f"{model} {options}" for part in only.split(",")):
             continue
         t0 = time.time()
-        cmd = [sys.executable, "-m", "llmcalc", "profile", model, *options.split(), "--json"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-        if proc.returncode not in (0, 3):
-            print(f"FAILED {model} {options}: {proc.stderr.strip()[-500:]}", flush=True)
-            continue
-        doc = json.loads(proc.stdout)
-        doc["case"] = f"{model} {options}"
-        with out.open("a") as f:
-            f.write(json.dumps(doc) + "\n")
-        err = doc["error"]["peak_allocated_pct"]
-        print(f"{time.time() - t0:5.1f}s {model:15s} {options:70s} peak err {err:+.1f}%", flush=True)
+        doc = profile_case([model, *options.split()], f"{model} {options}", out, env)
+        if doc:
+            err = doc["error"]["peak_allocated_pct"]
+            print(f"{time.time() - t0:5.1f}s {model:15s} {options:70s} peak err {err:+.1f}%", flush=True)
+
+
+def profile_case(args: list[str], case: str, out: Path, env: dict[str, str]) -> dict[str, Any] | None:
+    """`llmcalc profile ARGS --json` in its own process; the result, named `case`, appended to `out`."""
+    proc = subprocess.run([sys.executable, "-m", "llmcalc", "profile", *args, "--json"], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=300)
+    if proc.returncode not in (0, 3):
+        print(f"FAILED {case}: {proc.stderr.strip()[-500:]}", flush=True)
+        return None
+    doc: dict[str, Any] = json.loads(proc.stdout)
+    doc["case"] = case
+    with out.open("a") as f:
+        f.write(json.dumps(doc) + "\n")
+    return doc
 
 
 def _summary(rows: list[tuple[str, Any, Any]]) -> str:

@@ -204,8 +204,9 @@ class ModelCard:
 
     def _group_card(self, spec: LayerSpec, count: int) -> ModelCard:
         window = {"sliding": self.sliding_window, "chunked": self.attention_chunk_size}.get(spec.mixer)
-        moe = {} if spec.moe else {"num_experts": None, "experts_per_token": None,
-                                   "shared_expert_intermediate_size": None, "shared_expert_gate": False}
+        moe: dict[str, Any] = {} if spec.moe else {"num_experts": None, "experts_per_token": None,
+                                                    "shared_expert_intermediate_size": None,
+                                                    "shared_expert_gate": False}
         return replace(
             self, num_layers=count, layer_types=(spec.mixer,), sliding_window=window, sliding_window_pattern=None,
             attention_chunk_size=None, first_dense_layers=0, moe_layer_step=1, dense_layers=(),
@@ -464,7 +465,8 @@ def card_from_mapping(data: Any, path: str) -> ModelCard:
         problems += _shape_problems(data)
     if problems:
         raise InputError(f"{path}: " + "; ".join(problems))
-    values = {k: tuple(v) if k in _LISTS else v for k, v in data.items() if v is not None or _CARD_FIELDS[k].default is None}
+    values: dict[str, Any] = {k: tuple(v) if k in _LISTS else v for k, v in data.items()
+                              if v is not None or _CARD_FIELDS[k].default is None}
     return ModelCard(**values, path=path)
 
 
