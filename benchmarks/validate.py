@@ -199,6 +199,12 @@ CASES: list[tuple[str, str]] = [
     ("smollm3-3b", "--dtype bf16 --batch 16 --seq 1024 --gen 32"),
     ("lfm2-1.2b", "--dtype bf16 --batch 32 --seq 1024 --gen 128"),
     ("benchmarks/cards/olmo3-mini.yaml", "--dtype bf16 --batch 4 --seq 8192 --gen 16"),
+    # bitsandbytes on the 2025-26 families (session 7): NF4 and LLM.int8 inference, QLoRA.
+    ("qwen3-8b", "--dtype nf4 --batch 8 --seq 1024 --gen 32"),
+    ("gemma-3-4b", "--dtype nf4 --batch 4 --seq 2048 --gen 32"),
+    ("olmo-2-7b", "--dtype int8 --batch 4 --seq 1024 --gen 32"),
+    ("qwen3-1.7b", "--mode train --dtype nf4 --batch 4 --seq 1024 --lora-rank 16 --lora-targets all "
+                   "--grad-checkpointing"),
     # PyTorch's expandable segments (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True): the rows whose
     # default allocator fragmented most, and two that fragmented least.
     ("tinyllama-1.1b", "--dtype fp16 --batch 64 --seq 1024 --gen 64 --allocator expandable"),
