@@ -356,6 +356,10 @@ def report(results_dir: Path, doc_path: Path) -> None:
         if heldout:
             lines += [f"Measured after those corrections, at other shapes (h200-families-heldout.jsonl): "
                       f"{_summary(heldout)}."]
+        bnb = [r for r, src in zip(rows, sources) if src == "h200-families-bnb.jsonl"]
+        if bnb:
+            lines += [f"bitsandbytes (NF4, LLM.int8, QLoRA) on them, measured last (h200-families-bnb.jsonl): "
+                      f"{_summary(bnb)}."]
     loading = sorted((results_dir / "loading").glob("*.jsonl")) if (results_dir / "loading").is_dir() else []
     if loading:
         lines += ["", "## The user's loading path", "",
