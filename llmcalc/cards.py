@@ -199,7 +199,7 @@ class ModelCard:
             counts[spec] = counts.get(spec, 0) + 1
         if len(counts) == 1 and not self.first_dense_layers and not self.dense_layers and self.moe_layer_step == 1 \
                 and not self.layer_types and (self.moe_intermediate_size in (None, self.intermediate_size)):
-            return ((self.num_layers, self),)  # already homogeneous (the sliding pattern reads the same)
+            return ((self.num_layers, self),)  # one kind of layer, nothing to resolve: the card itself
         return tuple((n, self._group_card(spec, n)) for spec, n in counts.items())
 
     def _group_card(self, spec: LayerSpec, count: int) -> ModelCard:
