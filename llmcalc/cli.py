@@ -420,6 +420,67 @@ def plan(
         render.print_plan(out, options, card, w, target_tokens_per_s)
 
 
+@app.command()
+def serve(
+    model: Model,
+    gpu: Annotated[Optional[str], typer.Option(help="GPU id from `llmcalc gpus` (its CUDA-reported total where the catalog has it).")] = None,
+    engine: Annotated[str, typer.Option(help="vllm (V1) or sglang.")] = "vllm",
+    engine_version: Annotated[Optional[str], typer.Option(help="The engine's minor version whose accounting to follow (vllm 0.9-0.11, sglang 0.5).")] = None,
+    gpu_memory: Annotated[Optional[float], typer.Option(help="The GPU's memory in GiB as CUDA reports it (overrides the catalog's).")] = None,
+    tp: Annotated[int, typer.Option(help="Tensor-parallel size.")] = 1,
+    pp: Annotated[int, typer.Option(help="Pipeline-parallel size.")] = 1,
+    gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="vLLM: the share of the GPU's total the engine may use (0.9).")] = None,
+    mem_fraction_static: Annotated[Optional[float], typer.Option(help="SGLang: the share of free memory for weights and KV cache (default by GPU).")] = None,
+    max_model_len: Annotated[Optional[int], typer.Option(help="Longest request in tokens (default: the model's context). SGLang: --context-length.")] = None,
+    context_length: Annotated[Optional[int], typer.Option(help="SGLang's name for --max-model-len.")] = None,
+    max_num_seqs: Annotated[Optional[int], typer.Option(help="vLLM: requests at once (default by GPU).")] = None,
+    max_running_requests: Annotated[Optional[int], typer.Option(help="SGLang's cap on requests at once.")] = None,
+    max_num_batched_tokens: Annotated[Optional[int], typer.Option(help="vLLM: tokens per scheduler step (default by GPU).")] = None,
+    chunked_prefill_size: Annotated[Optional[int], typer.Option(help="SGLang's prefill chunk.")] = None,
+    kv_cache_dtype: Annotated[str, typer.Option(help="auto (the model's dtype) or fp8.")] = "auto",
+    dtype: Dtype = None,
+    json: Json = False,
+    revision: Revision = None,
+    as_family: AsFamily = None,
+) -> None:
+    """What vLLM or SGLang allocates per GPU at start-up: weights, activations, KV cache tokens,
+    concurrency, and whether it starts (docs/serve.md). Exit 1 when the engine would not start."""
+    from llmcalc import render
+    from llmcalc.errors import EXIT_CHECK_FAILED, InputError
+    from llmcalc.hardware import get_gpu
+    from llmcalc.resolve import load_card
+    from llmcalc.serve import ServeConfig
+    from llmcalc.serve import serve as run_serve
+
+    with _reported():
+        card = load_card(model, revision, as_family)
+        w = _workload("infer", dtype, None, 1, 1, 1, 1, None, False, "adamw", "sdpa", card=card)
+        spec = get_gpu(gpu) if gpu else None
+        if gpu_memory is not None and gpu_memory <= 0:
+            raise InputError(f"--gpu-memory must be a positive number of GiB, got {gpu_memory}")
+        total = int(gpu_memory * 2**30) if gpu_memory else (spec.cuda_total_bytes or spec.memory_bytes if spec else 0)
+        if not total:
+            raise InputError("give --gpu ID or --gpu-memory GiB")
+        vllm = engine.lower() == "vllm"
+        config = ServeConfig(
+            engine=engine.lower(), version=engine_version, gpu_total_bytes=total, gpu_name=spec.name if spec else "",
+            tp=tp, pp=pp, memory_fraction=gpu_memory_utilization if vllm else mem_fraction_static,
+            max_model_len=max_model_len or context_length, max_num_seqs=max_num_seqs if vllm else max_running_requests,
+            max_num_batched_tokens=max_num_batched_tokens if vllm else chunked_prefill_size,
+            kv_cache_dtype=kv_cache_dtype.lower())
+        result = run_serve(card, config, w.dtype, w.compute_dtype)
+    note = None
+    if spec and not gpu_memory and not spec.cuda_total_bytes:
+        note = (f"{spec.id}: the catalog has nvidia-smi's total, not CUDA's (which is 0.4-0.6 GiB less): "
+                "give --gpu-memory for exact block counts")
+    if json:
+        print(render.serve_json(result, card, w, spec, note))
+    else:
+        render.print_serve(out, result, card, w, spec, note)
+    if not result.starts:
+        raise typer.Exit(code=EXIT_CHECK_FAILED)
+
+
 ChartKind = Annotated[str, typer.Option("--what", help="memory-batch, memory-context or throughput.")]
 Points = Annotated[Optional[str], typer.Option(help="x values, comma-separated (batch sizes or prompt lengths).")]
 Out = Annotated[Optional[str], typer.Option("--out", help="Write a PNG here (needs matplotlib: pip install '.[charts]'); default: draw in the terminal.")]

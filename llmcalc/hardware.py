@@ -14,7 +14,8 @@ from llmcalc.errors import InputError, close_names
 
 MiB = 2**20
 RATE_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
-_KEYS = {"id", "name", "match", "memory_mib", "bandwidth_tbs", "link_gbs", "tflops", "unconfirmed", "source"}
+_KEYS = {"id", "name", "match", "memory_mib", "cuda_total_mib", "bandwidth_tbs", "link_gbs", "tflops", "unconfirmed",
+         "source"}
 KINDS = ("gpu", "cpu")
 CATALOG = Path(__file__).parent / "data" / "gpus.yaml"
 
@@ -34,6 +35,9 @@ class GpuSpec:
     kind: str = "gpu"
     match: tuple[str, ...] = ()  # substrings of the driver's device name
     link_bytes_per_s: float = 0.0  # GPU-to-GPU bandwidth, one direction (NVLink, else PCIe); 0: unknown
+    # The total that CUDA reports (torch.cuda.mem_get_info), below nvidia-smi's: what serving
+    # engines size their budgets from. 0: not known (the catalog then offers memory_bytes).
+    cuda_total_bytes: int = 0
 
 
 def _gpu_from_mapping(entry: Any, where: str, kind: str = "gpu") -> tuple[GpuSpec | None, list[str]]:
@@ -61,6 +65,9 @@ def _gpu_from_mapping(entry: Any, where: str, kind: str = "gpu") -> tuple[GpuSpe
             problems.append(f"{where}.tflops.{dtype}: unknown dtype (one of {', '.join(RATE_DTYPES)})")
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             problems.append(f"{where}.tflops.{dtype}: must be a positive number, got {value!r}")
+    cuda_total = entry.get("cuda_total_mib", 0)
+    if isinstance(cuda_total, bool) or not isinstance(cuda_total, (int, float)) or cuda_total < 0:
+        problems.append(f"{where}.cuda_total_mib: must be a non-negative number, got {cuda_total!r}")
     link = entry.get("link_gbs", 0)
     if isinstance(link, bool) or not isinstance(link, (int, float)) or link < 0:
         problems.append(f"{where}.link_gbs: must be a non-negative number, got {link!r}")
@@ -74,6 +81,7 @@ def _gpu_from_mapping(entry: Any, where: str, kind: str = "gpu") -> tuple[GpuSpe
         peak_flops={k: float(v) * 1e12 for k, v in rates.items()},
         unconfirmed=tuple(entry.get("unconfirmed", ())), source=entry["source"], kind=kind,
         match=tuple(entry.get("match", ())), link_bytes_per_s=float(entry.get("link_gbs", 0)) * 1e9,
+        cuda_total_bytes=int(float(entry.get("cuda_total_mib", 0)) * MiB),
     ), []
 
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the catalog and speed modules load only when a command name
     from llmcalc.memory import Workload
     from llmcalc.plan import Option
     from llmcalc.scale import ScaledEstimate
+    from llmcalc.serve import ServeEstimate
     from llmcalc.throughput import StepTime, Throughput
 
 GiB = 2**30
@@ -440,3 +441,38 @@ def print_scaled(console: Console, r: ScaledEstimate, card: ModelCard, w: Worklo
         ok = r.device_total_bytes <= gpu.memory_bytes
         console.print(Text.assemble(f"{gpu.name}: {gib(gpu.memory_bytes)} GiB per GPU → ",
                                     ("fits", "green") if ok else ("does not fit", "red")))
+
+
+def serve_dict(r: ServeEstimate) -> dict[str, Any]:
+    return {"engine": r.engine, "engine_version": r.version, "budget_bytes": r.budget_bytes,
+            "weights_bytes": r.weights_bytes, "non_torch_bytes": r.non_torch_bytes,
+            "activation_peak_bytes": r.activation_peak_bytes, "cuda_graph_bytes": r.cuda_graph_bytes,
+            "kv_cache_bytes": r.kv_cache_bytes, "kv_cache_tokens": r.kv_cache_tokens, "kv_block_size": r.kv_block_size,
+            "max_model_len": r.max_model_len, "max_num_seqs": r.max_num_seqs,
+            "max_num_batched_tokens": r.max_num_batched_tokens, "max_concurrency": round(r.max_concurrency, 2),
+            "starts": r.starts, "error": r.error, "explain": r.explain}
+
+
+def serve_json(r: ServeEstimate, card: ModelCard, w: Workload, gpu: GpuSpec | None, note: str | None) -> str:
+    return dumps({"schema_version": JSON_SCHEMA_VERSION, "model": {"name": card.name, "params": card.num_params},
+                  "weights_dtype": w.dtype, "gpu": gpu.id if gpu else None, "per_rank": True,
+                  "warnings": [*card.notes, *([note] if note else [])], "serve": serve_dict(r)})
+
+
+def print_serve(console: Console, r: ServeEstimate, card: ModelCard, w: Workload, gpu: GpuSpec | None,
+                note: str | None) -> None:
+    for warning in [*card.notes, *([note] if note else [])]:
+        console.print(f"warning: {warning}", style="yellow")
+    table = Table(title=f"{card.name} on {r.engine} {r.version} · weights {w.dtype} · per GPU rank"
+                        + (f" · {gpu.name}" if gpu else ""))
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    for label, value in (("budget", gib(r.budget_bytes)), ("weights", gib(r.weights_bytes)),
+                         ("non-torch", gib(r.non_torch_bytes)), ("activation peak", gib(r.activation_peak_bytes)),
+                         ("KV cache", gib(r.kv_cache_bytes)), ("KV cache tokens", f"{r.kv_cache_tokens:,}"),
+                         ("block size", str(r.kv_block_size)),
+                         (f"max concurrency at {r.max_model_len:,} tokens", f"{r.max_concurrency:.2f}x")):
+        table.add_row(label, value)
+    console.print(table)
+    console.print(f"starts: {'yes' if r.starts else 'no'}" + (f" -- {r.error}" if r.error else ""),
+                  style=None if r.starts else "red")

@@ -1,0 +1,338 @@
+"""Serving-engine sizing: what vLLM (V1, 0.9-0.11) and SGLang (0.5) allocate per GPU rank at
+start-up, how many KV-cache tokens that leaves, how many requests of max_model_len run at once,
+and whether the engine starts. Pure, no torch.
+
+The accounting follows the engines' source (docs/serve.md cites file and function for each line):
+- vLLM V1 (v1/worker/gpu_worker.py determine_available_memory, utils memory_profiling):
+  available = total x gpu_memory_utilization - weights - activation peak of the profile run
+  - non-torch growth since start-up (NCCL); CUDA graphs are captured after the KV cache is sized
+  (gpu_model_runner.py) and are not in the budget. The KV cache takes whole blocks of 16 tokens
+  per layer (kv_cache_utils.py get_kv_cache_config), page = 2 x kv_heads_per_rank x head_size x
+  dtype x block (MLA: one latent of kv_lora_rank + rope, not sharded by TP, blocks of 64).
+- SGLang (srt/model_executor/model_runner.py profile_max_num_token): tokens =
+  (free after weights - free before weights x (1 - mem_fraction_static)) // cell, cell = the
+  per-token K and V bytes of every layer; no forward profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import ceil
+
+from llmcalc import calibration
+from llmcalc.cards import ModelCard, Param
+from llmcalc.errors import InputError
+from llmcalc.memory import quantized
+from llmcalc.precision import PRECISIONS
+
+GiB = 2**30
+ENGINES = ("vllm", "sglang")
+VOCAB_PADDING = 64  # vLLM's DEFAULT_VOCAB_PADDING_SIZE: the global vocabulary is padded, then split by TP
+# What --engine-version selects. Versions whose accounting differs (vLLM V0 0.4-0.8's block
+# profile, V1 0.8's formula, the CUDA-graph estimate of the newest V1) are refused rather than
+# answered with the wrong formula.
+VERSIONS = {"vllm": ("0.9", "0.10", "0.11"), "sglang": ("0.5",)}
+DEFAULT_VERSION = {"vllm": "0.11", "sglang": "0.5"}
+# Non-torch memory that vLLM's budget subtracts (what appears beside PyTorch's allocator after its
+# start-up snapshot: NCCL's and the custom all-reduce's buffers, cuBLAS/cuDNN handles). The
+# median of the seven public logs that print it (benchmarks/serve/logs.jsonl: 0.03, 0.16, 0.20,
+# 0.25, 0.35, 1.79 and 3.58 GiB; TP 1 to 16): it varies by build and driver more than by model
+# or TP, and --explain says so.
+NON_TORCH_BYTES = int(0.25 * GiB)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """The engine, its version and its options, with the engine's own meanings."""
+
+    engine: str = "vllm"
+    version: str | None = None
+    gpu_total_bytes: int = 0  # what torch.cuda.mem_get_info reports as total
+    gpu_name: str = ""
+    tp: int = 1
+    pp: int = 1
+    memory_fraction: float | None = None  # vLLM gpu_memory_utilization (0.9), SGLang mem_fraction_static
+    max_model_len: int | None = None  # SGLang --context-length
+    max_num_seqs: int | None = None  # SGLang --max-running-requests
+    max_num_batched_tokens: int | None = None  # SGLang --chunked-prefill-size
+    kv_cache_dtype: str = "auto"  # auto (the model's dtype) or fp8
+    block_size: int | None = None  # vLLM: 16, MLA 64; SGLang page_size 1
+
+
+@dataclass(frozen=True)
+class ServeEstimate:
+    """Per rank, as the engine logs it at start-up (docs/json.md: serve.*)."""
+
+    engine: str
+    version: str
+    budget_bytes: int
+    weights_bytes: int
+    non_torch_bytes: int
+    activation_peak_bytes: int
+    cuda_graph_bytes: int  # in the budget before the KV cache is sized (0 where captured after)
+    kv_cache_bytes: int
+    kv_cache_tokens: int
+    kv_block_size: int
+    max_model_len: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    max_concurrency: float
+    starts: bool
+    error: str | None
+    explain: dict[str, str] = field(default_factory=dict)
+
+
+def validate(card: ModelCard, c: ServeConfig) -> str:
+    """Check the options; return the version the accounting follows."""
+    if c.engine not in ENGINES:
+        raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got '{c.engine}'")
+    version = c.version or DEFAULT_VERSION[c.engine]
+    if version not in VERSIONS[c.engine]:
+        raise InputError(f"--engine-version {version}: llmcalc models {c.engine} "
+                         f"{', '.join(VERSIONS[c.engine])} (docs/serve.md says how the others differ)")
+    for name, value in (("--tp", c.tp), ("--pp", c.pp)):
+        if value < 1:
+            raise InputError(f"{name} must be a positive integer, got {value}")
+    if card.num_heads % c.tp:
+        raise InputError(f"--tp {c.tp} does not divide {card.name}'s {card.num_heads} attention heads")
+    if card.num_layers < c.pp:
+        raise InputError(f"--pp {c.pp} exceeds {card.name}'s {card.num_layers} layers")
+    if c.memory_fraction is not None and not 0 < c.memory_fraction <= 1:
+        raise InputError(f"the memory fraction must be in (0, 1], got {c.memory_fraction}")
+    if c.kv_cache_dtype not in ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bf16", "fp16"):
+        raise InputError(f"--kv-cache-dtype must be auto or fp8, got '{c.kv_cache_dtype}'")
+    if c.gpu_total_bytes <= 0:
+        raise InputError("the GPU's memory is unknown: give --gpu-memory GiB")
+    return version
+
+
+# --- weights ------------------------------------------------------------------------------
+
+def _rank_share(card: ModelCard, p: Param, tp: int) -> float:
+    """The fraction of parameter p one TP rank holds (vLLM's parallel linear layers): column- and
+    row-parallel linears split by TP (a column-parallel layer's bias with it), k/v projections by
+    kv heads (replicated below one head per rank), MLA's down-projections, the router, norms and
+    row-parallel biases replicated."""
+    if tp == 1 or p.kind not in ("linear", "bias"):
+        return 1.0
+    short = p.name.removesuffix(".bias").rsplit(".", 1)[-1]
+    if p.kind == "bias" and short in ("o_proj", "down_proj", "out_proj"):
+        return 1.0  # a row-parallel layer's bias is added once, after the all-reduce: every rank has it
+    if short in ("k_proj", "v_proj"):
+        return max(1, card.kv_heads // tp) / card.kv_heads
+    if short in ("q_a_proj", "kv_a_proj"):
+        return 1.0
+    return 1 / tp
+
+
+def weights_per_rank(card: ModelCard, dtype: str, compute_dtype: str, tp: int, pp: int) -> tuple[int, str]:
+    """Bytes of weights on the fullest rank, as vLLM's "Model loading took" counts them: every
+    tensor alive after the load (torch's allocated bytes), with the vocabulary padded to a multiple
+    of 64 and split by TP, and one rotary cos/sin cache (max_position x rotary dim in the model
+    dtype, shared by every layer: rotary_embedding/base.py)."""
+    store = PRECISIONS[dtype]
+    other = store if store.is_float else PRECISIONS[compute_dtype]
+    vocab_rows = ceil(card.vocab_size / VOCAB_PADDING) * VOCAB_PADDING // tp
+    per_stage = ceil(card.num_layers / pp)
+    stage_bytes: dict[int, float] = {}
+    head = embed = 0.0
+    for p in card.parameters():
+        if p.kind in ("embedding", "lm_head"):
+            size = other.tensor_bytes(vocab_rows * card.hidden_size)
+            if p.kind == "embedding":
+                embed += size
+            else:
+                head += size
+            continue
+        share = _rank_share(card, p, tp)
+        size = (store.matrix_bytes(*p.shape) if quantized(card, p, store) else other.tensor_bytes(p.numel)) * share
+        stage = (p.layer // per_stage) if p.layer is not None else pp - 1  # final norm, lm_head bias: last stage
+        stage_bytes[stage] = stage_bytes.get(stage, 0.0) + size
+    rotary = card.qk_rope_head_dim if card.is_mla else card.dim_head
+    rope = other.tensor_bytes(card.max_position_embeddings * (rotary or 0)) if card.position_embedding == "rope" else 0
+    first = stage_bytes.get(0, 0.0) + embed + (head if pp == 1 or card.tie_word_embeddings else 0)
+    last = stage_bytes.get(pp - 1, 0.0) + (head if pp > 1 and not card.tie_word_embeddings else 0)
+    total = int(max(first, last)) + rope
+    return total, (f"{card.num_params:,} params over TP {tp} x PP {pp}; vocabulary padded to "
+                   f"{vocab_rows * tp:,} rows; rotary cache {rope:,} B")
+
+
+# --- the KV cache ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _KvGroup:
+    layers: int
+    bytes_per_token: float  # one layer, this rank
+    window: int | None  # sliding or chunked window; None: every position
+
+
+def _kv_groups(card: ModelCard, c: ServeConfig, dtype_bytes: float, pp: int) -> list[_KvGroup]:
+    """Per-layer KV bytes per token on one rank (this PP stage's share of layers)."""
+    groups = []
+    for n, g in card.layer_groups:
+        spec = g.layer_specs[0]
+        if spec.mixer == "conv":
+            continue  # a fixed state per request (counted by neither engine's token pool here)
+        if card.is_mla:  # one latent per token, the same on every TP rank
+            per_token = ((card.kv_lora_rank or 0) + (card.qk_rope_head_dim or 0)) * dtype_bytes
+        else:
+            heads = max(1, card.kv_heads // c.tp)
+            per_token = 2 * heads * card.dim_head * dtype_bytes
+        window = g.sliding_window if spec.mixer in ("sliding", "chunked") else None
+        groups.append(_KvGroup(ceil(n / pp), per_token, window))
+    return groups
+
+
+def _request_bytes(groups: list[_KvGroup], length: int, block: int, batched: int) -> int:
+    """vLLM's max_memory_usage_bytes summed over the layers (kv_cache_interface.py): a full layer
+    cdiv(length, block) blocks; a sliding one cdiv(min(window - 1 + max_num_batched_tokens,
+    length), block) + 1."""
+    total = 0
+    for g in groups:
+        page = g.bytes_per_token * block
+        blocks = ceil(length / block) if g.window is None else ceil(min(g.window - 1 + batched, length) / block) + 1
+        total += g.layers * blocks * page
+    return int(total)
+
+
+def _vllm_kv(card: ModelCard, c: ServeConfig, groups: list[_KvGroup], available: int, block: int, max_len: int,
+             batched: int) -> tuple[int, int, float, str | None]:
+    """(KV bytes, tokens, concurrency, error) as vLLM V1 0.9-0.11 sizes the cache."""
+    if available <= 0:
+        return 0, 0, 0.0, ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` "
+                           "when initializing the engine.")
+    needed = _request_bytes(groups, max_len, block, batched)
+    if needed > available:
+        lo, hi = 0, max_len  # estimate_max_model_len: the longest length whose request fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if _request_bytes(groups, mid, block, batched) <= available else (lo, mid - 1)
+        hint = f"Based on the available memory, the estimated maximum model length is {lo}." if lo > 0 else ""
+        return 0, 0, 0.0, (f"To serve at least one request with the models's max seq len ({max_len}), "
+                           f"({needed / GiB:.2f} GiB KV cache is needed, which is larger than the available KV "
+                           f"cache memory ({available / GiB:.2f} GiB). {hint} Try increasing "
+                           f"`gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.")
+    pages = {g.bytes_per_token for g in groups}
+    layers = sum(g.layers for g in groups)
+    kinds = {(g.bytes_per_token, g.window) for g in groups}
+    if len(kinds) == 1:  # one kind of layer: _get_kv_cache_config_uniform_type
+        page = groups[0].bytes_per_token * block
+        blocks = int(available // page // layers)
+        tokens = blocks * block
+        concurrency = blocks / ceil(max_len / block)
+        return int(blocks * page * layers), tokens, concurrency, None
+    if len(pages) > 1:
+        raise InputError(f"{card.name}: layers with different KV page sizes are not modelled for vLLM")
+    # the hybrid allocator (_get_kv_cache_config_uniform_page_size): layers of each kind in chunks of
+    # the smallest kind's count; every chunk shares one block pool
+    group_size = min(g.layers for g in groups)
+    chunks = sum(ceil(g.layers / group_size) for g in groups)
+    page = groups[0].bytes_per_token * block
+    blocks = int(available // page // group_size)
+    tokens = blocks // chunks * block
+    per_request = ceil(_request_bytes(groups, max_len, block, batched) * group_size / layers / (page * group_size))
+    concurrency = blocks / max(per_request, 1)
+    return int(blocks * page * group_size), tokens, concurrency, None
+
+
+# --- activations of the profile run ---------------------------------------------------------
+
+def profile_peak(card: ModelCard, tokens: int, requests: int, a: int, tp: int) -> int:
+    """vLLM's profile run: max_num_batched_tokens tokens through the model with the attention
+    kernels skipped (attn_metadata is None), then the sampler over one row per request. Per
+    token, at the MLP of the widest layer: the residual and hidden states (vLLM's fused add-norm
+    works in place), the merged gate_up output and SiluAndMul's output; a routed MoE layer's
+    fused kernels hold k copies of gate_up, the activation and the down output (fused_moe's
+    intermediate caches). The sampler: the logits (a), their fp32 copy and top-k/top-p's sort
+    over the vocabulary (values and int64 indices)."""
+    peak = 0
+    for _, g in card.layer_groups:
+        i = g.intermediate_size // tp
+        mlp = 3 * i * a
+        if g.is_moe:
+            k = g.experts_per_token or 1
+            mlp = max(mlp, k * (3 * i + g.hidden_size) * a)
+        if g.shared_expert_intermediate_size:
+            mlp += 3 * g.shared_expert_intermediate_size // tp * a
+        attn = (card.q_dim + 2 * card.kv_dim) // tp * a + card.q_dim // tp * a
+        peak = max(peak, 2 * card.hidden_size * a + max(mlp, attn))
+    sampler = requests * card.vocab_size * (a + 4 + 4 + 8)
+    return tokens * peak + sampler
+
+
+# --- the estimate ---------------------------------------------------------------------------
+
+def _defaults(c: ServeConfig) -> tuple[int, int]:
+    """vLLM serve's max_num_batched_tokens / max_num_seqs (engine/arg_utils.py
+    _set_default_args_v1, 0.9-0.11): 8192 / 1024 on GPUs of 70 GiB and more but A100s, else
+    2048 / 256; SGLang's chunked_prefill_size and a running-request cap by memory tier."""
+    big = c.gpu_total_bytes >= 70 * GiB and "a100" not in c.gpu_name.lower()
+    if c.engine == "sglang":
+        return (8192 if big else 2048 if c.gpu_total_bytes < 35 * GiB else 4096), 0
+    return (8192, 1024) if big else (2048, 256)
+
+
+def serve(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str) -> ServeEstimate:
+    """Per-rank start-up accounting of engine `c.engine` serving `card` with weights in `dtype`."""
+    version = validate(card, c)
+    a = int(PRECISIONS[compute_dtype].bytes_per_element)
+    kv_bytes = 1 if c.kv_cache_dtype.startswith("fp8") else a
+    max_len = c.max_model_len or card.max_position_embeddings
+    batched_default, seqs_default = _defaults(c)
+    batched = c.max_num_batched_tokens or batched_default
+    weights, weights_note = weights_per_rank(card, dtype, compute_dtype, c.tp, c.pp)
+    groups = _kv_groups(card, c, kv_bytes, c.pp)
+    explain = {"weights": weights_note}
+    if c.engine == "vllm":
+        seqs = min(c.max_num_seqs or seqs_default, batched)
+        block = c.block_size or (64 if card.is_mla else 16)
+        budget = int(c.gpu_total_bytes * (c.memory_fraction or 0.9))
+        non_torch = NON_TORCH_BYTES
+        activation = profile_peak(card, batched, min(batched, seqs), a, c.tp)
+        available = budget - weights - non_torch - activation
+        kv, tokens, concurrency, error = _vllm_kv(card, c, groups, available, block, max_len, batched)
+        free = c.gpu_total_bytes - calibration.CUDA_CONTEXT_BYTES  # the context exists before the check
+        if free < budget:  # Worker.init_device
+            error = (f"Free memory on device ({free / GiB:.2f}/{c.gpu_total_bytes / GiB:.2f} GiB) on startup is less "
+                     f"than desired GPU memory utilization ({c.memory_fraction or 0.9}, {budget / GiB:.2f} GiB). "
+                     "Decrease GPU memory utilization or reduce GPU memory used by other processes.")
+            kv, tokens, concurrency = 0, 0, 0.0
+        explain |= {
+            "budget": f"total {c.gpu_total_bytes / GiB:.2f} GiB x gpu_memory_utilization {c.memory_fraction or 0.9}",
+            "non_torch": "growth beside PyTorch after start-up (NCCL, handles): the median of public logs, which "
+                         "range from 0.03 to 3.6 GiB",
+            "activation_peak": f"the profile run: {batched} tokens, then the sampler over {min(batched, seqs)} rows",
+            "cuda_graph": "captured after the KV cache is sized: not in the budget (0.9-0.11)",
+            "kv_cache": f"blocks of {block} tokens; {sum(g.layers for g in groups)} layers on this rank",
+        }
+        return ServeEstimate("vllm", version, budget, weights, non_torch, activation, 0, kv, tokens, block, max_len,
+                             seqs, batched, concurrency, error is None, error, explain)
+    # SGLang: mem_fraction_static of the memory free before the weights (after the CUDA context and
+    # NCCL) holds the weights and the pool
+    fraction = c.memory_fraction or _sglang_fraction(c, batched)
+    non_torch = calibration.CUDA_CONTEXT_BYTES + (NON_TORCH_BYTES if c.tp * c.pp > 1 else 0)
+    free_before = c.gpu_total_bytes - non_torch
+    rest = free_before - weights - free_before * (1 - fraction)
+    cell = sum(g.layers * g.bytes_per_token for g in groups)
+    page = c.block_size or (64 if card.is_mla else 1)
+    tokens = max(int(rest // cell) // page * page, 0) if cell else 0
+    error = None if tokens > 0 else ("Not enough memory. Please try to increase --mem-fraction-static. "
+                                     f"Current value: self.server_args.mem_fraction_static={fraction}")
+    running = c.max_num_seqs or min(tokens // 2, max(min(int(tokens / max_len * 512), 4096), 2048))
+    explain |= {"budget": f"mem_fraction_static {fraction:.3f} of the memory free before the weights",
+                "kv_cache": f"cell {cell:,.0f} B per token over {sum(g.layers for g in groups)} layers"}
+    return ServeEstimate("sglang", version, int(free_before * fraction), weights, non_torch, 0, 0,
+                         int(tokens * cell), tokens, page, max_len, running, batched,
+                         tokens / max_len if max_len else 0.0, error is None, error, explain)
+
+
+def _sglang_fraction(c: ServeConfig, chunked: int) -> float:
+    """SGLang 0.5's default mem_fraction_static (server_args.py): (gpu_mem - reserved) / gpu_mem,
+    reserved = 512 MiB + 1.5 x chunked_prefill_size + 2 x cuda_graph_max_bs + TP x PP / 8 GiB
+    MiB, at least 10 GiB on GPUs of more than 60 GiB (cuda_graph_max_bs 256 there, else 160)."""
+    mib = c.gpu_total_bytes / 2**20
+    max_bs = 256 if mib > 60 * 1024 else 160
+    reserved = 512 + 1.5 * chunked + 2 * max_bs + c.tp * c.pp / 8 * 1024
+    if mib > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
+    return (mib - reserved) / mib

@@ -1,0 +1,108 @@
+"""`llmcalc serve`: the engines' start-up accounting, by hand."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from llmcalc.cli import app
+from llmcalc.errors import InputError
+from llmcalc.resolve import load_card
+from llmcalc.serve import GiB, ServeConfig, _kv_groups, _vllm_kv, serve, weights_per_rank
+
+RTX_3090 = int(23.58 * GiB)
+
+
+def test_weights_as_vllms_loader_counts_them():
+    # llama-3.1-8b: 8,030,261,248 parameters in bf16 (the vocabulary, 128,256, is a multiple of 64)
+    # + one rotary cache of 131,072 positions x 128 x 2 B = 33,554,432 B. The public log of vLLM
+    # issue 10517 says "Loading model weights took 14.9888 GB" (GiB).
+    weights, _ = weights_per_rank(load_card("llama-3.1-8b"), "bf16", "bf16", 1, 1)
+    assert weights == 8_030_261_248 * 2 + 33_554_432
+    assert round(weights / GiB, 4) == 14.9888
+
+
+def test_tp_splits_and_replicates_kv_heads():
+    # qwen2.5-14b at TP 2: 8 kv heads -> 4 per rank, so every projection, its bias, the 152,064-row
+    # vocabulary (a multiple of 64) and the MLP halve; the norms, o_proj's (absent) bias and the
+    # rotary cache (131,072 x 128 x 2 B) stay whole.
+    card = load_card("qwen2.5-14b")
+    one, _ = weights_per_rank(card, "bf16", "bf16", 1, 1)
+    two, _ = weights_per_rank(card, "bf16", "bf16", 2, 1)
+    whole = sum(p.numel for p in card.parameters() if p.kind == "norm") * 2 + 131_072 * 128 * 2
+    assert two == (one - whole) // 2 + whole
+    # at TP 16 each rank keeps one of the 8 kv heads: k and v are replicated twice over
+    k = sum(p.numel for p in card.parameters() if p.name.endswith(("k_proj", "v_proj")))
+    sixteen, _ = weights_per_rank(card, "bf16", "bf16", 16, 1)
+    assert sixteen - (one - whole - k * 2) / 16 - whole == pytest.approx(k * 2 / 8, rel=1e-3)
+
+
+def test_block_arithmetic_from_the_available_memory():
+    # Llama-3-8B bf16, TP 1, block 16: a page is 2 x 8 heads x 128 x 2 B x 16 = 65,536 B per layer,
+    # 2 MiB over 32 layers; 10 GiB -> 5,120 blocks, 81,920 tokens; 8,192-token requests need 512
+    # blocks: concurrency 10.0 (docs/serve-accounting.md 4.6).
+    card = load_card("llama-3-8b")
+    config = ServeConfig(gpu_total_bytes=80 * GiB, max_model_len=8192)
+    kv, tokens, concurrency, error = _vllm_kv(card, config, _kv_groups(card, config, 2, 1), 10 * GiB, 16, 8192, 8192)
+    assert (kv, tokens, concurrency, error) == (10 * GiB, 81_920, 10.0, None)
+
+
+def test_mla_caches_one_latent_on_every_rank():
+    # deepseek-v3: (512 + 64) x 2 B per token and layer, the same at TP 8 as at TP 1
+    card = load_card("deepseek-v3")
+    for tp in (1, 8):
+        groups = _kv_groups(card, ServeConfig(gpu_total_bytes=GiB, tp=tp), 2, 1)
+        assert [(g.layers, g.bytes_per_token) for g in groups] == [(3, 1152), (58, 1152)]
+
+
+def test_a_request_too_long_is_vllms_message():
+    est = serve(load_card("llama-3.1-8b"), ServeConfig(gpu_total_bytes=RTX_3090, max_model_len=131072), "bf16", "bf16")
+    assert not est.starts
+    assert est.error.startswith("To serve at least one request with the models's max seq len (131072), (16.00 GiB "
+                                "KV cache is needed, which is larger than the available KV cache memory (")
+    # the longest length that fits is the cache's own token count (one request, full attention)
+    fits = serve(load_card("llama-3.1-8b"), ServeConfig(gpu_total_bytes=RTX_3090, max_model_len=20000), "bf16", "bf16")
+    assert f"the estimated maximum model length is {fits.kv_cache_tokens}." in est.error
+
+
+def test_the_worked_example_of_docs_serve():
+    est = serve(load_card("llama-3.1-8b"), ServeConfig(gpu_total_bytes=RTX_3090, max_model_len=20000), "bf16", "bf16")
+    assert (est.kv_cache_tokens, round(est.max_concurrency, 2)) == (42_896, 2.14)  # 2,681 blocks / 1,250
+    assert (est.max_num_batched_tokens, est.max_num_seqs) == (2048, 256)  # a GPU under 70 GiB
+
+
+def test_too_little_free_memory_for_the_budget():
+    # at 0.99 of a 24 GiB card the CUDA context leaves less free than the budget: vLLM V1 refuses
+    est = serve(load_card("llama-3.2-1b"), ServeConfig(gpu_total_bytes=RTX_3090, memory_fraction=0.99,
+                                                       max_model_len=4096), "bf16", "bf16")
+    assert not est.starts and est.error.startswith("Free memory on device (")
+
+
+def test_sglang_token_pool_by_hand():
+    # mem_fraction_static 0.8 of what is free before the weights (total - CUDA context); the cell of
+    # llama-3-8b is 32 layers x 2 x 8 x 128 x 2 B = 131,072 B per token.
+    from llmcalc import calibration
+
+    card = load_card("llama-3-8b")
+    est = serve(card, ServeConfig(engine="sglang", gpu_total_bytes=80 * GiB, memory_fraction=0.8), "bf16", "bf16")
+    free = 80 * GiB - calibration.CUDA_CONTEXT_BYTES
+    assert est.kv_cache_tokens == int((free - est.weights_bytes - free * 0.2) // 131_072)
+
+
+def test_unmodelled_versions_are_refused():
+    with pytest.raises(InputError, match=r"^--engine-version 0.6: llmcalc models vllm 0.9, 0.10, 0.11 "):
+        serve(load_card("llama-3-8b"), ServeConfig(version="0.6", gpu_total_bytes=GiB), "bf16", "bf16")
+
+
+def test_cli_json_contract_and_exit_code():
+    runner = CliRunner()
+    ok = runner.invoke(app, ["serve", "llama-3.1-8b", "--gpu", "rtx-3090", "--max-model-len", "20000", "--json"])
+    assert ok.exit_code == 0
+    doc = json.loads(ok.output)["serve"]
+    assert set(doc) >= {"weights_bytes", "non_torch_bytes", "activation_peak_bytes", "cuda_graph_bytes",
+                        "kv_cache_bytes", "kv_cache_tokens", "kv_block_size", "max_concurrency", "starts", "error"}
+    assert doc["kv_cache_tokens"] == 42_896
+    failed = runner.invoke(app, ["serve", "llama-3.1-8b", "--gpu", "rtx-3090", "--max-model-len", "131072"])
+    assert failed.exit_code == 1
+    missing = runner.invoke(app, ["serve", "llama-3.1-8b"])
+    assert missing.exit_code == 2 and "give --gpu ID or --gpu-memory GiB" in missing.output
