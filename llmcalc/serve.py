@@ -145,9 +145,10 @@ def weights_per_rank(card: ModelCard, dtype: str, compute_dtype: str, tp: int, p
                 head += size
             continue
         share = _rank_share(card, p, tp)
-        size = (store.matrix_bytes(*p.shape) if quantized(card, p, store) else other.tensor_bytes(p.numel)) * share
+        whole = store.matrix_bytes(*p.shape) if quantized(card, p, store) else other.tensor_bytes(p.numel)
+        part = whole * share
         stage = (p.layer // per_stage) if p.layer is not None else pp - 1  # final norm, lm_head bias: last stage
-        stage_bytes[stage] = stage_bytes.get(stage, 0.0) + size
+        stage_bytes[stage] = stage_bytes.get(stage, 0.0) + part
     rotary = card.qk_rope_head_dim if card.is_mla else card.dim_head
     rope = other.tensor_bytes(card.max_position_embeddings * (rotary or 0)) if card.position_embedding == "rope" else 0
     first = stage_bytes.get(0, 0.0) + embed + (head if pp == 1 or card.tie_word_embeddings else 0)
@@ -187,7 +188,7 @@ def _request_bytes(groups: list[_KvGroup], length: int, block: int, batched: int
     """vLLM's max_memory_usage_bytes summed over the layers (kv_cache_interface.py): a full layer
     cdiv(length, block) blocks; a sliding one cdiv(min(window - 1 + max_num_batched_tokens,
     length), block) + 1."""
-    total = 0
+    total = 0.0
     for g in groups:
         page = g.bytes_per_token * block
         blocks = ceil(length / block) if g.window is None else ceil(min(g.window - 1 + batched, length) / block) + 1
