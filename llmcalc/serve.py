@@ -214,9 +214,9 @@ def _vllm_kv(card: ModelCard, c: ServeConfig, groups: list[_KvGroup], available:
                            f"cache memory ({available / GiB:.2f} GiB). {hint} Try increasing "
                            f"`gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.")
     pages = {g.bytes_per_token for g in groups}
-    layers = sum(g.layers for g in groups)
     kinds = {(g.bytes_per_token, g.window) for g in groups}
     if len(kinds) == 1:  # one kind of layer: _get_kv_cache_config_uniform_type
+        layers = sum(g.layers for g in groups)
         page = groups[0].bytes_per_token * block
         blocks = int(available // page // layers)
         tokens = blocks * block
@@ -226,13 +226,17 @@ def _vllm_kv(card: ModelCard, c: ServeConfig, groups: list[_KvGroup], available:
         raise InputError(f"{card.name}: layers with different KV page sizes are not modelled for vLLM")
     # the hybrid allocator (_get_kv_cache_config_uniform_page_size): layers of each kind in chunks of
     # the smallest kind's count; every chunk shares one block pool
+    # (padded to whole chunks); a request needs, per chunk, what one layer of its kind needs
+    # (get_max_concurrency_for_kv_cache_config: cdiv(group_size x sum of the chunks' per-layer
+    # bytes, page x group_size))
     group_size = min(g.layers for g in groups)
     chunks = sum(ceil(g.layers / group_size) for g in groups)
     page = groups[0].bytes_per_token * block
     blocks = int(available // page // group_size)
     tokens = blocks // chunks * block
-    per_request = ceil(_request_bytes(groups, max_len, block, batched) * group_size / layers / (page * group_size))
-    concurrency = blocks / max(per_request, 1)
+    per_request = sum(ceil(g.layers / group_size) * _request_bytes([_KvGroup(1, g.bytes_per_token, g.window)],
+                                                                    max_len, block, batched) for g in groups)
+    concurrency = blocks / max(ceil(per_request / page), 1)
     return int(blocks * page * group_size), tokens, concurrency, None
 
 

@@ -106,3 +106,15 @@ def test_cli_json_contract_and_exit_code():
     assert failed.exit_code == 1
     missing = runner.invoke(app, ["serve", "llama-3.1-8b"])
     assert missing.exit_code == 2 and "give --gpu ID or --gpu-memory GiB" in missing.output
+
+
+def test_sliding_window_layers_share_the_hybrid_allocators_pool():
+    # gemma-3-1b: 22 sliding (window 512) and 4 global layers, 1 kv head x 256 in bf16: a page is
+    # 2 x 256 x 2 B x 16 = 16 KiB. Chunks of the smaller kind's 4 layers: 6 sliding chunks (the last
+    # padded) and 1 global: 7. 1 GiB -> 1 GiB // 16 KiB // 4 = 16,384 blocks, 16,384 // 7 x 16 =
+    # 37,440 tokens. A 32,768-token request: the global chunk 2,048 blocks, each sliding chunk
+    # cdiv(min(511 + 2,048, 32,768), 16) + 1 = 161: 2,048 + 6 x 161 = 3,014 blocks -> 5.44x.
+    card = load_card("gemma-3-1b")
+    config = ServeConfig(gpu_total_bytes=24 * GiB, max_model_len=32768)
+    kv, tokens, concurrency, _ = _vllm_kv(card, config, _kv_groups(card, config, 2, 1), GiB, 16, 32768, 2048)
+    assert (kv, tokens, round(concurrency, 2)) == (GiB, 37_440, round(16_384 / 3_014, 2))
