@@ -140,6 +140,7 @@ class MemoryBreakdown:
     explain: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     calibration: str = ""  # where cuda_context / allocator figures came from
+    kernel_modules_bytes: int = 0  # of cuda_context: kernel modules loaded lazily as the workload runs
 
 
 # --- weights ------------------------------------------------------------------------------
@@ -419,6 +420,16 @@ def _eager_softmax_bytes(w: Workload) -> int:
     return {"fp16": 8, "bf16": 10, "fp32": 8}[w.compute_dtype]
 
 
+def load_phase(card: ModelCard, w: Workload, weights: int) -> Phase:
+    """Building the model (the profiler's load phase; inference or training alike)."""
+    if PRECISIONS[w.dtype].is_float:
+        return Phase("load", {"weights": weights, "activations": tied_head_transient(card, w)})
+    # Quantized weights load tensor by tensor (from a checkpoint, or from the profiler's CPU
+    # copy): one 16-bit matrix on the GPU at a time, and no tied-head transient (measured:
+    # load peak = weights + the largest linear in 16-bit + the cuBLAS workspace, 6 H100 cases).
+    return Phase("load", {"weights": weights, "activations": largest_linear_bytes(card, w.compute_dtype)})
+
+
 def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str, str]]:
     b = _dtypes(w)
     seqs = w.batch * w.beams
@@ -435,15 +446,8 @@ def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[st
     logits = seqs * card.vocab_size * (b.a + 4) + 2 * tokens * b.s * card.hidden_size
     prefill_act = inputs + max(layer, final_norm, logits) + dequant_transient(card, w, tokens)
     kv_prompt = kv_cache_bytes(card, w, w.seq, windowed=False)  # sliding layers hold the prompt
-    if PRECISIONS[w.dtype].is_float:
-        load_extra = tied_head_transient(card, w)
-    else:
-        # Quantized weights load tensor by tensor (from a checkpoint, or from the profiler's CPU
-        # copy): one 16-bit matrix on the GPU at a time, and no tied-head transient (measured:
-        # load peak = weights + the largest linear in 16-bit + the cuBLAS workspace, 6 H100 cases).
-        load_extra = largest_linear_bytes(card, w.compute_dtype)
     phases = [
-        Phase("load", {"weights": weights, "activations": load_extra}),
+        load_phase(card, w, weights),
         Phase("prefill", {"weights": weights, "kv_cache": kv_prompt, "activations": prefill_act}),
     ]
     explain["activations"] = (
@@ -466,7 +470,10 @@ def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[st
         step = (seqs * prefill_layer_peak_per_token(card, replace(w, seq=length)) + max(cat_copy, step_logits, expand)
                 + dequant_transient(card, w, seqs))
         ids = 8 * seqs * (w.seq + w.gen)
-        phases.append(Phase("decode", {"weights": weights, "kv_cache": kv_final, "activations": step + ids}))
+        # The first step still holds the prompt in the sliding layers' caches (each sheds it at its
+        # own update), so over the decode the cache is at most the larger of the two.
+        phases.append(Phase("decode", {"weights": weights, "kv_cache": max(kv_final, kv_prompt),
+                                       "activations": step + ids}))
     explain["kv_cache"] = (
         f"{seqs} seq x {w.seq + max(w.gen - 1, 0)} positions x {card.num_layers} layers x 2 x "
         f"{card.kv_heads} kv heads x {card.dim_head} head_dim x bytes = {kv_final}"
@@ -652,6 +659,7 @@ def training_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str
     first_copies = b.a * sum(p.numel for p in first if p.kind == "linear" and ".experts." not in p.name) if w.autocast else 0
     first_act = inputs + first_saved + first_copies + _layer_backward_transient(card, w) * tokens
     phases = [
+        load_phase(card, w, weights),  # what the profiler's load phase measures; never the peak
         Phase("forward", {"weights": weights, "optimizer": states, "activations": fwd_act}),
         Phase("backward", {"weights": weights, "optimizer": states, "activations": bwd_start}),
         Phase("backward_layer_0", {"weights": weights, "optimizer": states, "gradients": later_grads,
@@ -716,12 +724,13 @@ def estimate(card: ModelCard, w: Workload, cuda_context: tuple[int, str] | None 
     context, context_source = cuda_context or (calibration.CUDA_CONTEXT_BYTES, calibration.CUDA_CONTEXT_SOURCE)
     # Kernel modules load lazily as the workload first runs them (flash: 16-bit SDPA).
     flash = w.attention == "sdpa" and PRECISIONS[w.compute_dtype].bits == 16
-    quantized = w.dtype if w.dtype in ("int8", "nf4") else None
+    bnb = w.dtype if w.dtype in ("int8", "nf4") else None
+    modules = 0
     if context:  # a CUDA context (none on a CPU)
-        modules = calibration.kernel_modules_bytes(w.mode, flash, quantized)
+        modules = calibration.kernel_modules_bytes(w.mode, flash, bnb)
         context += modules
         context_source += f"; + {modules // calibration.MiB} MiB of lazily loaded kernel modules ({w.mode}" + \
-            (", flash attention" if flash else "") + (f", bitsandbytes {quantized}" if quantized else "") + ")"
+            (", flash attention" if flash else "") + (f", bitsandbytes {bnb}" if bnb else "") + ")"
     components = dict(peak.components)
     components["activations"] += calibration.CUBLAS_WORKSPACE_BYTES
     components["cuda_context"] = context
@@ -741,6 +750,7 @@ def estimate(card: ModelCard, w: Workload, cuda_context: tuple[int, str] | None 
         explain=explain,
         warnings=tuple(warnings),
         calibration=calibration.SOURCE if cuda_context is None else f"{context_source}; allocator: {calibration.SOURCE}",
+        kernel_modules_bytes=modules,
     )
 
 

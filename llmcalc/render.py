@@ -249,9 +249,13 @@ def print_profile(console: Console, doc: dict[str, Any]) -> None:
 
     if meas["device"] == "cuda":
         row("weights", est["components"]["weights"], meas["weights_bytes"])
-        row("cuda context", est["cuda_context_bytes"], meas["cuda_context_bytes"])
+        # the profiler reads the context before the workload's kernel modules load (they are in
+        # the device total, in both columns)
+        row("cuda context (before the workload's kernels)", est.get("cuda_context_base_bytes", est["cuda_context_bytes"]),
+            meas["cuda_context_bytes"])
+    intervals = est.get("phase_intervals") or est["phases"]
     for p in meas["phases"]:
-        row(f"phase {p['name']} (peak allocated)", est["phases"].get(p["name"].split(" ")[0], 0), p["peak_allocated_bytes"])
+        row(f"phase {p['name']} (peak allocated)", intervals.get(p["name"].split(" ")[0], 0), p["peak_allocated_bytes"])
     table.add_section()
     row(f"peak allocated (est. {est['peak_phase']}, meas. {meas['peak_phase']})", est["peak_allocated_bytes"],
         meas["peak_allocated_bytes"])
