@@ -23,7 +23,7 @@ from llmcalc import calibration
 from llmcalc.cards import ModelCard, Param
 from llmcalc.errors import InputError
 from llmcalc.memory import quantized
-from llmcalc.precision import PRECISIONS
+from llmcalc.precision import PRECISIONS, Precision
 
 GiB = 2**30
 ENGINES = ("vllm", "sglang")
@@ -147,6 +147,8 @@ def weights_per_rank(card: ModelCard, dtype: str, compute_dtype: str, tp: int, p
         share = _rank_share(card, p, tp)
         whole = store.matrix_bytes(*p.shape) if quantized(card, p, store) else other.tensor_bytes(p.numel)
         part = whole * share
+        if store.experts_only and ".experts." in p.name:
+            part = _marlin_mxfp4_bytes(card, p, tp, store, other)
         stage = (p.layer // per_stage) if p.layer is not None else pp - 1  # final norm, lm_head bias: last stage
         stage_bytes[stage] = stage_bytes.get(stage, 0.0) + part
     rotary = card.qk_rope_head_dim if card.is_mla else card.dim_head
@@ -156,6 +158,24 @@ def weights_per_rank(card: ModelCard, dtype: str, compute_dtype: str, tp: int, p
     total = int(max(first, last)) + rope
     return total, (f"{card.num_params:,} params over TP {tp} x PP {pp}; vocabulary padded to "
                    f"{vocab_rows * tp:,} rows; rotary cache {rope:,} B")
+
+
+def _marlin_mxfp4_bytes(card: ModelCard, p: Param, tp: int, store: Precision, other: Precision) -> float:
+    """vLLM's MXFP4 experts (gpt-oss) on its Marlin backend, which 0.10-0.11 pick on A100 and H100
+    (quantization/mxfp4.py: torch below 2.8, or no triton_kernels): create_weights zero-pads the
+    hidden size to a multiple of 256 and this rank's intermediate size (cdiv(I / 32, tp) x 32) to
+    a multiple of 128, and the padding is allocated; weights stay 17/32 B per element, biases
+    bf16 (gpt-oss-120b: 65.93 GiB against the log's 65.97)."""
+    def up(x: int, m: int) -> int:
+        return -(-x // m) * m
+
+    hp = up(card.hidden_size, 256)
+    ip = up(-(-(card.moe_intermediate_size or card.intermediate_size) // 32 // tp) * 32, 128)
+    short = p.name.removesuffix(".bias").rsplit(".", 1)[-1]
+    rows = hp if short == "down_proj" else ip  # gate and up give the intermediate, down the hidden
+    if p.kind == "bias":
+        return other.tensor_bytes(rows)
+    return store.matrix_bytes(rows, ip if short == "down_proj" else hp)
 
 
 # --- the KV cache ---------------------------------------------------------------------------

@@ -118,3 +118,18 @@ def test_sliding_window_layers_share_the_hybrid_allocators_pool():
     config = ServeConfig(gpu_total_bytes=24 * GiB, max_model_len=32768)
     kv, tokens, concurrency, _ = _vllm_kv(card, config, _kv_groups(card, config, 2, 1), GiB, 16, 32768, 2048)
     assert (kv, tokens, round(concurrency, 2)) == (GiB, 37_440, round(16_384 / 3_014, 2))
+
+
+def test_mxfp4_experts_as_vllms_marlin_backend_pads_them():
+    # gpt-oss-20b on vLLM's Marlin MXFP4 path: hidden 2,880 -> 3,072 (multiple of 256), intermediate
+    # 2,880 -> 2,944 (multiple of 128). Per expert: 3 x 2,944 x 3,072 = 27,131,904 weights x 17/32 B
+    # = 14,413,824 B, biases (2 x 2,944 + 3,072) x 2 B = 17,920 B; 32 experts x 24 layers =
+    # 11,083,579,392 B. Everything else in bf16 (the experts' 19,110,297,600 weights and 215,040
+    # bias elements excepted), and the rotary cache 131,072 x 64 x 2 B.
+    card = load_card("gpt-oss-20b")
+    experts = 24 * 32 * (14_413_824 + 17_920)
+    rest = (card.num_params - 19_110_297_600 - 24 * 32 * (2 * 2880 + 2880)) * 2 + 131_072 * 64 * 2
+    weights, _ = weights_per_rank(card, "mxfp4", "bf16", 1, 1)
+    assert experts == 11_083_579_392
+    assert weights == experts + rest
+    assert round(weights / GiB, 2) == 13.69  # a public vLLM log on an A100: "Model loading took 13.72 GiB"
