@@ -438,6 +438,7 @@ def serve(
     max_num_batched_tokens: Annotated[Optional[int], typer.Option(help="vLLM: tokens per scheduler step (default by GPU).")] = None,
     chunked_prefill_size: Annotated[Optional[int], typer.Option(help="SGLang's prefill chunk.")] = None,
     kv_cache_dtype: Annotated[str, typer.Option(help="auto (the model's dtype) or fp8.")] = "auto",
+    concurrency: Annotated[Optional[int], typer.Option(help="Instead: the smallest TP, and at it the smallest memory fraction, that hold this many requests of --max-model-len at once.")] = None,
     dtype: Dtype = None,
     json: Json = False,
     revision: Revision = None,
@@ -468,15 +469,25 @@ def serve(
             max_model_len=max_model_len or context_length, max_num_seqs=max_num_seqs if vllm else max_running_requests,
             max_num_batched_tokens=max_num_batched_tokens if vllm else chunked_prefill_size,
             kv_cache_dtype=kv_cache_dtype.lower())
-        result = run_serve(card, config, w.dtype, w.compute_dtype)
+        if concurrency is not None:
+            from llmcalc.serve import size_for
+
+            sizing = size_for(card, config, w.dtype, w.compute_dtype, concurrency)
+            if sizing.estimate is None:
+                raise InputError(f"no TP up to 8 holds {concurrency} requests of {config.max_model_len or card.max_position_embeddings} "
+                                 f"tokens on this GPU with {engine}")
+            result = sizing.estimate
+        else:
+            sizing = None
+            result = run_serve(card, config, w.dtype, w.compute_dtype)
     note = None
     if spec and not gpu_memory and not spec.cuda_total_bytes:
         note = (f"{spec.id}: the catalog has nvidia-smi's total, not CUDA's (which is 0.4-0.6 GiB less): "
                 "give --gpu-memory for exact block counts")
     if json:
-        print(render.serve_json(result, card, w, spec, note))
+        print(render.serve_json(result, card, w, spec, note, sizing))
     else:
-        render.print_serve(out, result, card, w, spec, note)
+        render.print_serve(out, result, card, w, spec, note, sizing)
     if not result.starts:
         raise typer.Exit(code=EXIT_CHECK_FAILED)
 

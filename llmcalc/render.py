@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the catalog and speed modules load only when a command name
     from llmcalc.memory import Workload
     from llmcalc.plan import Option
     from llmcalc.scale import ScaledEstimate
-    from llmcalc.serve import ServeEstimate
+    from llmcalc.serve import ServeEstimate, Sizing
     from llmcalc.throughput import StepTime, Throughput
 
 GiB = 2**30
@@ -457,16 +457,24 @@ def serve_dict(r: ServeEstimate) -> dict[str, Any]:
             "starts": r.starts, "error": r.error, "explain": r.explain}
 
 
-def serve_json(r: ServeEstimate, card: ModelCard, w: Workload, gpu: GpuSpec | None, note: str | None) -> str:
-    return dumps({"schema_version": JSON_SCHEMA_VERSION, "model": {"name": card.name, "params": card.num_params},
-                  "weights_dtype": w.dtype, "gpu": gpu.id if gpu else None, "per_rank": True,
-                  "warnings": [*card.notes, *([note] if note else [])], "serve": serve_dict(r)})
+def serve_json(r: ServeEstimate, card: ModelCard, w: Workload, gpu: GpuSpec | None, note: str | None,
+               sizing: Sizing | None = None) -> str:
+    doc = {"schema_version": JSON_SCHEMA_VERSION, "model": {"name": card.name, "params": card.num_params},
+           "weights_dtype": w.dtype, "gpu": gpu.id if gpu else None, "per_rank": True,
+           "warnings": [*card.notes, *([note] if note else [])], "serve": serve_dict(r)}
+    if sizing is not None:
+        doc["sizing"] = {"concurrency": sizing.concurrency, "tp": sizing.tp, "memory_fraction": sizing.memory_fraction}
+    return dumps(doc)
 
 
 def print_serve(console: Console, r: ServeEstimate, card: ModelCard, w: Workload, gpu: GpuSpec | None,
-                note: str | None) -> None:
+                note: str | None, sizing: Sizing | None = None) -> None:
     for warning in [*card.notes, *([note] if note else [])]:
         console.print(f"warning: {warning}", style="yellow")
+    if sizing is not None:
+        knob = "gpu_memory_utilization" if r.engine == "vllm" else "mem_fraction_static"
+        console.print(f"{sizing.concurrency} requests of {r.max_model_len:,} tokens: TP {sizing.tp}, "
+                      f"{knob} {sizing.memory_fraction:.2f}")
     table = Table(title=f"{card.name} on {r.engine} {r.version} · weights {w.dtype} · per GPU rank"
                         + (f" · {gpu.name}" if gpu else ""))
     table.add_column("item")

@@ -16,7 +16,7 @@ The accounting follows the engines' source (docs/serve.md cites file and functio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import ceil
 
 from llmcalc import calibration
@@ -361,3 +361,38 @@ def _sglang_fraction(c: ServeConfig, chunked: int) -> float:
     if mib > 60 * 1024:
         reserved = max(reserved, 10 * 1024)
     return (mib - reserved) / mib
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """The inverse question: the least memory fraction, then the fewest GPUs (TP), that hold
+    `concurrency` requests of max_model_len at once."""
+
+    concurrency: int
+    tp: int | None  # None: no TP up to max_tp holds them
+    memory_fraction: float | None
+    estimate: ServeEstimate | None
+
+
+def size_for(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str, concurrency: int,
+             max_tp: int = 8) -> Sizing:
+    """Smallest TP (dividing the heads, up to max_tp) at which the engine starts and holds
+    `concurrency` requests, and at it the smallest memory fraction (to 0.01) that does: the
+    engine's own accounting searched, since blocks come in whole pages."""
+    if concurrency < 1:
+        raise InputError(f"--concurrency must be a positive integer, got {concurrency}")
+
+    def holds(tp: int, fraction: float) -> ServeEstimate | None:
+        est = serve(card, replace(c, tp=tp, memory_fraction=fraction), dtype, compute_dtype)
+        return est if est.starts and est.max_concurrency >= concurrency else None
+
+    top = 0.99  # the engines accept up to 1; vLLM refuses more than the free memory (the context's share)
+    for tp in [t for t in (1, 2, 4, 8, 16) if t <= max_tp and card.num_heads % t == 0 and t >= c.tp]:
+        if holds(tp, top) is None:
+            continue
+        lo, hi = 1, round(top * 100)  # fractions in hundredths: the largest that fails, the smallest that holds
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if holds(tp, mid / 100) else (mid + 1, hi)
+        return Sizing(concurrency, tp, hi / 100, holds(tp, hi / 100))
+    return Sizing(concurrency, None, None, None)

@@ -133,3 +133,18 @@ def test_mxfp4_experts_as_vllms_marlin_backend_pads_them():
     assert experts == 11_083_579_392
     assert weights == experts + rest
     assert round(weights / GiB, 2) == 13.69  # a public vLLM log on an A100: "Model loading took 13.72 GiB"
+
+
+def test_the_inverse_finds_the_least_fraction_then_the_fewest_gpus():
+    from llmcalc.serve import size_for
+
+    h100 = ServeConfig(gpu_total_bytes=int(79.22 * GiB), gpu_name="NVIDIA H100 80GB HBM3", max_model_len=8192)
+    card = load_card("llama-3.1-8b")
+    one = size_for(card, h100, "bf16", "bf16", 16)
+    assert (one.tp, one.memory_fraction) == (1, 0.44)
+    # the answer holds the requests, and one hundredth less does not
+    assert serve(card, ServeConfig(**{**h100.__dict__, "memory_fraction": 0.44}), "bf16", "bf16").max_concurrency >= 16
+    assert serve(card, ServeConfig(**{**h100.__dict__, "memory_fraction": 0.43}), "bf16", "bf16").max_concurrency < 16
+    # 64 requests need 64 x 8,192 x 128 KiB = 64 GiB of cache besides 15 GiB of weights: two GPUs
+    assert size_for(card, h100, "bf16", "bf16", 64).tp == 2
+    assert size_for(load_card("llama-3.1-405b"), ServeConfig(gpu_total_bytes=RTX_3090), "bf16", "bf16", 2).tp is None
