@@ -32,16 +32,8 @@ from math import ceil
 from llmcalc import calibration
 from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError
-from llmcalc.memory import (
-    COMPONENTS,
-    OPTIMIZERS,
-    Phase,
-    Workload,
-    _dtypes,
-    estimate,
-    largest_linear_bytes,
-    weight_bytes,
-)
+from llmcalc.memory import (COMPONENTS, OPTIMIZERS, Phase, Workload, _dtypes, estimate, largest_linear_bytes,
+                            load_phase, weight_bytes)
 from llmcalc.precision import PRECISIONS
 from llmcalc.workload import math_sdpa
 
@@ -331,6 +323,11 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
     phases = []
     for ph in base.phases:
         c = ph.components
+        if ph.name == "load" and s.lora_rank and not s.stage:
+            # building the model, before peft adds the adapters and their optimizer: the base in its
+            # stored format (QLoRA's nf4 loads tensor by tensor, without a tied-head transient)
+            phases.append(load_phase(card, w, weights))
+            continue
         phases.append(Phase(ph.name, {
             "weights": int(w_rank + gathered),
             "gradients": int(grads_in.get(ph.name, 0)) if w.mode == "train" else 0,
