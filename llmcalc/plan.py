@@ -18,8 +18,10 @@ from dataclasses import dataclass, replace
 from math import ceil
 
 from llmcalc.cards import ModelCard
+from llmcalc.errors import InputError
 from llmcalc.hardware import GpuSpec
-from llmcalc.memory import Workload, estimate, kv_cache_bytes
+from llmcalc.memory import Workload, estimate
+from llmcalc.precision import PRECISIONS
 from llmcalc.throughput import Efficiency, Throughput, calibrated_context, efficiency_for, throughput
 
 SEARCH_LIMIT = 1 << 20  # largest batch or context searched for
@@ -27,9 +29,9 @@ SEARCH_LIMIT = 1 << 20  # largest batch or context searched for
 
 @dataclass(frozen=True)
 class Serving:
-    """A paged KV cache as vLLM sizes it: the engine takes `utilization` of the device, keeps
-    the weights, the activation peak of a profiling forward and its CUDA context, and cuts the
-    rest into blocks of `block_size` tokens."""
+    """A paged KV cache as vLLM sizes it (llmcalc.serve): the engine takes `utilization` of the
+    device, keeps the weights, its profile run's activation peak and its non-torch memory, and
+    cuts the rest into blocks of `block_size` tokens."""
 
     utilization: float
     block_size: int
@@ -87,18 +89,27 @@ def _largest(fits: Callable[[int], bool], start: int) -> int:
 
 
 def serving_view(card: ModelCard, w: Workload, gpu: GpuSpec, context: tuple[int, str] | None,
-                 utilization: float = 0.9, block_size: int = 16) -> Serving:
-    """vLLM: KV budget = memory x utilization - (peak of a batch-1 prompt-length forward without
-    its KV cache) - CUDA context; a block holds block_size positions of every layer's K and V."""
-    one = replace(w, batch=1, beams=1, gen=1)
-    m = estimate(card, one, context, simulate_allocator=False)
-    non_kv = m.peak_allocated_bytes - m.components["kv_cache"] + m.components["cuda_context"]
-    budget = max(int(gpu.memory_bytes * utilization) - non_kv, 0)
-    block = kv_cache_bytes(card, one, block_size)
-    blocks = budget // block if block else 0
-    per_sequence = ceil((w.seq + w.gen) / block_size)
+                 utilization: float = 0.9, block_size: int = 16) -> Serving | None:
+    """vLLM's own start-up accounting (llmcalc.serve, V1 0.9-0.11): the budget (the CUDA-reported
+    total x utilization) less the weights as its loader holds them, its profile run and its
+    non-torch memory, cut into blocks of `block_size` tokens of every layer; sequences of prompt +
+    output tokens held at once. `context` (a calibrated CUDA context) plays no part: vLLM's budget
+    does not subtract it."""
+    from llmcalc.serve import ServeConfig, _kv_groups, serve  # only when plan shows the serving view
+
+    config = ServeConfig(gpu_total_bytes=gpu.cuda_total_bytes or gpu.memory_bytes, gpu_name=gpu.name,
+                         memory_fraction=utilization, max_model_len=w.seq + w.gen, block_size=block_size,
+                         kv_cache_dtype="fp8" if w.kv_dtype == "fp8" else "auto")
+    try:
+        r = serve(card, config, w.dtype, w.compute_dtype)
+    except InputError:  # layers vLLM's allocator cannot share a pool between (different page sizes)
+        return None
+    kv_bytes = 1 if config.kv_cache_dtype == "fp8" else int(PRECISIONS[w.compute_dtype].bytes_per_element)
+    block = int(sum(g.layers * g.bytes_per_token for g in _kv_groups(card, config, kv_bytes, 1)) * block_size)
+    budget = max(r.budget_bytes - r.weights_bytes - r.non_torch_bytes - r.activation_peak_bytes, 0)
+    blocks = r.kv_cache_bytes // block if block else 0
     return Serving(utilization=utilization, block_size=block_size, kv_budget_bytes=budget, block_bytes=block,
-                   blocks=blocks, max_sequences=blocks // per_sequence)
+                   blocks=blocks, max_sequences=int(r.max_concurrency))
 
 
 def plan_option(card: ModelCard, w: Workload, gpu: GpuSpec, price: float | None = None,

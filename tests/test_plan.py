@@ -35,15 +35,19 @@ def test_max_batch_is_the_boundary_of_the_memory_model():
 
 def test_paged_serving_view_arithmetic():
     # A block of 16 positions of llama-2-7b: 16 x 32 layers x 2 (K, V) x 4096 x 2 B = 8,388,608 B.
+    # The budget and the sequences are vLLM's start-up accounting (llmcalc.serve): 64 blocks per
+    # sequence of 1000 + 24 tokens.
+    from llmcalc.serve import ServeConfig, serve
+
     h100 = get_gpu("h100-sxm-80gb")
     w = Workload(seq=1000, gen=24)
     s = serving_view(LLAMA7, w, h100, None, utilization=0.9, block_size=16)
     assert s.block_bytes == 8_388_608
-    one = estimate(LLAMA7, replace(w, gen=1))
-    non_kv = one.peak_allocated_bytes - one.components["kv_cache"] + one.components["cuda_context"]
-    assert s.kv_budget_bytes == int(h100.memory_bytes * 0.9) - non_kv
-    assert s.blocks == s.kv_budget_bytes // 8_388_608
-    assert s.max_sequences == s.blocks // 64  # (1000 + 24) / 16 = 64 blocks per sequence
+    r = serve(LLAMA7, ServeConfig(gpu_total_bytes=h100.cuda_total_bytes, gpu_name=h100.name, memory_fraction=0.9,
+                                  max_model_len=1024, block_size=16), "bf16", "bf16")
+    assert s.kv_budget_bytes == r.budget_bytes - r.weights_bytes - r.non_torch_bytes - r.activation_peak_bytes
+    assert s.blocks == s.kv_budget_bytes // 8_388_608 == r.kv_cache_tokens // 16
+    assert s.max_sequences == s.blocks // 64
 
 
 def test_ranking_puts_met_targets_and_cheaper_tokens_first():
