@@ -71,7 +71,7 @@ def rows() -> list[list[str]]:
                             _pct(est.weights_bytes / GiB, meas)])
             elif check == "available":
                 meas = n.get("available_kv_cache_GiB")
-                avail = (est.budget_bytes - est.weights_bytes - est.non_torch_bytes - est.activation_peak_bytes) / GiB
+                avail = est.kv_available_bytes / GiB
                 out.append([where, setup, "available KV GiB", f"{avail:.2f}", f"{meas}", _pct(avail, meas)])
             elif check == "kv_from_available":
                 meas = n.get("kv_cache_tokens")

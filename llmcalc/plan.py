@@ -21,7 +21,6 @@ from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError
 from llmcalc.hardware import GpuSpec
 from llmcalc.memory import Workload, estimate
-from llmcalc.precision import PRECISIONS
 from llmcalc.throughput import Efficiency, Throughput, calibrated_context, efficiency_for, throughput
 
 SEARCH_LIMIT = 1 << 20  # largest batch or context searched for
@@ -95,7 +94,7 @@ def serving_view(card: ModelCard, w: Workload, gpu: GpuSpec, context: tuple[int,
     non-torch memory, cut into blocks of `block_size` tokens of every layer; sequences of prompt +
     output tokens held at once. `context` (a calibrated CUDA context) plays no part: vLLM's budget
     does not subtract it."""
-    from llmcalc.serve import ServeConfig, _kv_groups, serve  # only when plan shows the serving view
+    from llmcalc.serve import ServeConfig, serve  # only when plan shows the serving view
 
     config = ServeConfig(gpu_total_bytes=gpu.cuda_total_bytes or gpu.memory_bytes, gpu_name=gpu.name,
                          memory_fraction=utilization, max_model_len=w.seq + w.gen, block_size=block_size,
@@ -104,9 +103,7 @@ def serving_view(card: ModelCard, w: Workload, gpu: GpuSpec, context: tuple[int,
         r = serve(card, config, w.dtype, w.compute_dtype)
     except InputError:  # layers vLLM's allocator cannot share a pool between (different page sizes)
         return None
-    kv_bytes = 1 if config.kv_cache_dtype == "fp8" else int(PRECISIONS[w.compute_dtype].bytes_per_element)
-    block = int(sum(g.layers * g.bytes_per_token for g in _kv_groups(card, config, kv_bytes, 1)) * block_size)
-    budget = max(r.budget_bytes - r.weights_bytes - r.non_torch_bytes - r.activation_peak_bytes, 0)
+    budget, block = max(r.kv_available_bytes, 0), r.kv_block_bytes
     blocks = r.kv_cache_bytes // block if block else 0
     return Serving(utilization=utilization, block_size=block_size, kv_budget_bytes=budget, block_bytes=block,
                    blocks=blocks, max_sequences=int(r.max_concurrency))

@@ -451,7 +451,7 @@ def serve_dict(r: ServeEstimate) -> dict[str, Any]:
     return {"engine": r.engine, "engine_version": r.version, "budget_bytes": r.budget_bytes,
             "weights_bytes": r.weights_bytes, "non_torch_bytes": r.non_torch_bytes,
             "activation_peak_bytes": r.activation_peak_bytes, "cuda_graph_bytes": r.cuda_graph_bytes,
-            "kv_cache_bytes": r.kv_cache_bytes, "kv_cache_tokens": r.kv_cache_tokens, "kv_block_size": r.kv_block_size,
+            "kv_available_bytes": r.kv_available_bytes, "kv_cache_bytes": r.kv_cache_bytes, "kv_cache_tokens": r.kv_cache_tokens, "kv_block_size": r.kv_block_size,
             "max_model_len": r.max_model_len, "max_num_seqs": r.max_num_seqs,
             "max_num_batched_tokens": r.max_num_batched_tokens, "max_concurrency": round(r.max_concurrency, 2),
             "starts": r.starts, "error": r.error, "explain": r.explain}

@@ -32,8 +32,17 @@ from math import ceil
 from llmcalc import calibration
 from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError
-from llmcalc.memory import (COMPONENTS, OPTIMIZERS, Phase, Workload, _dtypes, estimate, largest_linear_bytes,
-                            load_phase, weight_bytes)
+from llmcalc.memory import (
+    COMPONENTS,
+    OPTIMIZERS,
+    Phase,
+    Workload,
+    _dtypes,
+    estimate,
+    largest_linear_bytes,
+    load_phase,
+    weight_bytes,
+)
 from llmcalc.precision import PRECISIONS
 from llmcalc.workload import math_sdpa
 

@@ -70,9 +70,11 @@ class ServeEstimate:
     non_torch_bytes: int
     activation_peak_bytes: int
     cuda_graph_bytes: int  # in the budget before the KV cache is sized (0 where captured after)
+    kv_available_bytes: int  # what the budget leaves for the cache (negative: the engine stops)
     kv_cache_bytes: int
     kv_cache_tokens: int
     kv_block_size: int
+    kv_block_bytes: int  # one block of every layer on this rank
     max_model_len: int
     max_num_seqs: int
     max_num_batched_tokens: int
@@ -204,6 +206,10 @@ def _kv_groups(card: ModelCard, c: ServeConfig, dtype_bytes: float, pp: int) -> 
     return groups
 
 
+def _block_bytes(groups: list[_KvGroup], block: int) -> int:
+    return int(sum(g.layers * g.bytes_per_token for g in groups) * block)
+
+
 def _request_bytes(groups: list[_KvGroup], length: int, block: int, batched: int) -> int:
     """vLLM's max_memory_usage_bytes summed over the layers (kv_cache_interface.py): a full layer
     cdiv(length, block) blocks; a sliding one cdiv(min(window - 1 + max_num_batched_tokens,
@@ -330,8 +336,9 @@ def serve(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str) -> Se
             "cuda_graph": "captured after the KV cache is sized: not in the budget (0.9-0.11)",
             "kv_cache": f"blocks of {block} tokens; {sum(g.layers for g in groups)} layers on this rank",
         }
-        return ServeEstimate("vllm", version, budget, weights, non_torch, activation, 0, kv, tokens, block, max_len,
-                             seqs, batched, concurrency, error is None, error, explain)
+        return ServeEstimate("vllm", version, budget, weights, non_torch, activation, 0, available, kv, tokens, block,
+                             _block_bytes(groups, block), max_len, seqs, batched, concurrency, error is None, error,
+                             explain)
     # SGLang: mem_fraction_static of the memory free before the weights (after the CUDA context and
     # NCCL) holds the weights and the pool
     fraction = c.memory_fraction or _sglang_fraction(c, batched)
@@ -346,8 +353,8 @@ def serve(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str) -> Se
     running = c.max_num_seqs or min(tokens // 2, max(min(int(tokens / max_len * 512), 4096), 2048))
     explain |= {"budget": f"mem_fraction_static {fraction:.3f} of the memory free before the weights",
                 "kv_cache": f"cell {cell:,.0f} B per token over {sum(g.layers for g in groups)} layers"}
-    return ServeEstimate("sglang", version, int(free_before * fraction), weights, non_torch, 0, 0,
-                         int(tokens * cell), tokens, page, max_len, running, batched,
+    return ServeEstimate("sglang", version, int(free_before * fraction), weights, non_torch, 0, 0, int(rest),
+                         int(tokens * cell), tokens, page, _block_bytes(groups, page), max_len, running, batched,
                          tokens / max_len if max_len else 0.0, error is None, error, explain)
 
 
