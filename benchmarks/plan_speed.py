@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from llmcalc.hardware import catalog  # noqa: E402
 from llmcalc.memory import Workload  # noqa: E402
-from llmcalc.plan import plan_option, rank  # noqa: E402
+from llmcalc.planning import plan_option, rank  # noqa: E402
 from llmcalc.resolve import load_card  # noqa: E402
-from llmcalc.throughput import efficiency_for, throughput  # noqa: E402
+from llmcalc.speed import efficiency_for, throughput  # noqa: E402
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 

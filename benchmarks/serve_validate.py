@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from llmcalc.resolve import load_card  # noqa: E402
-from llmcalc.serve import GiB, ServeConfig, _kv_groups, _vllm_kv, serve  # noqa: E402
+from llmcalc.serving import GiB, ServeConfig, _kv_groups, _vllm_kv, serve  # noqa: E402
 
 LOGS = ROOT / "benchmarks" / "serve" / "logs.jsonl"
 # (log line number in logs.jsonl (0-based), card, weights dtype, ServeConfig fields, what to check)

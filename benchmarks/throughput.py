@@ -9,7 +9,7 @@ DynamicCache, each timed (forward + argmax + sync; the median is reported). Then
 pass, the same prefill and KERNEL_WINDOW decode steps around the median step are traced with
 torch.profiler for the GPU kernel time. Tracing comes last, and each (model, dtype) runs in its
 own process, because once CUPTI is attached every later launch in the process is slower. `report` predicts every stored row with the current model
-(llmcalc/throughput.py and the efficiencies in llmcalc/calibration.py) and writes the table.
+(llmcalc/speed.py and the efficiencies in llmcalc/calibration.py) and writes the table.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def run(out: Path, models: list[str], dtypes: list[str], batches: list[int]) -> 
 
 def report(results: Path, doc: Path) -> None:
     from llmcalc.hardware import gpu_for_device_name
-    from llmcalc.throughput import default_efficiency, forward_ops, step_time
+    from llmcalc.speed import default_efficiency, forward_ops, step_time
 
     rows = [json.loads(line) for path in sorted(results.glob("*.jsonl")) for line in path.read_text().splitlines()]
     eff = default_efficiency()

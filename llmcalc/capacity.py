@@ -68,7 +68,7 @@ def parse_headroom(value: str | float | int, where: str = "--headroom") -> float
 
 def check(dep: Deployment) -> CheckResult:
     from llmcalc.hardware import get_gpu
-    from llmcalc.throughput import calibrated_context, efficiency_for, throughput
+    from llmcalc.speed import calibrated_context, efficiency_for, throughput
 
     card = load_card(dep.model)
     spec = get_gpu(dep.gpu)

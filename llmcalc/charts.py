@@ -13,7 +13,7 @@ from llmcalc.cards import ModelCard
 from llmcalc.errors import EnvironmentProblem
 from llmcalc.hardware import GpuSpec
 from llmcalc.memory import COMPONENTS, Workload, estimate
-from llmcalc.throughput import calibrated_context, efficiency_for, throughput
+from llmcalc.speed import calibrated_context, efficiency_for, throughput
 
 KINDS = ("memory-batch", "memory-context", "throughput")
 STACK = COMPONENTS  # stacked bottom to top in the order the estimate reports them

@@ -41,18 +41,10 @@ def _reported() -> Iterator[None]:
 def _workload(mode: str, dtype: str | None, autocast: str | None, batch: int, seq: int, gen: int, beams: int,
               kv_dtype: str | None, grad_checkpointing: bool, optimizer: str, attention: str,
               allocator: str = "default", card: Any = None) -> Any:
-    """The options shared by estimate and profile, as a core Workload (validated by the core).
-    Without --dtype, a pre-quantized checkpoint's own format (its config's quantization_config),
-    else bf16."""
-    from llmcalc.memory import Workload
+    from llmcalc.api import make_workload
 
-    dtype = dtype or (card.quantization if card is not None else None) or "bf16"
-    return Workload(
-        mode=mode, dtype=dtype.lower(), autocast=autocast.lower() if autocast else None, batch=batch, seq=seq,
-        gen=gen if mode == "infer" else 0, beams=beams, kv_dtype=kv_dtype.lower() if kv_dtype else None,
-        grad_checkpointing=grad_checkpointing, optimizer=optimizer.lower(), attention=attention.lower(),
-        allocator=allocator.lower(),
-    )
+    return make_workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing, optimizer,
+                         attention, allocator, card)
 
 
 Model = Annotated[str, typer.Argument(help="A card name (see `llmcalc models`), a card .yaml, a config.json (file or directory), or a Hugging Face Hub ID (owner/name).")]
@@ -114,45 +106,29 @@ def estimate(
     as_family: AsFamily = None,
 ) -> None:
     """Estimate the GPU memory of a workload, per component, at its peak phase (per GPU when split)."""
-    from llmcalc import render
-    from llmcalc.memory import estimate as run_estimate
-    from llmcalc.resolve import load_card
+    from llmcalc import api, render
 
     with _reported():
-        card = load_card(model, revision, as_family)
-        workload = _workload(mode, dtype, autocast, micro_batch or batch, seq, gen, beams, kv_dtype,
-                             grad_checkpointing, optimizer, attention, allocator, card=card)
-    if (gpus, tp, pp, zero, fsdp, grad_accum, offload, cpu_memory, lora_rank, selective_recompute) != (
-            1, 1, 1, 0, None, 1, None, None, 0, False):
-        from llmcalc.scale import Scale, parse_lora_targets  # only when asked for: keeps the plain start light
-
-        targets = parse_lora_targets(lora_targets)
-        split = Scale(gpus=gpus, tp=tp, pp=pp, zero=zero, fsdp=fsdp.lower() if fsdp else None, grad_accum=grad_accum,
-                      offload=offload.lower() if offload else None,
-                      cpu_memory_bytes=int(cpu_memory * 2**30) if cpu_memory is not None else None,
-                      lora_rank=lora_rank, lora_targets=targets, selective=selective_recompute)
-        _estimate_scaled(card, workload, split, gpu, json)
+        r = api.estimate(model, mode=mode, dtype=dtype, autocast=autocast, batch=micro_batch or batch, seq=seq, gen=gen,
+                         beams=beams, kv_dtype=kv_dtype, grad_checkpointing=grad_checkpointing, optimizer=optimizer,
+                         attention=attention, allocator=allocator, gpu=gpu, gpus=gpus, tp=tp, pp=pp, zero=zero,
+                         fsdp=fsdp, grad_accum=grad_accum, offload=offload, cpu_memory=cpu_memory, lora_rank=lora_rank,
+                         lora_targets=lora_targets, selective_recompute=selective_recompute, revision=revision,
+                         as_family=as_family)
+    if r.per_gpu:
+        if json:
+            print(render.dumps(r.to_dict()))
+        else:
+            render.print_scaled(out, r.memory, r.model, r.workload, r.gpu)  # type: ignore[arg-type]
         return
-    with _reported():
-        spec = speed = None
-        context = None
-        if gpu:  # the catalog and the speed model load only when asked for
-            from llmcalc.hardware import get_gpu
-            from llmcalc.throughput import calibrated_context, efficiency_for, throughput
-
-            spec = get_gpu(gpu)
-            context = calibrated_context(spec)
-        result = run_estimate(card, workload, context)
-        if spec is not None and workload.mode == "infer":
-            speed = throughput(card, workload, spec, efficiency_for(spec))
-    for line in result.warnings:
+    for line in r.warnings:
         err.print(f"warning: {line}", markup=False, soft_wrap=True)
     if json:
-        print(render.estimate_json(result, card, spec, speed))
+        print(render.dumps(r.to_dict()))
     else:
-        render.print_estimate(out, result, card, spec, explain)
-        if spec is not None and speed is not None:
-            render.print_throughput(out, speed, result, spec)
+        render.print_estimate(out, r.memory, r.model, r.gpu, explain)  # type: ignore[arg-type]
+        if r.gpu is not None and r.throughput is not None:
+            render.print_throughput(out, r.throughput, r.memory, r.gpu)  # type: ignore[arg-type]
 
 
 Device = Annotated[str, typer.Option(help="cuda or cpu.")]
@@ -185,26 +161,18 @@ def profile(
     as_family: AsFamily = None,
 ) -> None:
     """Run the real model (random weights unless --weights) and compare with the estimate."""
-    from llmcalc import render
+    from llmcalc import api, render
     from llmcalc.errors import EXIT_OOM
-    from llmcalc.memory import estimate as run_estimate
     from llmcalc.profile.compare import record
     from llmcalc.profile.runner import run_profile
-    from llmcalc.resolve import load_card
 
     with _reported():
-        card = load_card(model, revision, as_family)
-        workload = _workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing,
-                             optimizer, attention, allocator, card=card)
-        lora = None
-        if lora_rank:
-            from llmcalc.scale import Scale, parse_lora_targets, scaled_estimate
-
-            targets = parse_lora_targets(lora_targets)
-            est = scaled_estimate(card, workload, Scale(lora_rank=lora_rank, lora_targets=targets))
-            lora = (lora_rank, targets)
-        else:
-            est = run_estimate(card, workload)
+        card = api.card_for(model, revision, as_family)
+        r = api.estimate(card, mode=mode, dtype=dtype, autocast=autocast, batch=batch, seq=seq, gen=gen, beams=beams,
+                         kv_dtype=kv_dtype, grad_checkpointing=grad_checkpointing, optimizer=optimizer,
+                         attention=attention, allocator=allocator, lora_rank=lora_rank, lora_targets=lora_targets)
+        workload, est = r.workload, r.memory
+        lora = (lora_rank, r.memory.scale.lora_targets) if lora_rank else None  # type: ignore[union-attr]
         with err.status("profiling") as status:
             measured = run_profile(card, workload, device=device, weights=weights, snapshot=snapshot,
                                    progress=lambda p: status.update(f"profiling: {p}"), lora=lora)
@@ -239,31 +207,24 @@ def throughput_cmd(
     as_family: AsFamily = None,
 ) -> None:
     """Sweep the batch size: time to first token, decode step, tokens/s, until memory runs out."""
-    from llmcalc import render
+    from llmcalc import api, render
     from llmcalc.errors import InputError
-    from llmcalc.hardware import get_gpu
-    from llmcalc.memory import estimate as run_estimate
-    from llmcalc.resolve import load_card
-    from llmcalc.throughput import calibrated_context, efficiency_for, throughput
 
     with _reported():
-        card = load_card(model, revision, as_family)
-        spec = get_gpu(gpu)
         try:
             sizes = [int(b) for b in batches.split(",") if b.strip()]
         except ValueError:
             raise InputError(f"--batches must be comma-separated integers, got '{batches}'") from None
         if not sizes or min(sizes) < 1:
             raise InputError(f"--batches must be positive integers, got '{batches}'")
-        eff, context = efficiency_for(spec), calibrated_context(spec)
-        rows = []
-        for b in sizes:
-            w = _workload("infer", dtype, autocast, b, seq, gen, beams, kv_dtype, False, "adamw", attention, card=card)
-            rows.append((b, run_estimate(card, w, context), throughput(card, w, spec, eff)))
+        r = api.throughput(model, gpu, dtype=dtype, autocast=autocast, seq=seq, gen=gen, beams=beams,
+                           kv_dtype=kv_dtype, attention=attention, batches=sizes, revision=revision,
+                           as_family=as_family)
     if json:
-        print(render.sweep_json(rows, spec, card))
+        print(render.dumps(r.to_dict()))
     else:
-        render.print_sweep(out, rows, spec, f"{card.name} · weights {dtype} · prompt {seq} · gen {gen} on {spec.name}")
+        render.print_sweep(out, [(row.batch, row.memory, row.throughput) for row in r.rows], r.gpu,
+                           f"{r.model.name} · weights {dtype} · prompt {seq} · gen {gen} on {r.gpu.name}")
 
 
 CalDevice = Annotated[str, typer.Option(help="cuda or cpu.")]
@@ -331,35 +292,26 @@ def check_cmd(
     junit: Junit = None,
 ) -> None:
     """CI capacity check: exit 0 when every deployment fits (and meets its speed floor), 1 when one does not."""
-    from llmcalc import render
-    from llmcalc.capacity import Deployment, check, junit_xml, load_check_file, parse_headroom
-    from llmcalc.errors import EXIT_CHECK_FAILED, InputError
+    from llmcalc import api, render
+    from llmcalc.errors import EXIT_CHECK_FAILED
 
     with _reported():
-        if file and model:
-            raise InputError("give either MODEL with --gpu or --file, not both")
-        if file:
-            deployments = load_check_file(file)
-        elif model and gpu:
-            w = _workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing, optimizer,
-                          attention)
-            deployments = [Deployment(name=f"{model} on {gpu}", model=model, gpu=gpu, workload=w, gpus=gpus,
-                                      headroom=parse_headroom(headroom), min_tokens_per_s=min_tokens_per_s)]
-        else:
-            raise InputError("check needs MODEL and --gpu ID, or --file deployments.yaml")
-        results = [check(d) for d in deployments]
+        report = api.check(model, gpu, gpus=gpus, mode=mode, dtype=dtype, autocast=autocast, batch=batch, seq=seq,
+                           gen=gen, beams=beams, kv_dtype=kv_dtype, grad_checkpointing=grad_checkpointing,
+                           optimizer=optimizer, attention=attention, headroom=headroom,
+                           min_tokens_per_s=min_tokens_per_s, file=file)
     if junit:
         try:
             with open(junit, "w", encoding="utf-8") as f:
-                f.write(junit_xml(results))
+                f.write(report.junit_xml())
         except OSError as exc:
             err.print(f"error: cannot write {junit} ({exc.strerror})", soft_wrap=True)
             raise typer.Exit(code=2) from None
     if json:
-        print(render.check_json(results))
+        print(render.dumps(report.to_dict()))
     else:
-        render.print_check(out, results)
-    if not all(r.ok for r in results):
+        render.print_check(out, list(report.results))
+    if not report.ok:
         raise typer.Exit(code=EXIT_CHECK_FAILED)
 
 
@@ -389,35 +341,25 @@ def plan(
     as_family: AsFamily = None,
 ) -> None:
     """Size the hardware: per device, fit, largest batch and context, speed, cost; best first."""
-    from llmcalc import render
+    from llmcalc import api, render
     from llmcalc.errors import InputError
-    from llmcalc.hardware import catalog, get_gpu
-    from llmcalc.plan import plan_option, rank
-    from llmcalc.resolve import load_card
 
     with _reported():
-        card = load_card(model, revision, as_family)
         prices: dict[str, float] = {}
         for item in price or []:
             gpu_id, _, usd = item.partition("=")
             try:
-                prices[get_gpu(gpu_id).id] = float(usd)
+                prices[gpu_id] = float(usd)
             except ValueError:
                 raise InputError(f"--price must be ID=USD per hour, got '{item}'") from None
-        if not 0 < gpu_memory_utilization <= 1:
-            raise InputError(f"--gpu-memory-utilization must be in (0, 1], got {gpu_memory_utilization}")
-        if block_size < 1:
-            raise InputError(f"--block-size must be a positive integer, got {block_size}")
-        if concurrency is not None and concurrency < 1:
-            raise InputError(f"--concurrency must be a positive integer, got {concurrency}")
-        specs = [get_gpu(g) for g in gpu] if gpu else [g for g in catalog().values() if g.kind == "gpu"]
-        w = _workload("infer", dtype, None, concurrency or 1, seq, gen, 1, kv_dtype, False, "adamw", "sdpa", card=card)
-        options = rank([plan_option(card, w, g, prices.get(g.id), target_tokens_per_s, gpu_memory_utilization,
-                                    block_size, concurrency_given=concurrency is not None) for g in specs])
+        r = api.plan(model, gpu=gpu, dtype=dtype, seq=seq, gen=gen, kv_dtype=kv_dtype, concurrency=concurrency,
+                     target_tokens_per_s=target_tokens_per_s, price=prices,
+                     gpu_memory_utilization=gpu_memory_utilization, block_size=block_size, revision=revision,
+                     as_family=as_family)
     if json:
-        print(render.plan_json(options, card, w, target_tokens_per_s))
+        print(render.dumps(r.to_dict()))
     else:
-        render.print_plan(out, options, card, w, target_tokens_per_s)
+        render.print_plan(out, list(r.options), r.model, r.workload, target_tokens_per_s)
 
 
 @app.command()
@@ -446,49 +388,21 @@ def serve(
 ) -> None:
     """What vLLM or SGLang allocates per GPU at start-up: weights, activations, KV cache tokens,
     concurrency, and whether it starts (docs/serve.md). Exit 1 when the engine would not start."""
-    from llmcalc import render
-    from llmcalc.errors import EXIT_CHECK_FAILED, InputError
-    from llmcalc.hardware import get_gpu
-    from llmcalc.resolve import load_card
-    from llmcalc.serve import ServeConfig
-    from llmcalc.serve import serve as run_serve
+    from llmcalc import api, render
+    from llmcalc.errors import EXIT_CHECK_FAILED
 
     with _reported():
-        card = load_card(model, revision, as_family)
-        w = _workload("infer", dtype, None, 1, 1, 1, 1, None, False, "adamw", "sdpa", card=card)
-        spec = get_gpu(gpu) if gpu else None
-        if gpu_memory is not None and gpu_memory <= 0:
-            raise InputError(f"--gpu-memory must be a positive number of GiB, got {gpu_memory}")
-        total = int(gpu_memory * 2**30) if gpu_memory else (spec.cuda_total_bytes or spec.memory_bytes if spec else 0)
-        if not total:
-            raise InputError("give --gpu ID or --gpu-memory GiB")
-        vllm = engine.lower() == "vllm"
-        config = ServeConfig(
-            engine=engine.lower(), version=engine_version, gpu_total_bytes=total, gpu_name=spec.name if spec else "",
-            tp=tp, pp=pp, memory_fraction=gpu_memory_utilization if vllm else mem_fraction_static,
-            max_model_len=max_model_len or context_length, max_num_seqs=max_num_seqs if vllm else max_running_requests,
-            max_num_batched_tokens=max_num_batched_tokens if vllm else chunked_prefill_size,
-            kv_cache_dtype=kv_cache_dtype.lower())
-        if concurrency is not None:
-            from llmcalc.serve import size_for
-
-            sizing = size_for(card, config, w.dtype, w.compute_dtype, concurrency)
-            if sizing.estimate is None:
-                raise InputError(f"no TP up to 8 holds {concurrency} requests of {config.max_model_len or card.max_position_embeddings} "
-                                 f"tokens on this GPU with {engine}")
-            result = sizing.estimate
-        else:
-            sizing = None
-            result = run_serve(card, config, w.dtype, w.compute_dtype)
-    note = None
-    if spec and not gpu_memory and not spec.cuda_total_bytes:
-        note = (f"{spec.id}: the catalog has nvidia-smi's total, not CUDA's (which is 0.4-0.6 GiB less): "
-                "give --gpu-memory for exact block counts")
+        r = api.serve(model, gpu=gpu, engine=engine, engine_version=engine_version, gpu_memory=gpu_memory, tp=tp, pp=pp,
+                      gpu_memory_utilization=gpu_memory_utilization, mem_fraction_static=mem_fraction_static,
+                      max_model_len=max_model_len, context_length=context_length, max_num_seqs=max_num_seqs,
+                      max_running_requests=max_running_requests, max_num_batched_tokens=max_num_batched_tokens,
+                      chunked_prefill_size=chunked_prefill_size, kv_cache_dtype=kv_cache_dtype,
+                      concurrency=concurrency, dtype=dtype, revision=revision, as_family=as_family)
     if json:
-        print(render.serve_json(result, card, w, spec, note, sizing))
+        print(render.dumps(r.to_dict()))
     else:
-        render.print_serve(out, result, card, w, spec, note, sizing)
-    if not result.starts:
+        render.print_serve(out, r.serve, r.model, r.workload, r.gpu, list(r.warnings), r.sizing)
+    if not r.starts:
         raise typer.Exit(code=EXIT_CHECK_FAILED)
 
 
@@ -547,35 +461,15 @@ def chart(
         render.print_chart(out, data)
 
 
-def _estimate_scaled(card: Any, workload: Any, split: Any, gpu: str | None, json: bool) -> None:
-    from llmcalc import render
-    from llmcalc.scale import scaled_estimate
-
-    with _reported():
-        spec = context = None
-        if gpu:
-            from llmcalc.hardware import get_gpu
-            from llmcalc.throughput import calibrated_context
-
-            spec = get_gpu(gpu)
-            context = calibrated_context(spec)
-        result = scaled_estimate(card, workload, split, context)
-    if json:
-        print(render.scaled_json(result, card, workload, spec))
-    else:
-        render.print_scaled(out, result, card, workload, spec)
-
-
 @app.command()
 def models(json: Json = False) -> None:
     """List the model cards with their exact parameter counts."""
-    from llmcalc import render
-    from llmcalc.cards import load_all_cards
+    from llmcalc import api, contract, render
 
     with _reported():
-        cards = load_all_cards()
+        cards = api.models()
     if json:
-        print(render.models_json(cards))
+        print(render.dumps(contract.models_doc(cards)))
     else:
         render.print_models(out, cards)
 
@@ -583,13 +477,12 @@ def models(json: Json = False) -> None:
 @app.command()
 def gpus(json: Json = False) -> None:
     """List the GPU and CPU catalog: memory, bandwidth and dense peak rates."""
-    from llmcalc import render
-    from llmcalc.hardware import catalog
+    from llmcalc import api, contract, render
 
     with _reported():
-        specs = list(catalog().values())
+        specs = api.gpus()
     if json:
-        print(render.gpus_json(specs))
+        print(render.dumps(contract.gpus_doc(specs)))
     else:
         render.print_gpus(out, specs)
 

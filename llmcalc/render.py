@@ -1,8 +1,7 @@
-"""Dataclasses -> rich tables / JSON. Nothing else in llmcalc prints."""
+"""Results -> rich tables. Nothing else in llmcalc prints; the JSON documents are llmcalc/contract.py's."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -10,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from llmcalc.cards import ModelCard
+from llmcalc.contract import dumps, fit  # noqa: F401  (dumps: the CLI's --json)
 from llmcalc.memory import COMPONENTS, MemoryBreakdown
 
 if TYPE_CHECKING:  # the catalog and speed modules load only when a command names a GPU
@@ -17,57 +17,16 @@ if TYPE_CHECKING:  # the catalog and speed modules load only when a command name
     from llmcalc.charts import Chart
     from llmcalc.hardware import GpuSpec
     from llmcalc.memory import Workload
-    from llmcalc.plan import Option
+    from llmcalc.planning import Option
     from llmcalc.scale import ScaledEstimate
-    from llmcalc.serve import ServeEstimate, Sizing
-    from llmcalc.throughput import StepTime, Throughput
+    from llmcalc.serving import ServeEstimate, Sizing
+    from llmcalc.speed import StepTime, Throughput
 
 GiB = 2**30
-JSON_SCHEMA_VERSION = 1
 
 
 def gib(n: int | float) -> str:
     return f"{n / GiB:,.2f}"
-
-
-def fit(m: MemoryBreakdown | ScaledEstimate, gpu: GpuSpec) -> dict[str, Any]:
-    return {
-        "id": gpu.id,
-        "name": gpu.name,
-        "memory_bytes": gpu.memory_bytes,
-        "fits": m.device_total_bytes <= gpu.memory_bytes,
-        "free_bytes": gpu.memory_bytes - m.device_total_bytes,
-    }
-
-
-def throughput_dict(t: Throughput | None, m: MemoryBreakdown, gpu: GpuSpec) -> dict[str, Any] | None:
-    """The `throughput` object of the JSON contract (docs/json.md); None for training."""
-    if t is None:
-        return None
-    fits = m.device_total_bytes <= gpu.memory_bytes
-    doc: dict[str, Any] = {
-        "fits": fits,
-        "bound": t.decode.bound,
-        "prefill_bound": t.prefill.bound,
-        "efficiency_source": t.efficiency_source,
-    }
-    if not fits:  # no numbers for a workload that cannot run there
-        return doc
-    return doc | {
-        "prefill_ms": t.prefill.wall_s * 1e3,
-        "prefill_kernel_ms": t.prefill.kernel_s * 1e3,
-        "ttft_ms": t.ttft_s * 1e3,
-        "decode_step_ms": t.decode.wall_s * 1e3,
-        "decode_step_kernel_ms": t.decode.kernel_s * 1e3,
-        "decode_context": t.decode_context,
-        "decode_tokens_per_s": t.decode_tokens_per_s,
-        "per_sequence_tokens_per_s": t.per_sequence_tokens_per_s,
-        "mbu": t.mbu,
-        "mfu": t.mfu,
-        "decode_intensity_flop_per_byte": t.decode.intensity,
-        "ridge_flop_per_byte": t.ridge,
-        "decode_kernels": t.decode.kernels,
-    }
 
 
 def print_throughput(console: Console, t: Throughput, m: MemoryBreakdown, gpu: GpuSpec) -> None:
@@ -113,42 +72,6 @@ def print_sweep(console: Console, rows: list[tuple[int, MemoryBreakdown, Through
                   f"efficiencies: {rows[0][2].efficiency_source if rows else ''}")
 
 
-def sweep_json(rows: list[tuple[int, MemoryBreakdown, Throughput]], gpu: GpuSpec, card: ModelCard) -> str:
-    return dumps({
-        "schema_version": JSON_SCHEMA_VERSION,
-        "model": {"name": card.name, "params": card.num_params},
-        "gpu": {"id": gpu.id, "name": gpu.name, "memory_bytes": gpu.memory_bytes},
-        "sweep": [{"batch": b, "device_total_bytes": m.device_total_bytes, "throughput": throughput_dict(t, m, gpu)}
-                  for b, m, t in rows],
-    })
-
-
-def _memory_dict(m: MemoryBreakdown | ScaledEstimate) -> dict[str, Any]:
-    """The `memory` object of the JSON contract (docs/json.md), one GPU or per GPU."""
-    return {
-        "components": {c: m.components[c] for c in COMPONENTS},
-        "peak_allocated_bytes": m.peak_allocated_bytes,
-        "device_total_bytes": m.device_total_bytes,
-        "peak_phase": m.peak_phase,
-        "phases": {p.name: p.total for p in m.phases},
-    }
-
-
-def estimate_json(m: MemoryBreakdown, card: ModelCard, gpu: GpuSpec | None, t: Throughput | None = None) -> str:
-    doc: dict[str, Any] = {
-        "schema_version": JSON_SCHEMA_VERSION,
-        "model": {"name": card.name, "params": m.params, "source": card.source},
-        "workload": asdict(m.workload) | {"compute_dtype": m.workload.compute_dtype},
-        "memory": _memory_dict(m),
-        "calibration": m.calibration,
-        "warnings": list(m.warnings),
-    }
-    if gpu is not None:
-        doc["gpu"] = fit(m, gpu)
-        doc["throughput"] = throughput_dict(t, m, gpu)
-    return dumps(doc)
-
-
 def print_estimate(console: Console, m: MemoryBreakdown, card: ModelCard, gpu: GpuSpec | None, explain: bool) -> None:
     w = m.workload
     what = (f"{card.name} ({m.params / 1e9:.2f}B params) · {w.mode} · weights {w.dtype} · compute {w.compute_dtype}"
@@ -189,10 +112,6 @@ def print_models(console: Console, cards: list[ModelCard]) -> None:
     console.print(table)
 
 
-def models_json(cards: list[ModelCard]) -> str:
-    return dumps([{"name": c.name, "family": c.family, "params": c.num_params, "source": c.source} for c in cards])
-
-
 def print_gpus(console: Console, gpus: list[GpuSpec]) -> None:
     table = Table(title="GPU and CPU catalog (dense peaks; * = figure not confirmed)")
     for col in ("id", "kind", "name", "memory GiB", "TB/s", "fp32", "bf16/fp16 TFLOP/s", "fp8", "int8"):
@@ -204,12 +123,6 @@ def print_gpus(console: Console, gpus: list[GpuSpec]) -> None:
         table.add_row(g.id, g.kind, g.name, gib(g.memory_bytes), f"{g.bytes_per_s / 1e12:g}", rate("fp32"),
                       rate("bf16") if "bf16" in g.peak_flops else rate("fp16"), rate("fp8"), rate("int8"))
     console.print(table)
-
-
-def gpus_json(gpus: list[GpuSpec]) -> str:
-    return dumps([{"id": g.id, "kind": g.kind, "name": g.name, "memory_bytes": g.memory_bytes,
-                   "bytes_per_s": g.bytes_per_s, "peak_flops": g.peak_flops, "unconfirmed": list(g.unconfirmed),
-                   "source": g.source} for g in gpus])
 
 
 def print_calibration(console: Console, gpu_id: str, m: dict[str, Any], path: str) -> None:
@@ -228,12 +141,6 @@ def print_calibration(console: Console, gpu_id: str, m: dict[str, Any], path: st
         table.add_row("CUDA context", f"{m['cuda_context_bytes'] / 2**20:.0f} MiB")
     console.print(table)
     console.print(f"saved to {path}; estimates with --gpu {gpu_id} now use these figures")
-
-
-def dumps(doc: Any) -> str:
-    import json  # lazily: the table output never needs it
-
-    return json.dumps(doc, indent=2)
 
 
 def print_profile(console: Console, doc: dict[str, Any]) -> None:
@@ -266,20 +173,6 @@ def print_profile(console: Console, doc: dict[str, Any]) -> None:
         console.print("times: " + ", ".join(f"{k} {v:.4g}" for k, v in meas["timings"].items()))
 
 
-def check_json(results: list[CheckResult]) -> str:
-    return dumps({
-        "schema_version": JSON_SCHEMA_VERSION,
-        "ok": all(r.ok for r in results),
-        "deployments": [{
-            "name": r.deployment.name, "model": r.deployment.model, "gpu": r.deployment.gpu, "ok": r.ok,
-            "device_total_bytes": r.device_total_bytes, "budget_bytes": r.budget_bytes,
-            "memory_bytes": r.memory_bytes, "headroom": r.deployment.headroom, "peak_phase": r.peak_phase,
-            "tokens_per_s": r.tokens_per_s, "min_tokens_per_s": r.deployment.min_tokens_per_s,
-            "reasons": list(r.reasons),
-        } for r in results],
-    })
-
-
 def print_check(console: Console, results: list[CheckResult]) -> None:
     table = Table(title="capacity check", title_justify="left")
     for col in ("deployment", "device", "needs GiB", "budget GiB", "tokens/s", "verdict"):
@@ -291,33 +184,6 @@ def print_check(console: Console, results: list[CheckResult]) -> None:
     console.print(table)
     failed = sum(1 for r in results if not r.ok)
     console.print(f"{len(results) - failed} of {len(results)} deployments pass")
-
-
-def _option_dict(o: Option) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "gpu": o.gpu.id, "name": o.gpu.name, "fits": o.fits, "min_devices": o.min_devices,
-        "device_total_bytes": o.device_total_bytes, "devices": o.devices,
-        "device_total_per_gpu_bytes": o.device_total_per_gpu, "max_batch": o.max_batch, "max_context": o.max_context,
-        "meets_target": o.meets_target, "price_per_hour": o.price_per_hour,
-        "cost_per_million_tokens": o.cost_per_million_tokens,
-    }
-    if o.speed is not None:
-        doc |= {"batch": o.speed.seqs, "ttft_ms": o.speed.engine_ttft_s * 1e3,
-                "decode_step_ms": o.speed.decode.kernel_s * 1e3,
-                "decode_tokens_per_s": o.speed.engine_decode_tokens_per_s,
-                "per_sequence_tokens_per_s": o.speed.engine_decode_tokens_per_s / o.speed.seqs}
-    if o.serving is not None:
-        doc["serving"] = {"gpu_memory_utilization": o.serving.utilization, "block_size": o.serving.block_size,
-                          "kv_budget_bytes": o.serving.kv_budget_bytes, "block_bytes": o.serving.block_bytes,
-                          "blocks": o.serving.blocks, "max_sequences": o.serving.max_sequences}
-    return doc
-
-
-def plan_json(options: list[Option], card: ModelCard, w: Workload, target: float | None) -> str:
-    return dumps({"schema_version": JSON_SCHEMA_VERSION, "model": {"name": card.name, "params": card.num_params},
-                  "workload": {"dtype": w.dtype, "prompt": w.seq, "output": w.gen, "target_tokens_per_s": target},
-                  "speeds": "serving engine: GPU kernel time, launches hidden (docs/throughput.md)",
-                  "options": [_option_dict(o) for o in options]})
 
 
 def print_plan(console: Console, options: list[Option], card: ModelCard, w: Workload, target: float | None) -> None:
@@ -393,30 +259,6 @@ def print_chart(console: Console, chart: Chart, width: int = 60) -> None:
     console.print(f"x: {chart.x_label}")
 
 
-def _scale_dict(r: ScaledEstimate) -> dict[str, Any]:
-    s = r.scale
-    return {"gpus": s.gpus, "data_parallel": s.dp, "tp": s.tp, "pp": s.pp, "zero_stage": s.stage,
-            "engine": "fsdp" if s.fsdp else ("deepspeed" if s.zero else None), "grad_accum": s.grad_accum,
-            "global_batch": r.global_batch, "offload": s.offload, "lora_rank": s.lora_rank,
-            "lora_targets": list(s.lora_targets) if s.lora_rank else [], "trainable_params": r.trainable_params}
-
-
-def scaled_json(r: ScaledEstimate, card: ModelCard, w: Workload, gpu: GpuSpec | None) -> str:
-    doc: dict[str, Any] = {
-        "schema_version": JSON_SCHEMA_VERSION,
-        "model": {"name": card.name, "params": card.num_params, "source": card.source},
-        "workload": asdict(w) | {"compute_dtype": w.compute_dtype},
-        "per_gpu": True,
-        "scale": _scale_dict(r),
-        "memory": _memory_dict(r),
-        "cpu_offload_bytes": r.cpu_bytes,
-        "notes": list(r.notes),
-    }
-    if gpu is not None:
-        doc["gpu"] = fit(r, gpu)
-    return dumps(doc)
-
-
 def print_scaled(console: Console, r: ScaledEstimate, card: ModelCard, w: Workload, gpu: GpuSpec | None) -> None:
     s = r.scale
     how = [f"{s.gpus} GPU{'s' if s.gpus > 1 else ''} (dp {s.dp} x tp {s.tp} x pp {s.pp})"]
@@ -447,29 +289,9 @@ def print_scaled(console: Console, r: ScaledEstimate, card: ModelCard, w: Worklo
                                     ("fits", "green") if ok else ("does not fit", "red")))
 
 
-def serve_dict(r: ServeEstimate) -> dict[str, Any]:
-    return {"engine": r.engine, "engine_version": r.version, "budget_bytes": r.budget_bytes,
-            "weights_bytes": r.weights_bytes, "non_torch_bytes": r.non_torch_bytes,
-            "activation_peak_bytes": r.activation_peak_bytes, "cuda_graph_bytes": r.cuda_graph_bytes,
-            "kv_available_bytes": r.kv_available_bytes, "kv_cache_bytes": r.kv_cache_bytes, "kv_cache_tokens": r.kv_cache_tokens, "kv_block_size": r.kv_block_size,
-            "max_model_len": r.max_model_len, "max_num_seqs": r.max_num_seqs,
-            "max_num_batched_tokens": r.max_num_batched_tokens, "max_concurrency": round(r.max_concurrency, 2),
-            "starts": r.starts, "error": r.error, "explain": r.explain}
-
-
-def serve_json(r: ServeEstimate, card: ModelCard, w: Workload, gpu: GpuSpec | None, note: str | None,
-               sizing: Sizing | None = None) -> str:
-    doc = {"schema_version": JSON_SCHEMA_VERSION, "model": {"name": card.name, "params": card.num_params},
-           "weights_dtype": w.dtype, "gpu": gpu.id if gpu else None, "per_rank": True,
-           "warnings": [*card.notes, *([note] if note else [])], "serve": serve_dict(r)}
-    if sizing is not None:
-        doc["sizing"] = {"concurrency": sizing.concurrency, "tp": sizing.tp, "memory_fraction": sizing.memory_fraction}
-    return dumps(doc)
-
-
 def print_serve(console: Console, r: ServeEstimate, card: ModelCard, w: Workload, gpu: GpuSpec | None,
-                note: str | None, sizing: Sizing | None = None) -> None:
-    for warning in [*card.notes, *([note] if note else [])]:
+                warnings: list[str], sizing: Sizing | None = None) -> None:
+    for warning in warnings:
         console.print(f"warning: {warning}", style="yellow")
     if sizing is not None:
         knob = "gpu_memory_utilization" if r.engine == "vllm" else "mem_fraction_static"

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from llmcalc.cli import app
 from llmcalc.hardware import get_gpu
 from llmcalc.memory import Workload, estimate
-from llmcalc.plan import SEARCH_LIMIT, _largest, plan_option, rank, serving_view
+from llmcalc.planning import SEARCH_LIMIT, _largest, plan_option, rank, serving_view
 from llmcalc.resolve import load_card
 
 LLAMA7 = load_card("llama-2-7b")
@@ -35,9 +35,9 @@ def test_max_batch_is_the_boundary_of_the_memory_model():
 
 def test_paged_serving_view_arithmetic():
     # A block of 16 positions of llama-2-7b: 16 x 32 layers x 2 (K, V) x 4096 x 2 B = 8,388,608 B.
-    # The budget and the sequences are vLLM's start-up accounting (llmcalc.serve): 64 blocks per
+    # The budget and the sequences are vLLM's start-up accounting (llmcalc.serving): 64 blocks per
     # sequence of 1000 + 24 tokens.
-    from llmcalc.serve import ServeConfig, serve
+    from llmcalc.serving import ServeConfig, serve
 
     h100 = get_gpu("h100-sxm-80gb")
     w = Workload(seq=1000, gen=24)

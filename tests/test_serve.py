@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from llmcalc.cli import app
 from llmcalc.errors import InputError
 from llmcalc.resolve import load_card
-from llmcalc.serve import GiB, ServeConfig, _kv_groups, _vllm_kv, serve, weights_per_rank
+from llmcalc.serving import GiB, ServeConfig, _kv_groups, _vllm_kv, serve, weights_per_rank
 
 RTX_3090 = int(23.58 * GiB)
 
@@ -136,7 +136,7 @@ def test_mxfp4_experts_as_vllms_marlin_backend_pads_them():
 
 
 def test_the_inverse_finds_the_least_fraction_then_the_fewest_gpus():
-    from llmcalc.serve import size_for
+    from llmcalc.serving import size_for
 
     h100 = ServeConfig(gpu_total_bytes=int(79.22 * GiB), gpu_name="NVIDIA H100 80GB HBM3", max_model_len=8192)
     card = load_card("llama-3.1-8b")

@@ -10,7 +10,7 @@ from llmcalc.errors import InputError
 from llmcalc.hardware import GpuSpec, get_gpu
 from llmcalc.memory import Workload
 from llmcalc.resolve import load_card
-from llmcalc.throughput import (
+from llmcalc.speed import (
     Efficiency,
     Op,
     _linear_ops,

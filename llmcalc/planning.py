@@ -21,14 +21,14 @@ from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError
 from llmcalc.hardware import GpuSpec
 from llmcalc.memory import Workload, estimate
-from llmcalc.throughput import Efficiency, Throughput, calibrated_context, efficiency_for, throughput
+from llmcalc.speed import Efficiency, Throughput, calibrated_context, efficiency_for, throughput
 
 SEARCH_LIMIT = 1 << 20  # largest batch or context searched for
 
 
 @dataclass(frozen=True)
 class Serving:
-    """A paged KV cache as vLLM sizes it (llmcalc.serve): the engine takes `utilization` of the
+    """A paged KV cache as vLLM sizes it (llmcalc.serving): the engine takes `utilization` of the
     device, keeps the weights, its profile run's activation peak and its non-torch memory, and
     cuts the rest into blocks of `block_size` tokens."""
 
@@ -89,12 +89,12 @@ def _largest(fits: Callable[[int], bool], start: int) -> int:
 
 def serving_view(card: ModelCard, w: Workload, gpu: GpuSpec, context: tuple[int, str] | None,
                  utilization: float = 0.9, block_size: int = 16) -> Serving | None:
-    """vLLM's own start-up accounting (llmcalc.serve, V1 0.9-0.11): the budget (the CUDA-reported
+    """vLLM's own start-up accounting (llmcalc.serving, V1 0.9-0.11): the budget (the CUDA-reported
     total x utilization) less the weights as its loader holds them, its profile run and its
     non-torch memory, cut into blocks of `block_size` tokens of every layer; sequences of prompt +
     output tokens held at once. `context` (a calibrated CUDA context) plays no part: vLLM's budget
     does not subtract it."""
-    from llmcalc.serve import ServeConfig, serve  # only when plan shows the serving view
+    from llmcalc.serving import ServeConfig, serve  # only when plan shows the serving view
 
     config = ServeConfig(gpu_total_bytes=gpu.cuda_total_bytes or gpu.memory_bytes, gpu_name=gpu.name,
                          memory_fraction=utilization, max_model_len=w.seq + w.gen, block_size=block_size,
