@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from llmcalc.errors import InputError
-from llmcalc.hardware import catalog, get_gpu, load_catalog
+from llmcalc.hardware import catalog, get_gpu, gpu_for_device_name, load_catalog
 
 
 def test_catalog_has_the_named_gpus():
@@ -12,6 +12,26 @@ def test_catalog_has_the_named_gpus():
     assert {"v100-sxm2-32gb", "t4", "a10g", "l4", "l40s", "rtx-3090", "rtx-4090", "rtx-5090", "a100-sxm-40gb",
             "a100-sxm-80gb", "a100-pcie-80gb", "h100-sxm-80gb", "h100-pcie-80gb", "h100-nvl-94gb", "h200",
             "b200", "mi300x"} <= ids
+
+
+def test_catalog_has_the_added_gpus():
+    assert {"a10", "rtx-a6000", "rtx-6000-ada", "rtx-4060", "rtx-4070", "rtx-4080", "l20", "h20-96gb",
+            "h800-sxm-80gb", "a800-sxm-80gb", "b300", "gb200", "mi325x", "mi355x", "rtx-pro-6000-blackwell"} <= set(catalog())
+    for g in catalog().values():  # dense peaks: a 16-bit rate never above the 8-bit one
+        low, high = g.peak_flops.get("bf16", g.peak_flops.get("fp16")), g.peak_flops.get("fp8")
+        assert not (low and high) or low <= high, g.id
+
+
+@pytest.mark.parametrize("device_name, gpu_id", [
+    ("NVIDIA A10", "a10"), ("NVIDIA A10G", "a10g"), ("NVIDIA H20", "h20-96gb"), ("NVIDIA H200", "h200"),
+    ("NVIDIA GB200", "gb200"), ("NVIDIA B200", "b200"), ("NVIDIA B300 SXM6 AC", "b300"), ("NVIDIA L20", "l20"),
+    ("NVIDIA RTX A6000", "rtx-a6000"), ("NVIDIA RTX 6000 Ada Generation", "rtx-6000-ada"),
+    ("NVIDIA RTX PRO 6000 Blackwell Server Edition", "rtx-pro-6000-blackwell"),
+    ("NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition", None), ("AMD Instinct MI355X", "mi355x"),
+])
+def test_device_names_find_their_entry(device_name, gpu_id):
+    g = gpu_for_device_name(device_name)
+    assert (g.id if g else None) == gpu_id
 
 
 def test_h100_memory_is_what_nvidia_smi_shows():
