@@ -449,10 +449,11 @@ def _flash_backward_buffer(card: ModelCard, tokens: int) -> int:
 
 def covers_training(card: ModelCard, w: Workload) -> bool:
     """Whether the training allocation order is transcribed for this workload: full fine-tuning
-    in 16 bits (no autocast) with fused AdamW, with or without gradient checkpointing, SDPA, the
+    in 16 bits (no autocast) with fused or foreach AdamW, with or without gradient checkpointing, SDPA, the
     default allocator, and the layers the inference order knows, while a sliding window binds
     nothing."""
-    return (w.mode == "train" and w.dtype in ("bf16", "fp16") and not w.autocast and w.optimizer == "adamw"
+    return (w.mode == "train" and w.dtype in ("bf16", "fp16") and not w.autocast
+            and w.optimizer in ("adamw", "adamw-foreach")
             and w.attention == "sdpa" and w.allocator == "default" and _transcribed_layers(card)
             and _window_binds_nothing(card, w.seq))
 
@@ -790,6 +791,14 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
             for p in params:
                 run.a("m." + p.name, p.numel * a)
                 run.a("v." + p.name, p.numel * a)
+        if w.optimizer == "adamw-foreach":
+            # torch's foreach AdamW: torch._foreach_sqrt(exp_avg_sqs) builds one tensor per
+            # parameter, in parameter order, dropped with its list (last element first) at the
+            # end of the step
+            for p in params:
+                run.a("sqrt." + p.name, p.numel * a)
+            for p in reversed(params):
+                run.f("sqrt." + p.name)
         for p in params:
             if "g." + p.name in run.live:
                 run.f("g." + p.name)

@@ -62,7 +62,7 @@ Gen = Annotated[int, typer.Option(help="New tokens generated (infer).")]
 Beams = Annotated[int, typer.Option(help="Beams per sequence (infer).")]
 KvDtype = Annotated[Optional[str], typer.Option("--kv-dtype", help="KV cache dtype (default: the compute dtype).")]
 Ckpt = Annotated[bool, typer.Option("--grad-checkpointing", help="Gradient checkpointing (train).")]
-Optim = Annotated[str, typer.Option(help="adamw, adamw-8bit or sgd (train).")]
+Optim = Annotated[str, typer.Option(help="adamw (torch, fused), adamw-foreach (torch.optim.AdamW's CUDA default), adamw-8bit or sgd (train).")]
 Attention = Annotated[str, typer.Option(help="sdpa (flash / memory-efficient kernels) or eager (materialises seq x seq scores).")]
 Allocator = Annotated[str, typer.Option(help="PyTorch's caching allocator: default, or expandable "
                                               "(PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True).")]
@@ -404,6 +404,81 @@ def serve(
         render.print_serve(out, r.serve, r.model, r.workload, r.gpu, list(r.warnings), r.sizing)
     if not r.starts:
         raise typer.Exit(code=EXIT_CHECK_FAILED)
+
+
+def _stderr_file() -> Any:
+    """Our stderr for the child's stdout (so --json keeps stdout clean), where it is a real file."""
+    try:
+        sys.stderr.fileno()
+        return sys.stderr
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def watch(
+    command: Annotated[list[str], typer.Argument(help="The command to run, after --.", show_default=False)],
+    device: Annotated[str, typer.Option(help="cuda (NVML, per GPU) or cpu (the resident set).")] = "cuda",
+    interval: Annotated[float, typer.Option(help="Seconds between samples.")] = 0.2,
+    torch_hook: Annotated[bool, typer.Option("--torch-hook", help="Also record PyTorch's own peak allocated and reserved "
+                                              "in every Python process of the command (a sitecustomize on its PYTHONPATH; "
+                                              "the script is not changed).")] = False,
+    model: Annotated[Optional[str], typer.Option(help="Compare with the estimate of this model and the workload options below.")] = None,
+    mode: Mode = "infer",
+    dtype: Dtype = None,
+    autocast: Autocast = None,
+    batch: Batch = 1,
+    seq: Seq = 512,
+    gen: Gen = 128,
+    beams: Beams = 1,
+    kv_dtype: KvDtype = None,
+    grad_checkpointing: Ckpt = False,
+    optimizer: Optim = "adamw",
+    attention: Attention = "sdpa",
+    allocator: Allocator = "default",
+    gpus: Annotated[int, typer.Option(help="GPUs in all (the estimate is per GPU).")] = 1,
+    tp: Annotated[int, typer.Option(help="Tensor-parallel size.")] = 1,
+    zero: Annotated[int, typer.Option(help="DeepSpeed ZeRO stage 0-3 (train).")] = 0,
+    fsdp: Annotated[Optional[str], typer.Option(help="PyTorch FSDP: full or grad-op (train).")] = None,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank (QLoRA with --dtype nf4).")] = 0,
+    lora_targets: LoraTargets = "q,v",
+    json: Annotated[bool, typer.Option("--json", help="Print JSON at the end (the command's own stdout goes to stderr).")] = False,
+) -> None:
+    """Run a command and measure its GPU memory (per GPU, every process it starts); with --model,
+    compare with the estimate (docs/watch.md). Exits with the command's own exit code."""
+    from llmcalc import api, render
+    from llmcalc import watch as watching
+
+    with _reported():
+        est = None
+        if model:
+            est = api.estimate(model, mode=mode, dtype=dtype, autocast=autocast, batch=batch, seq=seq, gen=gen,
+                               beams=beams, kv_dtype=kv_dtype, grad_checkpointing=grad_checkpointing,
+                               optimizer=optimizer, attention=attention, allocator=allocator, gpus=gpus, tp=tp,
+                               zero=zero, fsdp=fsdp, lora_rank=lora_rank, lora_targets=lora_targets)
+        if device not in ("cuda", "cpu"):
+            from llmcalc.errors import InputError
+
+            raise InputError(f"--device must be cuda or cpu, got '{device}'")
+        sampler = watching.NvmlSampler() if device == "cuda" else watching.RssSampler()
+        live = render.WatchDisplay(err) if err.is_terminal and not json else None
+        try:
+            result = watching.run(command, sampler, interval, torch_hook, live.update if live else None,
+                                  stdout=_stderr_file() if json else None)
+        finally:
+            if live:
+                live.stop()
+    rows = watching.compare(result, est) if est is not None else []
+    if json:
+        doc = result.to_dict()
+        if est is not None:
+            doc["estimate"] = est.to_dict()
+            doc["comparison"] = [{"what": r.label, "estimate_bytes": r.estimate_bytes,
+                                  "measured_bytes": r.measured_bytes, "error_pct": r.error_pct} for r in rows]
+        print(render.dumps(doc))
+    else:
+        render.print_watch(out, result, rows, est)
+    raise typer.Exit(code=result.exit_code or 0)
 
 
 ChartKind = Annotated[str, typer.Option("--what", help="memory-batch, memory-context or throughput.")]

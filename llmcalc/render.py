@@ -13,6 +13,7 @@ from llmcalc.contract import dumps, fit  # noqa: F401  (dumps: the CLI's --json)
 from llmcalc.memory import COMPONENTS, MemoryBreakdown
 
 if TYPE_CHECKING:  # the catalog and speed modules load only when a command names a GPU
+    from llmcalc.api import EstimateResult
     from llmcalc.capacity import CheckResult
     from llmcalc.charts import Chart
     from llmcalc.hardware import GpuSpec
@@ -21,6 +22,7 @@ if TYPE_CHECKING:  # the catalog and speed modules load only when a command name
     from llmcalc.scale import ScaledEstimate
     from llmcalc.serving import ServeEstimate, Sizing
     from llmcalc.speed import StepTime, Throughput
+    from llmcalc.watch import Comparison, WatchResult
 
 GiB = 2**30
 
@@ -310,3 +312,57 @@ def print_serve(console: Console, r: ServeEstimate, card: ModelCard, w: Workload
     console.print(table)
     console.print(f"starts: {'yes' if r.starts else 'no'}" + (f" -- {r.error}" if r.error else ""),
                   style=None if r.starts else "red")
+
+
+class WatchDisplay:
+    """`llmcalc watch`'s live view on stderr: current and peak per device, elapsed time."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.live import Live
+
+        self.live = Live(Text("starting"), console=console, refresh_per_second=4, transient=True)
+        self.live.start()
+
+    def update(self, result: WatchResult) -> None:
+        table = Table(title=f"llmcalc watch · {' '.join(result.command)[:60]} · {result.elapsed_s:.1f} s",
+                      title_justify="left")
+        for col in ("device", "now GiB", "peak GiB", "of GiB"):
+            table.add_column(col, justify="left" if col == "device" else "right")
+        for d in result.devices:
+            table.add_row(f"{d.name} #{d.index}", gib(d.current_process_bytes), gib(d.peak_bytes), gib(d.total_bytes))
+        self.live.update(table)
+
+    def stop(self) -> None:
+        self.live.stop()
+
+
+def print_watch(console: Console, result: WatchResult, rows: list[Comparison], est: EstimateResult | None) -> None:
+    what = "peak RSS" if result.device == "cpu" else "peak (NVML, every process of the command)"
+    table = Table(title=f"{' '.join(result.command)[:80]} · {result.elapsed_s:.1f} s · exit {result.exit_code}"
+                        + (" (interrupted)" if result.interrupted else ""), title_justify="left")
+    for col in ("device", what, "of GiB"):
+        table.add_column(col, justify="left" if col == "device" else "right")
+    for d in result.devices:
+        table.add_row(f"{d.name} #{d.index}", gib(d.peak_bytes) + ("" if d.matched or not d.peak_bytes else " *"),
+                      gib(d.total_bytes))
+    console.print(table)
+    if any(d.peak_bytes and not d.matched for d in result.devices):
+        console.print("* NVML did not list the command's processes (a container's PIDs?): the device's used memory "
+                      "above what it was before the command")
+    for report in result.torch:
+        who = f"rank {report['rank']}" if report.get("rank") is not None else f"pid {report.get('pid')}"
+        for dev in report.get("devices", []):
+            console.print(f"torch, {who}, cuda:{dev['index']}: peak allocated {gib(dev['peak_allocated_bytes'])} GiB, "
+                          f"peak reserved {gib(dev['peak_reserved_bytes'])} GiB")
+    if est is None:
+        return
+    table = Table(title=f"estimate ({est.model.name}, {est.workload.mode}, batch {est.workload.batch}, "
+                        f"seq {est.workload.seq}{', per GPU' if est.per_gpu else ''}) vs measured", title_justify="left")
+    for col in ("", "estimate GiB", "measured GiB", "error"):
+        table.add_column(col, justify="left" if not col else "right")
+    for r in rows:
+        table.add_row(r.label, gib(r.estimate_bytes), gib(r.measured_bytes),
+                      f"{r.error_pct:+.1f}%" if r.error_pct is not None else "-")
+    console.print(table)
+    if not result.torch:
+        console.print("(--torch-hook adds PyTorch's own peak allocated and reserved per process)")

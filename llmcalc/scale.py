@@ -49,7 +49,7 @@ from llmcalc.workload import math_sdpa
 LORA_TARGETS = {"q": ("q_proj", "qkv_proj"), "k": ("k_proj", "qkv_proj"), "v": ("v_proj", "qkv_proj"),
                 "o": ("o_proj",), "gate": ("gate_proj", "fc_in"), "up": ("up_proj", "fc_in"),
                 "down": ("down_proj",)}
-ZERO_K = {"adamw": 12, "adamw-8bit": 6, "sgd": 8}  # optimizer B/param beside 16-bit weights
+ZERO_K = {"adamw": 12, "adamw-foreach": 12, "adamw-8bit": 6, "sgd": 8}  # optimizer B/param beside 16-bit weights
 TP_REPLICATED = 10 / 34  # Korthikanti et al. 2022: replicated share of a layer's saved bytes
 DEEPSPEED_BUCKET_ELEMENTS = 500_000_000  # DeepSpeed's reduce_bucket_size default
 
@@ -266,6 +266,7 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
         weights += trainable * adapter_bytes
         grads = trainable * adapter_bytes
         optimizer = OPTIMIZERS[w.optimizer].state_bytes(trainable, adapter_bytes)
+        step_transient = OPTIMIZERS[w.optimizer].step_transient_bytes(trainable, adapter_bytes)
         notes.append(f"LoRA r={s.lora_rank} on {','.join(s.lora_targets)}: {trainable:,} trainable parameters "
                      "(fp32, peft's default); activations of full fine-tuning less what only frozen weights' "
                      "gradients need, plus what the adapters save")
@@ -273,22 +274,26 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
         trainable = params
         grads = int(params * p_bytes)
         optimizer = OPTIMIZERS[w.optimizer].state_bytes(params, int(p_bytes))
+        step_transient = OPTIMIZERS[w.optimizer].step_transient_bytes(params, int(p_bytes))
         if s.zero and p_bytes == 2:
             # DeepSpeed's 16-bit training keeps an fp32 master copy with the optimizer state (the
             # ZeRO paper's K). FSDP trains the parameters in the dtype it shards them in: its mixed
             # precision is --dtype fp32 --autocast bf16 (fp32 sharded, bf16 compute).
             optimizer = ZERO_K[w.optimizer] * params
+            step_transient = 0  # DeepSpeed steps with its own (fused) optimizer
     # Tensor and pipeline parallel: every rank holds 1/(t*p) of weights, gradients and states
     # (embeddings and lm_head are on the first/last stage and split by vocabulary; the worst
     # stage is taken as an even share, plus the larger of the two end pieces under pp > 1).
     split = s.tp * s.pp
     end_piece = card.vocab_size * card.hidden_size * p_bytes / s.tp if s.pp > 1 else 0
     w_rank, g_rank, o_rank = weights / split + end_piece, grads / split, optimizer / split
+    t_rank = step_transient / split
     dp = s.dp
     stage = s.stage
     gathered = 0.0
     if stage >= 1:
         o_rank /= dp
+        t_rank /= dp
     if stage >= 2:
         g_rank /= dp
     if stage == 3:
@@ -306,10 +311,10 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
     cpu = 0.0
     if s.offload == "optimizer":
         cpu += o_rank
-        o_rank = 0.0
+        o_rank = t_rank = 0.0
     if s.offload == "params":
         cpu += o_rank + w_rank
-        o_rank, w_rank = 0.0, 0.0
+        o_rank, w_rank, t_rank = 0.0, 0.0, 0.0
     # Activations per rank: the split share divides by tp; pipeline stages hold as much as one
     # micro-batch through all layers (1F1B); KV cache (inference) divides by tp.
     kv_share = ceil(card.kv_heads / s.tp) / card.kv_heads
@@ -340,7 +345,7 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
         phases.append(Phase(ph.name, {
             "weights": int(w_rank + gathered),
             "gradients": int(grads_in.get(ph.name, 0)) if w.mode == "train" else 0,
-            "optimizer": int(o_rank) if w.mode == "train" else 0,
+            "optimizer": int(o_rank + (t_rank if ph.name == "optimizer_step" else 0)) if w.mode == "train" else 0,
             "activations": int(c.get("activations", 0) * act_factor) + (extra_act if ph.name in ("forward", "backward") else 0),
             "kv_cache": int(c.get("kv_cache", 0) * kv_share),
         }))

@@ -194,7 +194,7 @@ def test_training_quantized_weights_is_rejected():
     ("seq", -5, "--seq must be a positive integer, got -5"),
     ("gen", -1, "--gen must be zero or a positive integer, got -1"),
     ("autocast", "fp32", "--autocast must be one of fp16, bf16, got 'fp32'"),
-    ("optimizer", "adam", "unknown optimizer 'adam'; choose one of adamw, adamw-8bit, sgd (did you mean adamw, adamw-8bit?)"),
+    ("optimizer", "adam", "unknown optimizer 'adam'; choose one of adamw, adamw-foreach, adamw-8bit, sgd (did you mean adamw, adamw-8bit, adamw-foreach?)"),
     ("allocator", "cuda-malloc", "--allocator must be one of default, expandable, got 'cuda-malloc'"),
 ])
 def test_bad_workloads(field, value, message):
@@ -384,3 +384,16 @@ def test_generated_training_order_and_analytic_model_agree_on_the_peak(name, dty
     simulated = simulate_training(card, w).peak_allocated
     analytic = estimate(card, w, simulate_allocator=False).peak_allocated_bytes
     assert abs(simulated - analytic) <= 0.05 * analytic
+
+
+def test_foreach_adamw_holds_a_copy_of_the_parameters_at_its_step():
+    # torch._foreach_sqrt(exp_avg_sqs): one tensor per parameter in the state dtype during the step.
+    # llama-3.2-1b: 1,235,814,400 parameters x 2 B (bf16) = 2,471,628,800 B more than fused AdamW,
+    # at the optimizer step only; the states themselves are the same 2 x 2 B per parameter.
+    card = load_card("llama-3.2-1b")
+    fused = estimate(card, Workload(mode="train", dtype="bf16", batch=4, seq=1024, gen=0, optimizer="adamw"))
+    foreach = estimate(card, Workload(mode="train", dtype="bf16", batch=4, seq=1024, gen=0, optimizer="adamw-foreach"))
+    step = {p.name: p.total for p in foreach.phases}["optimizer_step"]
+    assert step - {p.name: p.total for p in fused.phases}["optimizer_step"] == 1_235_814_400 * 2 == 2_471_628_800
+    for name in ("forward", "backward", "backward_end"):
+        assert {p.name: p.total for p in foreach.phases}[name] == {p.name: p.total for p in fused.phases}[name]

@@ -513,6 +513,8 @@ def _run_training(torch: Any, model: Any, w: Workload, ids: Any, phase: Any, m: 
     m.trainable_params = sum(p.numel() for p in params)
     if w.optimizer == "adamw":
         opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
+    elif w.optimizer == "adamw-foreach":
+        opt = torch.optim.AdamW(params, lr=1e-5, foreach=True)
     elif w.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=1e-5, momentum=0.9)
     elif w.optimizer == "adamw-8bit":
@@ -520,7 +522,7 @@ def _run_training(torch: Any, model: Any, w: Workload, ids: Any, phase: Any, m: 
             raise InputError("adamw-8bit runs on cuda only (bitsandbytes' kernels)")
         opt = _import_bnb().optim.AdamW8bit(params, lr=1e-5)
     else:
-        raise InputError(f"the profiler runs adamw, adamw-8bit and sgd, not {w.optimizer}")
+        raise InputError(f"the profiler runs adamw, adamw-foreach, adamw-8bit and sgd, not {w.optimizer}")
     # QLoRA computes in the 16-bit compute dtype under autocast (the fp32 adapters meet bf16 inputs)
     cast = w.autocast or (w.compute_dtype if w.dtype in QUANTIZED else None)
     autocast = (torch.autocast(device_type=device, dtype=getattr(torch, TORCH_DTYPES[cast])) if cast else nullcontext())
