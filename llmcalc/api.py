@@ -87,9 +87,7 @@ class EstimateResult:
     @property
     def per_gpu(self) -> bool:
         """True when split over GPUs or LoRA/offload (the numbers are per GPU rank)."""
-        from llmcalc.scale import ScaledEstimate
-
-        return isinstance(self.memory, ScaledEstimate)
+        return hasattr(self.memory, "scale")  # a ScaledEstimate (scale.py loads only when asked for)
 
     @property
     def peak_allocated_bytes(self) -> int:

@@ -731,10 +731,10 @@ def estimate(card: ModelCard, w: Workload, cuda_context: tuple[int, str] | None 
             # through PyTorch's allocator rules (on the H100 the covered traces' reserves, up to
             # 24% of peak allocated, within 0.2 points but for three small runs, and 16 held-out
             # rows' device totals within 0.8%; docs/allocator.md, docs/validation-corrections.md).
-            sim = alloc_order.simulate(card, w)
-            reserve = sim.peak_reserved - sim.peak_allocated
+            sim_allocated, sim_reserved = alloc_order.replayed_peaks(card, w)
+            reserve = sim_reserved - sim_allocated
             reserve_source = (f"PyTorch's caching allocator simulated over the workload's allocation order "
-                              f"(llmcalc.alloc_order): {100 * reserve / max(sim.peak_allocated, 1):.1f}% of its "
+                              f"(llmcalc.alloc_order): {100 * reserve / max(sim_allocated, 1):.1f}% of its "
                               f"peak allocated")
     context, context_source = cuda_context or (calibration.CUDA_CONTEXT_BYTES, calibration.CUDA_CONTEXT_SOURCE)
     # Kernel modules load lazily as the workload first runs them (flash: 16-bit SDPA).

@@ -219,3 +219,29 @@ def test_generated_order_is_the_recorded_one(name: str) -> None:
     assert _large_events(doc)[:last] == generated[:last]
     measured = doc["measured"]["peak_reserved_bytes"]
     assert abs(sim.peak_reserved - measured) <= 0.01 * measured
+
+
+def test_replayed_peaks_are_cached_on_disk(tmp_path, monkeypatch):
+    """The replay's result is kept under LLMCALC_CACHE_DIR; a later process (here: an emptied
+    in-memory cache) reads it instead of replaying; a damaged file is ignored."""
+    import json as _json
+
+    from llmcalc import alloc_order
+    from llmcalc.memory import Workload
+    from llmcalc.resolve import load_card
+
+    monkeypatch.setenv("LLMCALC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(alloc_order, "_PEAKS", {})
+    card, w = load_card("llama-3.2-1b"), Workload(mode="infer", dtype="bf16", batch=2, seq=256, gen=16)
+    sim = alloc_order.simulate(card, w)
+    assert alloc_order.replayed_peaks(card, w) == (sim.peak_allocated, sim.peak_reserved)
+    stored = _json.loads((tmp_path / "alloc-order-peaks.json").read_text())
+    assert list(stored.values()) == [[sim.peak_allocated, sim.peak_reserved]]
+    # a stored value is what a fresh process returns: prove it by planting a different one
+    key = next(iter(stored))
+    (tmp_path / "alloc-order-peaks.json").write_text(_json.dumps({key: [1, 2]}))
+    monkeypatch.setattr(alloc_order, "_PEAKS", {})
+    assert alloc_order.replayed_peaks(card, w) == (1, 2)
+    (tmp_path / "alloc-order-peaks.json").write_text("{not json")
+    monkeypatch.setattr(alloc_order, "_PEAKS", {})
+    assert alloc_order.replayed_peaks(card, w) == (sim.peak_allocated, sim.peak_reserved)
