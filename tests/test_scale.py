@@ -33,25 +33,41 @@ def test_zero_paper_figure_1(stage, gb):
 
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_model_states_follow_zero(stage):
-    # weights + gradients + optimizer per GPU = (ZeRO's bytes per parameter) x params, beyond the
-    # engine's buffers (reduce bucket; at stage 3 the two gathered layers).
+    # weights + gradients + optimizer per GPU at the optimizer step = (ZeRO's bytes per parameter)
+    # x params: no layer is gathered then (stage 3 gathers two while layers run:
+    # 2 x (6,738,415,616 - 32,000 x 4,096) x 2 B / 32 layers in the backward).
     r = scaled_estimate(LLAMA7, TRAIN, Scale(gpus=64, zero=stage))
-    phase = next(p for p in r.phases if p.name == "optimizer_step")
-    states = phase.components["weights"] + phase.components["gradients"] + phase.components["optimizer"]
+    phases = {p.name: p for p in r.phases}
+    step = phases["optimizer_step"].components
+    assert step["weights"] + step["gradients"] + step["optimizer"] == pytest.approx(
+        model_state_bytes_per_param(stage, 64) * 6_738_415_616, rel=1e-6)
     gathered = 2 * (6_738_415_616 - 32_000 * 4096) * 2 / 32 if stage == 3 else 0
-    assert states - gathered == pytest.approx(model_state_bytes_per_param(stage, 64) * 6_738_415_616, rel=1e-6)
+    assert phases["backward"].components["weights"] - step["weights"] == pytest.approx(gathered, abs=1)
+
+
+def test_offloaded_gradients_leave_the_gpu():
+    # FSDP2 CPUOffloadPolicy / ZeRO-Offload: the optimizer steps on the CPU, so each reduced
+    # gradient shard moves there; the GPU holds none at the step (measured: 0.06 GiB on an H200).
+    # llama-2-7b bf16 on 8 GPUs, ZeRO-3 with params offloaded: the CPU holds weights (2 B), the
+    # gradient shard (2 B) and the optimizer (12 B, the fp32 master copy and Adam's moments) per
+    # parameter / 8 = 16 x 6,738,415,616 / 8 = 13,476,831,232 B.
+    r = scaled_estimate(LLAMA7, TRAIN, Scale(gpus=8, zero=3, offload="params", cpu_memory_bytes=2**40))
+    step = next(p for p in r.phases if p.name == "optimizer_step").components
+    assert step["weights"] == step["gradients"] == step["optimizer"] == 0
+    assert r.cpu_bytes == 16 * 6_738_415_616 // 8
 
 
 def test_zero3_against_deepspeeds_estimator():
     # DeepSpeed's estimate_zero3_model_states_mem_needs (deepspeed/runtime/zero/stage3.py), no
     # offload: 4 x largest_layer_params + 18 x params / gpus. llama-2-7b's largest module is the
     # 32000 x 4096 embedding: 4 x 131,072,000 + 18 x 6,738,415,616 / 8 = 15,685,723,136 B. Its
-    # 18 B/param is 2 more than the ZeRO paper's 16, which llmcalc follows: ~9% less.
+    # 18 B/param is 2 more than the ZeRO paper's 16, which llmcalc follows. Compared at llmcalc's
+    # largest model states (the end of backward: 16 x params / 8 = 13.48 GB, two layers gathered,
+    # 0.83 GB, and the 5e8-element reduce bucket, 1.0 GB: 15.30 GB), 2.4% below DeepSpeed's.
     deepspeed = 4 * 131_072_000 + 18 * 6_738_415_616 // 8
     r = scaled_estimate(LLAMA7, TRAIN, Scale(gpus=8, zero=3))
-    phase = next(p for p in r.phases if p.name == "optimizer_step")
-    ours = phase.components["weights"] + phase.components["gradients"] + phase.components["optimizer"]
-    assert 0.88 < ours / deepspeed < 0.95
+    ours = max(p.components["weights"] + p.components["gradients"] + p.components["optimizer"] for p in r.phases)
+    assert 0.97 < ours / deepspeed < 0.98
 
 
 def test_lora_trainable_parameters_match_peft():
@@ -100,7 +116,9 @@ def test_offload_moves_the_optimizer_to_cpu():
     s = Scale(gpus=8, zero=2, offload="optimizer", cpu_memory_bytes=64 * 2**30)
     r = scaled_estimate(LLAMA7, TRAIN, s)
     assert r.components["optimizer"] == 0
-    assert r.cpu_bytes == int(12 * 6_738_415_616 / 8)  # fp32 master + Adam states, this rank's shard
+    # fp32 master + Adam states (12 B) and the 16-bit gradient shard (2 B) the CPU step reads,
+    # this rank's 1/8: 14 x 6,738,415,616 / 8
+    assert r.cpu_bytes == int(12 * 6_738_415_616 / 8) + int(2 * 6_738_415_616 / 8)
 
 
 @pytest.mark.parametrize(("scale", "message"), [
