@@ -23,9 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from llmcalc.resolve import load_card  # noqa: E402
-from llmcalc.serving import GiB, ServeConfig, _kv_groups, _vllm_kv, serve  # noqa: E402
+from llmcalc.serving import GiB, ServeConfig, _kv_groups, _vllm_kv, profile_peak, serve  # noqa: E402
 
 LOGS = ROOT / "benchmarks" / "serve" / "logs.jsonl"
+MORE = ROOT / "benchmarks" / "serve" / "logs-more.jsonl"  # session 8: 49 more, 45 of them one sweep
 # (log line number in logs.jsonl (0-based), card, weights dtype, ServeConfig fields, what to check)
 CASES: list[tuple[int, str, str, dict[str, Any], tuple[str, ...]]] = [
     (0, "llama-3.1-8b", "bf16", {"gpu_total_bytes": int(23.58 * GiB)}, ("weights",)),
@@ -37,13 +38,14 @@ CASES: list[tuple[int, str, str, dict[str, Any], tuple[str, ...]]] = [
     (39, "deepseek-v2-lite", "bf16", {"gpu_total_bytes": int(79.19 * GiB)}, ("weights",)),
     (42, "deepseek-v3", "awq-int4-g128", {"gpu_total_bytes": int(23.58 * GiB), "tp": 16}, ("weights",)),
     (8, "gpt-oss-120b", "mxfp4", {"gpu_total_bytes": int(79.19 * GiB), "gpu_name": "NVIDIA H100 80GB HBM3",
-                                  "max_model_len": 131072}, ("weights", "available", "starts")),
+                                  "max_model_len": 131072, "version": "0.10"}, ("weights", "available", "starts")),
     (9, "gpt-oss-120b", "mxfp4", {"gpu_total_bytes": int(79.19 * GiB), "gpu_name": "NVIDIA H100 80GB HBM3",
+                                  "version": "0.11",
                                   "memory_fraction": 0.95, "max_num_batched_tokens": 1024,
                                   "max_model_len": 131072}, ("available", "starts")),
     (27, "gpt-oss-20b", "mxfp4", {"gpu_total_bytes": int(79.19 * GiB)}, ("weights",)),
     (6, "qwen3-235b-a22b", "fp8-block", {"gpu_total_bytes": int(79.19 * GiB), "gpu_name": "NVIDIA H100 80GB HBM3",
-                                         "tp": 4, "max_model_len": 40960},
+                                         "tp": 4, "max_model_len": 40960, "version": "0.10"},
      ("kv_from_available", "available")),
     (7, "qwen3-235b-a22b", "fp8-block", {"engine": "sglang", "gpu_total_bytes": int(79.19 * GiB), "tp": 4,
                                          "memory_fraction": 0.93, "max_model_len": 40960}, ("tokens",)),
@@ -90,8 +92,97 @@ def rows() -> list[list[str]]:
     return out
 
 
+# logs-more.jsonl: the Hub name in the log -> the card of the same architecture (the -Instruct/-it
+# and quantized releases of a model share its architecture; gemma-3-*-it also carry a vision tower
+# the text cards leave out, which the weights row shows).
+MORE_CARDS = {
+    "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b", "meta-llama/Meta-Llama-3-8B": "llama-3-8b",
+    "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w4a16": "llama-3.1-8b",
+    "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8": "llama-3.1-8b",
+    "RedHatAI/Llama-3.3-70B-Instruct-fp8-dynamic": "llama-3.3-70b",
+    "redhatai/Llama-3.3-70B-Instruct-quantized.w8a8": "llama-3.3-70b",
+    "meta-llama/Llama-4-Scout-17B-16E-Instruct": "llama-4-scout",
+    "Qwen/Qwen2.5-7B-Instruct": "qwen2.5-7b", "RedHatAI/Qwen2.5-7B-Instruct-fp8-dynamic": "qwen2.5-7b",
+    "RedHatAI/Qwen2.5-7B-Instruct-quantized.w8a8": "qwen2.5-7b", "Qwen/Qwen2.5-72B-Instruct": "qwen2.5-72b",
+    "Qwen/Qwen3-8B": "qwen3-8b", "Qwen/Qwen3-30B-A3B": "qwen3-30b-a3b",
+    "google/gemma-2-2b-it": "gemma-2-2b", "google/gemma-2-9b-it": "gemma-2-9b", "google/gemma-3-4b-it": "gemma-3-4b",
+    "google/gemma-3-12b-it": "gemma-3-12b", "google/gemma-3-27b-it": "gemma-3-27b", "microsoft/phi-4": "phi-4",
+    "mistralai/Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b", "deepseek-ai/DeepSeek-V2-Lite-Chat": "deepseek-v2-lite",
+    "openai/gpt-oss-20b": "gpt-oss-20b",
+}
+
+
+def _more_dtype(log: dict[str, Any]) -> str:
+    """The weights' format from the checkpoint's name and the log's resolved quantization:
+    RedHat's w4a16 (GPTQ, group 128), w8a8 (int8 per channel) and fp8-dynamic (fp8 per channel),
+    vLLM's own --quantization fp8 (per-channel weights on Hopper), MXFP4, else the --dtype."""
+    model, options = log["model"], log["options"]
+    quant = str(options.get("quantization_resolved") or options.get("quantization") or "")
+    if "w4a16" in model:
+        return "w4a16"
+    if "w8a8" in model:
+        return "int8-channel"
+    if "fp8-dynamic" in model or quant == "fp8":
+        return "fp8-channel"
+    if "mxfp4" in quant:
+        return "mxfp4"
+    return {"float16": "fp16", "float32": "fp32"}.get(str(options.get("dtype", "")), "bf16")
+
+
+def more_rows() -> tuple[list[list[str]], dict[str, list[float]], list[bool]]:
+    """The sweep's logs that print the whole budget: every number against llmcalc's."""
+    out: list[list[str]] = []
+    errors: dict[str, list[float]] = {"weights": [], "activation": [], "non_torch": [], "available": [], "tokens": []}
+    verdicts: list[bool] = []
+    for line in MORE.read_text().splitlines():
+        log = json.loads(line)
+        n, o = log["numbers"], log["options"]
+        if log["model"] not in MORE_CARDS or "torch_peak_increase_GiB" not in n:
+            continue
+        card, dtype = load_card(MORE_CARDS[log["model"]]), _more_dtype(log)
+        util = o.get("gpu_memory_utilization")
+        config = ServeConfig(gpu_total_bytes=int(n["total_gpu_memory_GiB"] * GiB), gpu_name="NVIDIA H100 80GB HBM3",
+                             tp=o.get("tensor_parallel_size") or 1, pp=o.get("pipeline_parallel_size") or 1,
+                             memory_fraction=util if isinstance(util, float) else 0.9, max_model_len=o["max_model_len"],
+                             kv_cache_dtype="fp8" if o.get("kv_cache_dtype_resolved") == "fp8" else "auto")
+        compute = {"fp16": "fp16", "fp32": "fp32"}.get(dtype, "bf16")
+        est = serve(card, config, dtype, compute)
+        activation, available = est.activation_peak_bytes, est.kv_available_bytes
+        if config.pp > 1:
+            # the log is rank 0's, the first stage: no sampler there (the cache is the last stage's,
+            # which has the least left: the tokens compare with the engine's minimum as they are)
+            activation = profile_peak(card, est.max_num_batched_tokens, min(est.max_num_seqs, est.max_num_batched_tokens),
+                                      2 if compute != "fp32" else 4, config.tp, est.version, last_stage=False)
+            available = est.budget_bytes - est.weights_bytes - est.non_torch_bytes - activation
+        pairs = [("weights", est.weights_bytes / GiB, n["weights_GiB"]),
+                 ("activation", activation / GiB, n["torch_peak_increase_GiB"]),
+                 ("non_torch", est.non_torch_bytes / GiB, n["non_torch_forward_increase_GiB"]),
+                 ("available", available / GiB, n["available_kv_cache_GiB"]),
+                 ("tokens", est.kv_cache_tokens, n["kv_cache_tokens"])]
+        cells = []
+        for key, e, m in pairs:
+            errors[key].append(100 * (e - m) / m)
+            cells.append(f"{e:,.0f} / {m:,} ({_pct(e, m)})" if key == "tokens" else f"{e:.2f} / {m:.2f} ({_pct(e, m)})")
+        verdicts.append(est.starts == log["started"])
+        name = log["url"].rsplit("/", 1)[-1].removesuffix(".log")
+        setup = (f"{card.name} {dtype}, TP {config.tp}" + (f" PP {config.pp}" if config.pp > 1 else "")
+                 + f", util {config.memory_fraction}, len {config.max_model_len:,}"
+                 + (", fp8 KV" if config.kv_cache_dtype == "fp8" else ""))
+        out.append([f"[{name}]({log['url']})", setup, *cells,
+                    f"{'yes' if est.starts else 'no'} / {'yes' if log['started'] else 'no'}"])
+    return out, errors, verdicts
+
+
+def _spread(values: list[float]) -> str:
+    import statistics
+
+    mags = [abs(v) for v in values]
+    return f"median |error| {statistics.median(mags):.1f}%, max {max(mags):.1f}%" if mags else "-"
+
+
 def main() -> None:
     table = rows()
+    more, errors, verdicts = more_rows()
     lines = ["# Serving engines: `llmcalc serve` against public start-up logs", "",
              "Generated by `python benchmarks/serve_validate.py` from benchmarks/serve/logs.jsonl (44 logs users "
              "posted, each with its link; the engines' lines are quoted there verbatim). Rows: the logs whose model "
@@ -99,9 +190,25 @@ def main() -> None:
              "docs/serve.md, docs/serve-accounting.md.", "",
              "| log | setup | number | llmcalc | logged | error |", "|---|---|---|---:|---:|---:|"]
     lines += ["| " + " | ".join(r) + " |" for r in table]
-    lines += ["", f"{len(table)} numbers from {len(CASES)} logs. Not yet the issue's 20 logs: most logs posted "
-              "publicly name a model without a card here (Qwen3.5/3.6, Kimi, DeepSeek-V4, Gemma 4), an unstated GPU, or "
-              "an engine version whose accounting llmcalc does not model (vLLM V0, V1 before 0.9 and after 0.11)."]
+    lines += ["", f"{len(table)} numbers from {len(CASES)} logs."]
+    lines += ["", "## vLLM 0.19 on H100 80GB: the whole budget, 45 runs", "",
+              "benchmarks/serve/logs-more.jsonl: the raw logs of the llm-d-planner team's sweep (committed in "
+              "[llm-d-incubation/llm-d-planner#205](https://github.com/llm-d-incubation/llm-d-planner/pull/205), "
+              "later removed; each row links the log at the commit that held it): vLLM 0.19.0 V1, the OpenAI "
+              "server's defaults (8,192 batched tokens, 1,024 sequences), prefix caching off, at debug level, so "
+              "each log prints every term of the budget. Each cell: llmcalc / logged (error). Activation = the "
+              "profile run's torch peak increase; non-torch = its non-torch increase; available = what is left "
+              "for the KV cache.", "",
+              "| log | setup | weights GiB | activation GiB | non-torch GiB | available KV GiB | KV tokens | "
+              "starts (llmcalc / logged) |",
+              "|---|---|---:|---:|---:|---:|---:|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in more]
+    lines += ["", f"{len(more)} runs. Weights: {_spread(errors['weights'])}; activation: {_spread(errors['activation'])}; "
+              f"non-torch: {_spread(errors['non_torch'])}; available KV memory: {_spread(errors['available'])}; "
+              f"KV tokens: {_spread(errors['tokens'])}, {sum(abs(e) <= 10 for e in errors['tokens'])} of "
+              f"{len(errors['tokens'])} within 10%; start verdict right in {sum(verdicts)} of {len(verdicts)}.",
+              "", "Targets (issue 15): weights within 3%, KV cache within 10%, the start verdict right. "
+              f"Logs in all: {len(CASES) + len(more)}."]
     (ROOT / "docs" / "serve-validation.md").write_text("\n".join(lines) + "\n")
     for r in table:
         print(" | ".join(r[1:]))

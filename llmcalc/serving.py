@@ -1,4 +1,4 @@
-"""Serving-engine sizing: what vLLM (V1, 0.9-0.11) and SGLang (0.5) allocate per GPU rank at
+"""Serving-engine sizing: what vLLM (V1: 0.19, 0.9-0.11) and SGLang (0.5) allocate per GPU rank at
 start-up, how many KV-cache tokens that leaves, how many requests of max_model_len run at once,
 and whether the engine starts. Pure, no torch.
 
@@ -6,7 +6,8 @@ The accounting follows the engines' source (docs/serve.md cites file and functio
 - vLLM V1 (v1/worker/gpu_worker.py determine_available_memory, utils memory_profiling):
   available = total x gpu_memory_utilization - weights - activation peak of the profile run
   - non-torch growth since start-up (NCCL); CUDA graphs are captured after the KV cache is sized
-  (gpu_model_runner.py) and are not in the budget. The KV cache takes whole blocks of 16 tokens
+  (gpu_model_runner.py) and are not in the budget (0.19 estimates them and logs the estimate, but
+  does not subtract it by default). The KV cache takes whole blocks of 16 tokens
   per layer (kv_cache_utils.py get_kv_cache_config), page = 2 x kv_heads_per_rank x head_size x
   dtype x block (MLA: one latent of kv_lora_rank + rope, not sharded by TP, blocks of 64).
 - SGLang (srt/model_executor/model_runner.py profile_max_num_token): tokens =
@@ -28,17 +29,27 @@ from llmcalc.precision import PRECISIONS, Precision
 GiB = 2**30
 ENGINES = ("vllm", "sglang")
 VOCAB_PADDING = 64  # vLLM's DEFAULT_VOCAB_PADDING_SIZE: the global vocabulary is padded, then split by TP
-# What --engine-version selects. Versions whose accounting differs (vLLM V0 0.4-0.8's block
-# profile, V1 0.8's formula, the CUDA-graph estimate of the newest V1) are refused rather than
-# answered with the wrong formula.
-VERSIONS = {"vllm": ("0.9", "0.10", "0.11"), "sglang": ("0.5",)}
-DEFAULT_VERSION = {"vllm": "0.11", "sglang": "0.5"}
-# Non-torch memory that vLLM's budget subtracts (what appears beside PyTorch's allocator after its
-# start-up snapshot: NCCL's and the custom all-reduce's buffers, cuBLAS/cuDNN handles). The
-# median of the seven public logs that print it (benchmarks/serve/logs.jsonl: 0.03, 0.16, 0.20,
-# 0.25, 0.35, 1.79 and 3.58 GiB; TP 1 to 16): it varies by build and driver more than by model
-# or TP, and --explain says so.
+# What --engine-version selects. Versions whose accounting differs or is not verified (vLLM V0
+# 0.4-0.8's profile, V1 0.8's device-wide formula, the V1 releases between 0.11 and 0.19, whose
+# sampler may be either) are refused rather than answered with the wrong formula.
+VERSIONS = {"vllm": ("0.9", "0.10", "0.11", "0.19"), "sglang": ("0.5",)}
+DEFAULT_VERSION = {"vllm": "0.19", "sglang": "0.5"}
+# Non-torch memory that vLLM V1's budget subtracts: what grows beside PyTorch's allocator after
+# the worker's start-up snapshot (cuBLAS/cuDNN handles and workspaces; with tensor parallelism
+# NCCL's communicators and the custom all-reduce's IPC buffers). vLLM 0.19 logs it per rank
+# ("non-torch forward increase memory"); in the 45 llm-d-planner runs on H100 80GB
+# (benchmarks/serve/logs-more.jsonl) it is 0.24-0.27 GiB at TP 1 (27 runs, median 0.25), 2.06-
+# 2.21 GiB at TP 2 and 4 (11 runs, median 2.09, independent of the model), and 0.07 GiB under
+# pipeline parallelism alone (2 runs). Older builds logged 0.03-0.35 GiB at TP 1 on other GPUs
+# (benchmarks/serve/logs.jsonl), so --explain names the spread.
 NON_TORCH_BYTES = int(0.25 * GiB)
+NON_TORCH_TP_BYTES = int(2.09 * GiB)
+NON_TORCH_PP_BYTES = int(0.07 * GiB)
+
+
+def non_torch_bytes(tp: int, pp: int) -> int:
+    """vLLM V1's non-torch growth per rank by parallel layout (the medians above)."""
+    return NON_TORCH_TP_BYTES if tp > 1 else NON_TORCH_PP_BYTES if pp > 1 else NON_TORCH_BYTES
 
 
 @dataclass(frozen=True)
@@ -268,27 +279,65 @@ def _vllm_kv(card: ModelCard, c: ServeConfig, groups: list[_KvGroup], available:
 
 # --- activations of the profile run ---------------------------------------------------------
 
-def profile_peak(card: ModelCard, tokens: int, requests: int, a: int, tp: int) -> int:
-    """vLLM's profile run: max_num_batched_tokens tokens through the model with the attention
-    kernels skipped (attn_metadata is None), then the sampler over one row per request. Per
-    token, at the MLP of the widest layer: the residual and hidden states (vLLM's fused add-norm
-    works in place), the merged gate_up output and SiluAndMul's output; a routed MoE layer's
-    fused kernels hold k copies of gate_up, the activation and the down output (fused_moe's
-    intermediate caches). The sampler: the logits (a), their fp32 copy and top-k/top-p's sort
-    over the vocabulary (values and int64 indices)."""
-    peak = 0
+TRITON_SAMPLER_SMS = 132  # vLLM 0.19's top-k/top-p kernel keeps one fp32 row per SM (H100 SXM: 132 SMs)
+
+
+def profile_peak(card: ModelCard, tokens: int, requests: int, a: int, tp: int, version: str,
+                 first_stage: bool = True, last_stage: bool = True, mxfp4_experts: bool = False) -> int:
+    """vLLM V1's profile run, the "torch peak memory increase" of its log (benchmarks/serve/
+    vllm-profile-run.md reads it from the 0.9.2, 0.10.1, 0.11.0 and 0.19.0 sources; the 0.19 logs
+    of logs-more.jsonl agree within 0.01 GiB on 19 sampler-bound runs). GPUModelRunner.profile_run
+    runs the forward (`_dummy_run`, attention skipped) and frees its temporaries before
+    `_dummy_sampler_run`, so the peak is the larger of the two phases, not their sum:
+
+      forward F = T a (q/tp + 2H + 3 I/tp)  at the widest MLP (fused add-norm in place, the merged
+                  gate_up and SiluAndMul outputs; T = max_num_batched_tokens); a routed MoE layer in
+                  0.9-0.11 holds fused_moe's caches for the call, T k (max(2 I_e/tp, H) + I_e/tp) a
+      sampler S = R V (a_l + 12) + (T + 2R) H a   (last pipeline stage only; R = min(max_num_seqs, T),
+                  V the whole vocabulary, gathered on every TP rank): the logits (a_l = a below fp32),
+                  their fp32 copy, the softmax probabilities and the sampling noise, in-place top-k/
+                  top-p by vLLM's Triton kernel in 0.19 (which keeps a [132, V] fp32 row per SM);
+                  0.9-0.11 sort in PyTorch instead, ~40 B per entry beside the logits
+      held      = the cuBLAS workspace (32 MiB on Hopper); a later pipeline stage's 2 T H a buffer for
+                  the tensors it receives; in 0.19 the persistent MoE workspace
+                  T k (max(I_e/tp, H) + max(2 I_e/tp, H)) a (none for gpt-oss's monolithic MXFP4 kernel)
+      peak = held + max(F, S)
+
+    Not explained by the source: on a first or only rank the 0.19 logs show ~one more [T, I/tp]
+    tensor in the forward (PP rank 0: 0.88 GiB computed, 1.10 logged); it matters only where the
+    forward is the peak (pipeline ranks without the sampler, fp32 models)."""
+    h = card.hidden_size
+    forward = 0
+    moe_workspace = 0
     for _, g in card.layer_groups:
-        i = g.intermediate_size // tp
-        mlp = 3 * i * a
+        dense = tokens * a * (card.q_dim // tp + 2 * h + 3 * g.intermediate_size // tp)
         if g.is_moe:
-            k = g.experts_per_token or 1
-            mlp = max(mlp, k * (3 * i + g.hidden_size) * a)
-        if g.shared_expert_intermediate_size:
-            mlp += 3 * g.shared_expert_intermediate_size // tp * a
-        attn = (card.q_dim + 2 * card.kv_dim) // tp * a + card.q_dim // tp * a
-        peak = max(peak, 2 * card.hidden_size * a + max(mlp, attn))
-    sampler = requests * card.vocab_size * (a + 4 + 4 + 8)
-    return tokens * peak + sampler
+            k, ie = g.experts_per_token or 1, (g.moe_intermediate_size or g.intermediate_size) // tp
+            if version == "0.19":
+                if not mxfp4_experts:
+                    moe_workspace = max(moe_workspace, tokens * k * (max(ie, h) + max(2 * ie, h)) * a)
+                dense = tokens * a * (card.q_dim // tp + 2 * h)
+            else:
+                dense = tokens * a * (card.q_dim // tp + 2 * h) + tokens * k * (max(2 * ie, h) + ie) * a
+            if g.shared_expert_intermediate_size:
+                dense += tokens * a * 3 * g.shared_expert_intermediate_size // tp
+        forward = max(forward, dense)
+    sampler = 0
+    if last_stage:
+        logits = a if a < 4 else 0
+        if version == "0.19":
+            per_entry = logits + 12
+            sampler = min(TRITON_SAMPLER_SMS, requests) * card.vocab_size * 4
+        else:
+            # 0.9-0.11 sort the logits for top-k/top-p in PyTorch unless FlashInfer's sampler is
+            # installed and enabled: ~40 B per entry beside the logits (vLLM's own measurement in
+            # PR #33538: 5.00 GiB for 1,024 x 131,072). Three public logs of 0.10-0.11 (gpt-oss-120b
+            # on H100, Qwen3-235B-FP8 at TP 4) leave 4.4, 4.5 and 2.7 GiB less for the cache than
+            # FlashInfer's 12 B would: the sort path it is.
+            per_entry = logits + 40
+        sampler += requests * card.vocab_size * per_entry + (tokens + 2 * requests) * h * a
+    held = calibration.CUBLAS_WORKSPACE_BYTES + moe_workspace + (0 if first_stage else 2 * tokens * h * a)
+    return held + max(forward, sampler)
 
 
 # --- the estimate ---------------------------------------------------------------------------
@@ -318,8 +367,11 @@ def serve(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str) -> Se
         seqs = min(c.max_num_seqs or seqs_default, batched)
         block = c.block_size or (64 if card.is_mla else 16)
         budget = int(c.gpu_total_bytes * (c.memory_fraction or 0.9))
-        non_torch = NON_TORCH_BYTES
-        activation = profile_peak(card, batched, min(batched, seqs), a, c.tp)
+        non_torch = non_torch_bytes(c.tp, c.pp)
+        # with pipeline stages, the last one (the sampler) has the least left for its cache, and
+        # the engine takes the smallest cache of all stages
+        activation = profile_peak(card, batched, min(batched, seqs), a, c.tp, version, first_stage=c.pp == 1,
+                                  mxfp4_experts=dtype == "mxfp4")
         available = budget - weights - non_torch - activation
         kv, tokens, concurrency, error = _vllm_kv(card, c, groups, available, block, max_len, batched)
         free = c.gpu_total_bytes - calibration.CUDA_CONTEXT_BYTES  # the context exists before the check
@@ -330,10 +382,11 @@ def serve(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str) -> Se
             kv, tokens, concurrency = 0, 0, 0.0
         explain |= {
             "budget": f"total {c.gpu_total_bytes / GiB:.2f} GiB x gpu_memory_utilization {c.memory_fraction or 0.9}",
-            "non_torch": "growth beside PyTorch after start-up (NCCL, handles): the median of public logs, which "
-                         "range from 0.03 to 3.6 GiB",
+            "non_torch": "growth beside PyTorch after start-up (cuBLAS handles; NCCL and the custom all-reduce "
+                         "under TP): the median of vLLM 0.19's logs on H100 for this layout (0.25 GiB at TP 1, 2.09 "
+                         "at TP > 1, 0.07 under PP alone); other builds and GPUs logged 0.03-0.35 GiB at TP 1",
             "activation_peak": f"the profile run: {batched} tokens, then the sampler over {min(batched, seqs)} rows",
-            "cuda_graph": "captured after the KV cache is sized: not in the budget (0.9-0.11)",
+            "cuda_graph": "captured after the KV cache is sized: not in the budget (0.9-0.11, 0.19)",
             "kv_cache": f"blocks of {block} tokens; {sum(g.layers for g in groups)} layers on this rank",
         }
         return ServeEstimate("vllm", version, budget, weights, non_torch, activation, 0, available, kv, tokens, block,
