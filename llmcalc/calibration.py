@@ -14,6 +14,7 @@ from typing import Any
 from llmcalc.errors import InputError
 
 MiB = 2**20
+GiB = 2**30
 
 SOURCE = "H100 80GB HBM3, driver 580.159.04, CUDA 13.0, torch 2.11.0 (benchmarks/results/h100-80gb-hbm3.jsonl)"
 
@@ -22,6 +23,14 @@ SOURCE = "H100 80GB HBM3, driver 580.159.04, CUDA 13.0, torch 2.11.0 (benchmarks
 # seeds' 1.3 GB predates lazy module loading (CUDA >= 12.2).
 CUDA_CONTEXT_BYTES = 676 * MiB
 CUDA_CONTEXT_SOURCE = "NVML process memory - torch reserved after init + first matmul: 676 MiB (H100, CUDA 13.0)"
+
+# What a process's NCCL communicator adds to its device memory, outside PyTorch's allocator:
+# NVML process memory - torch reserved, after init_process_group("nccl", device_id=...) and a
+# barrier, less the same before it. Two H200s of one host (NVLink), torch 2.11 (CUDA 13.0),
+# world size 2, transformers' tensor-parallel inference: 0.82 and 0.91 GiB on the two ranks
+# (both at 1.416 GiB with the context; benchmarks/results/scale/h200-x2-tp.jsonl). Larger worlds
+# are not measured yet: the same is assumed.
+NCCL_COMMUNICATOR_BYTES = int(0.87 * GiB)
 
 # Lazy module loading (CUDA_MODULE_LOADING=LAZY, the default since CUDA 12.2) adds each kernel
 # module to the context when one of its kernels first runs. NVML process memory - peak reserved at

@@ -364,7 +364,8 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
     peak = max(phases, key=lambda p: p.total)
     allocated = peak.total + calibration.CUBLAS_WORKSPACE_BYTES
     reserve = calibration.allocator_reserve_bytes(allocated, w.mode, w.allocator)
-    context = base.components["cuda_context"]
+    # every rank of a multi-GPU job holds an NCCL communicator beside PyTorch's allocator
+    context = base.components["cuda_context"] + (calibration.NCCL_COMMUNICATOR_BYTES if s.gpus > 1 else 0)
     components = {c: peak.components.get(c, 0) for c in COMPONENTS[:5]}
     components["activations"] += calibration.CUBLAS_WORKSPACE_BYTES
     components["cuda_context"], components["allocator_reserve"] = context, reserve
@@ -373,7 +374,8 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
                      f"{s.cpu_memory_bytes / 2**30:.1f} GiB")
     if s.gpus > 1:
         notes.append(f"{s.gpus} GPUs = data parallel {dp} x tensor parallel {s.tp} x pipeline parallel {s.pp}; "
-                     "NCCL's own buffers (outside PyTorch's allocator) are not counted")
+                     f"NCCL's communicator ({calibration.NCCL_COMMUNICATOR_BYTES / 2**30:.2f} GiB per rank, measured at "
+                     "world size 2 on H200s) is in the CUDA context row")
     return ScaledEstimate(scale=s, workload=w, components=components, peak_phase=peak.name, peak_allocated_bytes=allocated,
                           device_total_bytes=allocated + reserve + context, phases=tuple(phases), cpu_bytes=int(cpu),
                           trainable_params=trainable, global_batch=w.batch * s.grad_accum * dp, notes=tuple(notes))
