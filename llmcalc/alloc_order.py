@@ -24,11 +24,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from llmcalc.allocator import SMALL_SIZE, CachingAllocator
 from llmcalc.cards import ModelCard
 from llmcalc.precision import PRECISIONS
 from llmcalc.workload import Workload, math_sdpa
+
+if TYPE_CHECKING:
+    from llmcalc.allocator import CachingAllocator
+
+# llmcalc.allocator.SMALL_SIZE (tests/test_allocator.py keeps them equal): the allocator module
+# itself loads only when an order is replayed, which a cached replay (replayed_peaks) never does.
+SMALL_SIZE = 1 << 20
 
 CUBLAS_WORKSPACE = 32 << 20  # allocated by a thread's first matmul (Hopper): before the model, and in
 #                              the first backward by autograd's thread
@@ -280,6 +287,8 @@ def simulate_inference(card: ModelCard, w: Workload, log: list[tuple[str, int, s
     a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
     h, i, q, kv = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim
     seqs = w.batch * w.beams
+    from llmcalc.allocator import CachingAllocator
+
     run = _Run(CachingAllocator(), log)
     _load(run, card, a)
     run.a("ids", seqs * w.seq * 8)
@@ -515,6 +524,8 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
     a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
     h, i, q, kv, vocab = card.hidden_size, card.intermediate_size, card.q_dim, card.kv_dim, card.vocab_size
     t = w.batch * w.seq
+    from llmcalc.allocator import CachingAllocator
+
     run = _Run(CachingAllocator(), log)
     _load(run, card, a)
     run.a("ids", t * 8)  # input_ids, also the labels

@@ -21,13 +21,11 @@ from typing import TYPE_CHECKING, Any, Union
 from llmcalc.errors import InputError
 
 if TYPE_CHECKING:
-    from llmcalc.capacity import CheckResult
     from llmcalc.cards import ModelCard
     from llmcalc.hardware import GpuSpec
     from llmcalc.memory import MemoryBreakdown
-    from llmcalc.planning import Option
+    from llmcalc.results import CheckReport, PlanResult, ServeResult, SweepRow, ThroughputResult  # noqa: F401
     from llmcalc.scale import ScaledEstimate
-    from llmcalc.serving import ServeEstimate, Sizing
     from llmcalc.speed import Throughput
     from llmcalc.workload import Workload
 
@@ -170,34 +168,13 @@ def estimate(model: ModelLike, *, mode: str = "infer", dtype: str | None = None,
 # -- throughput -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SweepRow:
-    batch: int
-    memory: MemoryBreakdown
-    throughput: Throughput  # its numbers mean something only where `fits`
-    fits: bool  # the device total fits the device's memory
-
-
-@dataclass(frozen=True)
-class ThroughputResult:
-    """`throughput`: per batch size, the memory and the speed on one device."""
-
-    model: ModelCard
-    gpu: GpuSpec
-    rows: tuple[SweepRow, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        from llmcalc import contract
-
-        return contract.sweep_doc([(r.batch, r.memory, r.throughput) for r in self.rows], self.gpu, self.model)
-
-
 def throughput(model: ModelLike, gpu: str | GpuSpec, *, dtype: str | None = None, autocast: str | None = None,
                seq: int = 512, gen: int = 128, beams: int = 1, kv_dtype: str | None = None,
                attention: str = "sdpa", batches: Sequence[int] = DEFAULT_BATCHES, revision: str | None = None,
                as_family: str | None = None) -> ThroughputResult:
     """Time to first token, decode step and tokens/s per batch size (`llmcalc throughput`)."""
     from llmcalc.memory import estimate as memory_estimate
+    from llmcalc.results import SweepRow, ThroughputResult
     from llmcalc.speed import calibrated_context, efficiency_for
     from llmcalc.speed import throughput as run_throughput
 
@@ -218,25 +195,6 @@ def throughput(model: ModelLike, gpu: str | GpuSpec, *, dtype: str | None = None
 # -- plan -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PlanResult:
-    """`plan`: one option per device, best first (fits, meets the target, cost, speed)."""
-
-    model: ModelCard
-    workload: Workload
-    options: tuple[Option, ...]
-    target_tokens_per_s: float | None = None
-
-    @property
-    def best(self) -> Option | None:
-        return self.options[0] if self.options and self.options[0].fits else None
-
-    def to_dict(self) -> dict[str, Any]:
-        from llmcalc import contract
-
-        return contract.plan_doc(list(self.options), self.model, self.workload, self.target_tokens_per_s)
-
-
 def plan(model: ModelLike, *, gpu: str | Sequence[str] | None = None, dtype: str | None = None, seq: int = 512,
          gen: int = 128, kv_dtype: str | None = None, concurrency: int | None = None,
          target_tokens_per_s: float | None = None, price: Mapping[str, float] | None = None,
@@ -246,6 +204,7 @@ def plan(model: ModelLike, *, gpu: str | Sequence[str] | None = None, dtype: str
     USD per hour."""
     from llmcalc.hardware import catalog
     from llmcalc.planning import plan_option, rank
+    from llmcalc.results import PlanResult
 
     card = card_for(model, revision, as_family)
     prices = {gpu_spec(g).id: float(usd) for g, usd in (price or {}).items()}
@@ -266,27 +225,6 @@ def plan(model: ModelLike, *, gpu: str | Sequence[str] | None = None, dtype: str
 # -- check ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CheckReport:
-    """`check`: a verdict per deployment; `ok` when every one passes."""
-
-    results: tuple[CheckResult, ...]
-
-    @property
-    def ok(self) -> bool:
-        return all(r.ok for r in self.results)
-
-    def to_dict(self) -> dict[str, Any]:
-        from llmcalc import contract
-
-        return contract.check_doc(list(self.results))
-
-    def junit_xml(self) -> str:
-        from llmcalc.capacity import junit_xml
-
-        return junit_xml(list(self.results))
-
-
 def check(model: str | None = None, gpu: str | None = None, *, gpus: int = 1, mode: str = "infer",
           dtype: str | None = None, autocast: str | None = None, batch: int = 1, seq: int = 512, gen: int = 128,
           beams: int = 1, kv_dtype: str | None = None, grad_checkpointing: bool = False, optimizer: str = "adamw",
@@ -296,6 +234,7 @@ def check(model: str | None = None, gpu: str | None = None, *, gpus: int = 1, mo
     `deployments`, a list of mappings with the file's keys."""
     from llmcalc.capacity import Deployment, deployment_from_mapping, load_check_file, parse_headroom
     from llmcalc.capacity import check as run_check
+    from llmcalc.results import CheckReport
 
     given = sum(x is not None for x in (model, file, deployments))
     if given > 1:
@@ -317,40 +256,6 @@ def check(model: str | None = None, gpu: str | None = None, *, gpus: int = 1, mo
 # -- serve ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ServeResult:
-    """`serve`: a serving engine's start-up accounting per rank (docs/serve.md); with
-    `concurrency`, the sizing that holds it."""
-
-    model: ModelCard
-    workload: Workload
-    serve: ServeEstimate
-    gpu: GpuSpec | None = None
-    sizing: Sizing | None = None
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def starts(self) -> bool:
-        return self.serve.starts
-
-    @property
-    def error(self) -> str | None:
-        return self.serve.error
-
-    @property
-    def kv_cache_tokens(self) -> int:
-        return self.serve.kv_cache_tokens
-
-    @property
-    def max_concurrency(self) -> float:
-        return self.serve.max_concurrency
-
-    def to_dict(self) -> dict[str, Any]:
-        from llmcalc import contract
-
-        return contract.serve_doc(self.serve, self.model, self.workload, self.gpu, list(self.warnings), self.sizing)
-
-
 def serve(model: ModelLike, *, gpu: str | GpuSpec | None = None, engine: str = "vllm",
           engine_version: str | None = None, gpu_memory: float | None = None, tp: int = 1, pp: int = 1,
           gpu_memory_utilization: float | None = None, mem_fraction_static: float | None = None,
@@ -361,6 +266,7 @@ def serve(model: ModelLike, *, gpu: str | GpuSpec | None = None, engine: str = "
     """What vLLM or SGLang allocates per GPU at start-up (`llmcalc serve`); `gpu_memory` in GiB
     as CUDA reports it. The result's `starts` is False (not an exception) when the engine would
     refuse to start, with the engine's message in `error`."""
+    from llmcalc.results import ServeResult
     from llmcalc.serving import ServeConfig, size_for
     from llmcalc.serving import serve as run_serve
 
@@ -407,3 +313,15 @@ def gpus() -> list[GpuSpec]:
     from llmcalc.hardware import catalog
 
     return list(catalog().values())
+
+
+_RESULTS = ("SweepRow", "ThroughputResult", "PlanResult", "CheckReport", "ServeResult")
+
+
+def __getattr__(name: str) -> Any:
+    """The other commands' result types live in llmcalc/results.py (built on first use)."""
+    if name in _RESULTS:
+        from llmcalc import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module 'llmcalc.api' has no attribute '{name}'")

@@ -245,3 +245,10 @@ def test_replayed_peaks_are_cached_on_disk(tmp_path, monkeypatch):
     (tmp_path / "alloc-order-peaks.json").write_text("{not json")
     monkeypatch.setattr(alloc_order, "_PEAKS", {})
     assert alloc_order.replayed_peaks(card, w) == (sim.peak_allocated, sim.peak_reserved)
+
+
+def test_the_order_and_the_allocator_agree_on_the_small_pool():
+    # alloc_order keeps its own copy so that a cached replay never loads the allocator module
+    from llmcalc import alloc_order, allocator
+
+    assert alloc_order.SMALL_SIZE == allocator.SMALL_SIZE == 1 << 20
