@@ -113,6 +113,16 @@ class ModelCard:
     v_head_dim: int | None = None
     conv_kernel: int | None = None  # `conv` layers: the depthwise kernel (LFM2's conv_L_cache)
     conv_bias: bool = False
+    # A multimodal checkpoint's vision encoder and projector, which the cards' text model does not
+    # count (num_params) and transformers' CausalLM path does not build, but a serving engine loads
+    # in the model's dtype: their parameters, and of those the ones every TP rank holds whole
+    # (benchmarks/serve/multimodal-weights.md).
+    vision_params: int = 0
+    vision_replicated_params: int = 0
+    # The rows of each rotary cos/sin cache a serving engine builds, one per distinct RoPE setting
+    # (default: one of max_position_embeddings rows). vLLM's linear RoPE scaling by f builds
+    # max_position x f rows: Gemma 3's full-attention layers (f = 8) beside its sliding ones.
+    rope_cache_rows: tuple[int, ...] = ()
     # A pre-quantized checkpoint (config.json's quantization_config): the storage format of its
     # linear layers (llmcalc.precision), the default when --dtype is not given, and the modules it
     # leaves in 16 bits (modules_to_not_convert, ignore: Hugging Face module paths, `re:` regexes).
@@ -394,11 +404,12 @@ _POSITIVE_INTS = (
     "sliding_window_pattern attention_chunk_size moe_intermediate_size shared_expert_intermediate_size "
     "moe_layer_step q_lora_rank kv_lora_rank qk_rope_head_dim qk_nope_head_dim v_head_dim conv_kernel"
 ).split()
-_NON_NEGATIVE_INTS = ("first_dense_layers",)
+_NON_NEGATIVE_INTS = ("first_dense_layers", "vision_params", "vision_replicated_params")
 _POSITIVE_NUMBERS = ("final_logit_softcapping",)
 _BOOLS = ("tie_word_embeddings qkv_bias o_bias mlp_bias fused_qkv attention_sinks sdpa lm_head_bias "
           "shared_expert_gate router_bias router_score_bias conv_bias router_fp32 moe_all_experts rope_fp32").split()
-_LISTS: dict[str, tuple[str, ...] | None] = {"layer_types": LAYER_TYPES, "dense_layers": None, "quant_skip": ()}
+_LISTS: dict[str, tuple[str, ...] | None] = {"layer_types": LAYER_TYPES, "dense_layers": None, "quant_skip": (),
+                                             "rope_cache_rows": None}
 # lists: of these choices, of layer indices (None), or of strings (())
 _CHOICES: dict[str, tuple[str, ...]] = {
     "family": FAMILIES,

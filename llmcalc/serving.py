@@ -165,12 +165,19 @@ def weights_per_rank(card: ModelCard, dtype: str, compute_dtype: str, tp: int, p
         stage = (p.layer // per_stage) if p.layer is not None else pp - 1  # final norm, lm_head bias: last stage
         stage_bytes[stage] = stage_bytes.get(stage, 0.0) + part
     rotary = card.qk_rope_head_dim if card.is_mla else card.dim_head
-    rope = other.tensor_bytes(card.max_position_embeddings * (rotary or 0)) if card.position_embedding == "rope" else 0
-    first = stage_bytes.get(0, 0.0) + embed + (head if pp == 1 or card.tie_word_embeddings else 0)
+    rows = card.rope_cache_rows or (card.max_position_embeddings,)
+    rope = sum(other.tensor_bytes(r * (rotary or 0)) for r in rows) if card.position_embedding == "rope" else 0
+    # a multimodal checkpoint's vision encoder and projector, in the compute dtype, on the first
+    # stage: split by TP but for the part every rank holds whole
+    compute = PRECISIONS[compute_dtype]
+    vision = compute.tensor_bytes(card.vision_replicated_params
+                                  + (card.vision_params - card.vision_replicated_params) / tp)
+    first = stage_bytes.get(0, 0.0) + embed + (head if pp == 1 or card.tie_word_embeddings else 0) + vision
     last = stage_bytes.get(pp - 1, 0.0) + (head if pp > 1 and not card.tie_word_embeddings else 0)
     total = int(max(first, last)) + rope
-    return total, (f"{card.num_params:,} params over TP {tp} x PP {pp}; vocabulary padded to "
-                   f"{vocab_rows * tp:,} rows; rotary cache {rope:,} B")
+    return total, (f"{card.num_params:,} params over TP {tp} x PP {pp}"
+                   + (f" and a vision encoder of {card.vision_params:,}" if card.vision_params else "")
+                   + f"; vocabulary padded to {vocab_rows * tp:,} rows; rotary caches {rope:,} B")
 
 
 def _marlin_mxfp4_bytes(card: ModelCard, p: Param, tp: int, store: Precision, other: Precision) -> float:

@@ -159,3 +159,21 @@ def test_the_inverse_finds_the_least_fraction_then_the_fewest_gpus():
     # 64 requests need 64 x 8,192 x 128 KiB = 64 GiB of cache besides 15 GiB of weights: two GPUs
     assert size_for(card, h100, "bf16", "bf16", 64).tp == 2
     assert size_for(load_card("llama-3.1-405b"), ServeConfig(gpu_total_bytes=RTX_3090), "bf16", "bf16", 2).tp is None
+
+
+def test_a_multimodal_checkpoint_loads_its_vision_encoder_and_both_rotary_caches():
+    # gemma-3-4b-it in vLLM: the text model, plus the SigLIP encoder and projector in bf16
+    # (419,816,304 x 2 B), plus the full-attention layers' rotary cache, whose linear scaling by 8
+    # makes 131,072 x 8 rows of head_dim 256 in bf16 (536,870,912 B) beside the sliding layers' one.
+    from dataclasses import replace as dc_replace
+
+    card = load_card("gemma-3-4b")
+    text_only = dc_replace(card, vision_params=0, vision_replicated_params=0, rope_cache_rows=())
+    h100 = ServeConfig(gpu_total_bytes=int(79.19 * GiB), gpu_name="NVIDIA H100 80GB HBM3", max_model_len=8192)
+    full, text = serve(card, h100, "bf16", "bf16").weights_bytes, serve(text_only, h100, "bf16", "bf16").weights_bytes
+    assert full - text == 419_816_304 * 2 + 131_072 * 8 * 256 * 2
+    # at TP 4 every rank holds the replicated 8,536,320 whole and a quarter of the rest
+    tp4 = ServeConfig(**{**h100.__dict__, "tp": 4})
+    text4 = serve(text_only, tp4, "bf16", "bf16").weights_bytes
+    assert serve(card, tp4, "bf16", "bf16").weights_bytes - text4 == (
+        2 * (8_536_320 + (419_816_304 - 8_536_320) // 4) + 131_072 * 8 * 256 * 2)
