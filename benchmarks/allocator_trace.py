@@ -335,7 +335,7 @@ def report(traces: Path) -> list[str]:
     lines = ["| case | meas. peak reserved GiB | meas. reserve | model, driver addresses | model, own placement |",
              "|---|---:|---:|---:|---:|"]
     expandable_rows: list[str] = []
-    skipped, envs = [], set()
+    envs = set()
     for path in sorted(traces.glob("*.json.xz")):
         doc = load(path)
         env = doc["env"]

@@ -47,6 +47,16 @@ CASES: list[tuple[int, str, str, dict[str, Any], tuple[str, ...]]] = [
     (6, "qwen3-235b-a22b", "fp8-block", {"gpu_total_bytes": int(79.19 * GiB), "gpu_name": "NVIDIA H100 80GB HBM3",
                                          "tp": 4, "max_model_len": 40960, "version": "0.10"},
      ("kv_from_available", "available")),
+    # vLLM V0 (--engine-version 0.6 / 0.7): the profile run, the KV budget, the start verdict
+    (2, "llama-3-8b", "bf16", {"version": "0.6", "gpu_total_bytes": int(79.22 * GiB), "gpu_name": "NVIDIA H100 80GB HBM3",
+                               "max_model_len": 8192}, ("activation", "kv_gib")),
+    (3, "llama-3-8b", "bf16", {"version": "0.6", "gpu_total_bytes": int(79.22 * GiB), "gpu_name": "NVIDIA H100 80GB HBM3",
+                               "max_model_len": 8192, "tp": 2}, ("activation",)),
+    (13, "qwen2.5-7b", "nf4-dq", {"version": "0.7", "gpu_total_bytes": int(8.0 * GiB), "gpu_name": "NVIDIA GeForce RTX 4060",
+                               "max_model_len": 4096, "memory_fraction": 0.7}, ("weights", "activation", "kv_gib", "starts")),
+    (12, "deepseek-r1-distill-qwen-14b", "bf16", {"version": "0.7", "gpu_total_bytes": int(23.55 * GiB),
+                                                  "gpu_name": "NVIDIA GeForce RTX 4090", "tp": 2, "memory_fraction": 0.98,
+                                                  "max_model_len": 131072}, ("tokens", "starts")),
     (7, "qwen3-235b-a22b", "fp8-block", {"engine": "sglang", "gpu_total_bytes": int(79.19 * GiB), "tp": 4,
                                          "memory_fraction": 0.93, "max_model_len": 40960}, ("tokens",)),
 ]
@@ -82,8 +92,16 @@ def rows() -> list[list[str]]:
                                            config.max_model_len or card.max_position_embeddings, 8192)
                 out.append([where, setup, "KV tokens from the logged available memory", f"{tokens:,}",
                             f"{meas:,}", _pct(tokens, meas)])
+            elif check == "activation":
+                meas = n["activation_peak_GiB"]
+                out.append([where, setup, "profile run's activation GiB", f"{est.activation_peak_bytes / GiB:.2f}",
+                            f"{meas}", _pct(est.activation_peak_bytes / GiB, meas)])
+            elif check == "kv_gib":
+                meas = n["kv_cache_GiB"]
+                out.append([where, setup, "memory left for the KV cache GiB", f"{est.kv_available_bytes / GiB:.2f}",
+                            f"{meas}", _pct(est.kv_available_bytes / GiB, meas)])
             elif check == "tokens":
-                meas = n.get("kv_tokens") or n.get("kv_cache_tokens")
+                meas = n.get("kv_tokens") or n.get("kv_cache_tokens") or n.get("kv_cache_max_tokens")
                 out.append([where, setup, "KV tokens", f"{est.kv_cache_tokens:,}", f"{meas:,}",
                             _pct(est.kv_cache_tokens, meas)])
             elif check == "starts":

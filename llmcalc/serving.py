@@ -32,7 +32,8 @@ VOCAB_PADDING = 64  # vLLM's DEFAULT_VOCAB_PADDING_SIZE: the global vocabulary i
 # What --engine-version selects. Versions whose accounting differs or is not verified (vLLM V0
 # 0.4-0.8's profile, V1 0.8's device-wide formula, the V1 releases between 0.11 and 0.19, whose
 # sampler may be either) are refused rather than answered with the wrong formula.
-VERSIONS = {"vllm": ("0.9", "0.10", "0.11", "0.19"), "sglang": ("0.5",)}
+VERSIONS = {"vllm": ("0.6", "0.7", "0.9", "0.10", "0.11", "0.19"), "sglang": ("0.5",)}
+V0_VERSIONS = ("0.6", "0.7")  # vLLM's V0 engine, 0.6.5-0.7.3 (and 0.8.x run with VLLM_USE_V1=0)
 DEFAULT_VERSION = {"vllm": "0.19", "sglang": "0.5"}
 # Non-torch memory that vLLM V1's budget subtracts: what grows beside PyTorch's allocator after
 # the worker's start-up snapshot (cuBLAS/cuDNN handles and workspaces; with tensor parallelism
@@ -47,9 +48,15 @@ NON_TORCH_TP_BYTES = int(2.09 * GiB)
 NON_TORCH_PP_BYTES = int(0.07 * GiB)
 
 
-def non_torch_bytes(tp: int, pp: int) -> int:
-    """vLLM V1's non-torch growth per rank by parallel layout (the medians above)."""
-    return NON_TORCH_TP_BYTES if tp > 1 else NON_TORCH_PP_BYTES if pp > 1 else NON_TORCH_BYTES
+def non_torch_bytes(tp: int, pp: int, gpu_name: str = "") -> int:
+    """vLLM's non-torch growth per rank by parallel layout (the medians above). The TP figure is
+    the custom all-reduce's IPC buffers, which vLLM only sets up where the GPUs can reach each
+    other's memory (custom_all_reduce.py: P2P; the driver refuses it on GeForce cards): there the
+    logs show the TP 1 figure (RTX 4090 at TP 2: 0.25 GiB, RTX 3090s at TP 16: 0.20)."""
+    consumer = "geforce" in gpu_name.lower()
+    if tp > 1 and not consumer:
+        return NON_TORCH_TP_BYTES
+    return NON_TORCH_PP_BYTES if pp > 1 and tp == 1 else NON_TORCH_BYTES
 
 
 @dataclass(frozen=True)
@@ -347,6 +354,78 @@ def profile_peak(card: ModelCard, tokens: int, requests: int, a: int, tp: int, v
     return held + max(forward, sampler)
 
 
+def profile_peak_v0(card: ModelCard, tokens: int, seqs: int, a: int, tp: int, version: str, gpu_name: str = "",
+                    first_stage: bool = True) -> int:
+    """vLLM V0's profile run (0.6.5-0.8.5 V0; benchmarks/serve/vllm-v0-profile-run.md reads it from
+    the source and matches every log whose options are known within 0.01 GiB): one prefill of
+    `seqs` sequences sharing `tokens` tokens through the real model (FlashAttention, nothing per
+    token pair), the forward's temporaries freed before the sampler, so the larger of
+      forward F = T a max(3H + 3I/tp, (5H + I/tp) under TP)   (dense; the peak inside SiluAndMul)
+                  T a (3H + E + k (3 I_e/tp + H) + H)          (routed MoE, E experts, top-k)
+      sampler P = S V c + (T + S) H a   on TP rank 0 of the last stage: one row of logits per
+                  sequence, sorted for top-p/top-k: bf16 logits, an fp32 copy, the sort's values
+                  and int64 indices, the reverse indices and CUB's scratch, c = 38 B (S >= 128),
+                  50 B (2 <= S < 128), 30 B (S = 1)
+    plus the cuBLAS workspace (32 MiB on Hopper, 8.125 MiB before) and a later stage's 2 T H a."""
+    h = card.hidden_size
+    forward = 0
+    for _, g in card.layer_groups:
+        if g.is_moe:
+            k, ie = g.experts_per_token or 1, (g.moe_intermediate_size or g.intermediate_size) // tp
+            f = tokens * a * (3 * h + (g.num_experts or 0) + k * (3 * ie + h) + h)
+        else:
+            f = tokens * a * max(3 * h + 3 * g.intermediate_size // tp, (5 * h + g.intermediate_size // tp) if tp > 1 else 0)
+        forward = max(forward, f)
+    c = 38 if seqs >= 128 else 50 if seqs >= 2 else 30
+    sampler = seqs * card.vocab_size * c + (tokens + seqs) * h * a
+    hopper = any(x in gpu_name.lower() for x in ("h100", "h200", "h800", "h20", "gh200"))
+    workspace = calibration.CUBLAS_WORKSPACE_BYTES if hopper else int(8.125 * 2**20)
+    return workspace + (0 if first_stage else 2 * tokens * h * a) + max(forward, sampler)
+
+
+def _vllm_v0(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str, version: str) -> ServeEstimate:
+    """vLLM V0 (0.6.5-0.7.3; benchmarks/serve/vllm-v0-accounting.md): Worker.determine_num_available_blocks,
+    available = total x utilization - (weights + activation peak + non-torch growth), one block
+    pool of 16-token blocks over every layer, 4 GiB of CPU swap blocks beside it. Without chunked
+    prefill (its default up to 32,768 tokens of context) the profile prefills max(max_model_len,
+    2,048) tokens over max_num_seqs (256) sequences."""
+    a = int(PRECISIONS[compute_dtype].bytes_per_element)
+    kv_bytes = 1 if c.kv_cache_dtype.startswith("fp8") else a
+    max_len = c.max_model_len or card.max_position_embeddings
+    chunked = max_len > 32768 and not card.is_mla
+    batched = c.max_num_batched_tokens or (2048 if chunked else max(max_len, 2048))
+    seqs = c.max_num_seqs or 256
+    weights, weights_note = weights_per_rank(card, dtype, compute_dtype, c.tp, c.pp)
+    budget = int(c.gpu_total_bytes * (c.memory_fraction or 0.9))
+    non_torch = non_torch_bytes(c.tp, c.pp, c.gpu_name)
+    activation = profile_peak_v0(card, batched, min(seqs, batched), a, c.tp, version, c.gpu_name)
+    available = budget - weights - non_torch - activation
+    block = c.block_size or 16
+    groups = _kv_groups(card, c, kv_bytes, c.pp)
+    block_bytes = _block_bytes(groups, block)  # V0: one block table over every layer (no sliding pools)
+    blocks = max(available // block_bytes, 0) if block_bytes else 0
+    tokens = blocks * block
+    error = None
+    if blocks <= 0:
+        error = ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
+                 "initializing the engine.")
+    elif max_len > tokens:
+        error = (f"The model's max seq len ({max_len}) is larger than the maximum number of tokens that can be "
+                 f"stored in KV cache ({tokens}). Try increasing `gpu_memory_utilization` or decreasing "
+                 "`max_model_len` when initializing the engine.")
+    explain = {"weights": weights_note,
+               "budget": f"total {c.gpu_total_bytes / GiB:.2f} GiB x gpu_memory_utilization {c.memory_fraction or 0.9}",
+               "activation_peak": f"V0's profile: {batched} tokens over {min(seqs, batched)} sequences"
+                                  + (" (chunked prefill, on above 32,768 tokens)" if chunked else ""),
+               "non_torch": "as for V1 (the medians of vLLM 0.19's logs by layout); V0 builds logged 0.03-0.35 GiB at TP 1",
+               "cuda_graph": "captured after the KV cache is sized: not in the budget",
+               "kv_cache": f"{blocks:,} blocks of {block} tokens over every layer on this rank"}
+    kv = int(blocks * block_bytes) if error is None or blocks > 0 else 0
+    return ServeEstimate("vllm", version, budget, weights, non_torch, activation, 0, available, kv,
+                         tokens if blocks > 0 else 0, block, block_bytes, max_len, seqs, batched,
+                         tokens / max_len if max_len and blocks > 0 else 0.0, error is None, error, explain)
+
+
 # --- the estimate ---------------------------------------------------------------------------
 
 def _defaults(c: ServeConfig) -> tuple[int, int]:
@@ -362,6 +441,8 @@ def _defaults(c: ServeConfig) -> tuple[int, int]:
 def serve(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str) -> ServeEstimate:
     """Per-rank start-up accounting of engine `c.engine` serving `card` with weights in `dtype`."""
     version = validate(card, c)
+    if c.engine == "vllm" and version in V0_VERSIONS:
+        return _vllm_v0(card, c, dtype, compute_dtype, version)
     a = int(PRECISIONS[compute_dtype].bytes_per_element)
     kv_bytes = 1 if c.kv_cache_dtype.startswith("fp8") else a
     max_len = c.max_model_len or card.max_position_embeddings
@@ -374,7 +455,7 @@ def serve(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str) -> Se
         seqs = min(c.max_num_seqs or seqs_default, batched)
         block = c.block_size or (64 if card.is_mla else 16)
         budget = int(c.gpu_total_bytes * (c.memory_fraction or 0.9))
-        non_torch = non_torch_bytes(c.tp, c.pp)
+        non_torch = non_torch_bytes(c.tp, c.pp, c.gpu_name)
         # with pipeline stages, the last one (the sampler) has the least left for its cache, and
         # the engine takes the smallest cache of all stages
         activation = profile_peak(card, batched, min(batched, seqs), a, c.tp, version, first_stage=c.pp == 1,

@@ -99,8 +99,9 @@ def test_sglang_token_pool_by_hand():
 
 
 def test_unmodelled_versions_are_refused():
-    with pytest.raises(InputError, match=r"^--engine-version 0.6: llmcalc models vllm 0.9, 0.10, 0.11, 0.19 "):
-        serve(load_card("llama-3-8b"), ServeConfig(version="0.6", gpu_total_bytes=GiB), "bf16", "bf16")
+    # 0.8 is refused: its default engine is V1 with a device-wide formula llmcalc does not model
+    with pytest.raises(InputError, match=r"^--engine-version 0.8: llmcalc models vllm 0.6, 0.7, 0.9, 0.10, 0.11, 0.19 "):
+        serve(load_card("llama-3-8b"), ServeConfig(version="0.8", gpu_total_bytes=GiB), "bf16", "bf16")
 
 
 def test_cli_json_contract_and_exit_code():
@@ -177,3 +178,41 @@ def test_a_multimodal_checkpoint_loads_its_vision_encoder_and_both_rotary_caches
     text4 = serve(text_only, tp4, "bf16", "bf16").weights_bytes
     assert serve(card, tp4, "bf16", "bf16").weights_bytes - text4 == (
         2 * (8_536_320 + (419_816_304 - 8_536_320) // 4) + 131_072 * 8 * 256 * 2)
+
+
+def test_vllm_v0_profile_run_and_budget():
+    # vLLM V0 0.6.5-0.7.3 (--engine-version 0.6/0.7), Llama-3-8B at max_model_len 8192: the profile
+    # prefills max(8192, 2048) tokens over 256 sequences; its sampler (one row of 128,256 logits per
+    # sequence, sorted: 38 B per entry) beats the forward (8,192 x 2 x 55,296 B): 256 x 128,256 x 38
+    # + (8,192 + 256) x 4,096 x 2 B, plus Hopper's 32 MiB cuBLAS workspace = 1.26 GiB, as PR
+    # #10511's log prints ("PyTorch activation peak memory takes 1.26GiB")
+    card = load_card("llama-3-8b")
+    config = ServeConfig(version="0.6", gpu_total_bytes=int(79.22 * GiB), gpu_name="NVIDIA H100 80GB HBM3",
+                         max_model_len=8192)
+    est = serve(card, config, "bf16", "bf16")
+    assert est.max_num_batched_tokens == 8192 and est.max_num_seqs == 256
+    assert est.activation_peak_bytes == 256 * 128_256 * 38 + (8192 + 256) * 4096 * 2 + 32 * 2**20 == 1_350_434_816
+    # one block table over every layer: 16 tokens x 32 layers x 2 x 8 heads x 128 x 2 B = 2 MiB a block
+    assert est.kv_block_bytes == 2 * 2**20
+    assert est.kv_cache_tokens == est.kv_available_bytes // est.kv_block_bytes * 16
+    # above 32,768 tokens of context V0 turns chunked prefill on: the profile prefills 2,048 tokens
+    long = serve(card, ServeConfig(**{**config.__dict__, "max_model_len": 65536}), "bf16", "bf16")
+    assert long.max_num_batched_tokens == 2048
+    # V0's own messages when it cannot start
+    small = serve(card, ServeConfig(version="0.7", gpu_total_bytes=16 * GiB, max_model_len=8192), "bf16", "bf16")
+    assert not small.starts and small.error.startswith("No available memory for the cache blocks.")
+    tight = serve(card, ServeConfig(version="0.7", gpu_total_bytes=18 * GiB, max_model_len=8192,
+                                    memory_fraction=0.95), "bf16", "bf16")
+    assert not tight.starts and tight.error == ("The model's max seq len (8192) is larger than the maximum number of "
+                                                 "tokens that can be stored in KV cache (5360). Try increasing "
+                                                 "`gpu_memory_utilization` or decreasing `max_model_len` when "
+                                                 "initializing the engine.")
+
+
+def test_no_custom_all_reduce_buffers_on_geforce_cards():
+    # vLLM's custom all-reduce needs P2P, which GeForce drivers refuse: their TP runs log the TP 1
+    # non-torch figure (RTX 4090 at TP 2: 0.25 GiB), datacenter GPUs over NVLink 2.09 GiB
+    from llmcalc.serving import NON_TORCH_BYTES, NON_TORCH_TP_BYTES, non_torch_bytes
+
+    assert non_torch_bytes(2, 1, "NVIDIA GeForce RTX 4090") == NON_TORCH_BYTES == int(0.25 * GiB)
+    assert non_torch_bytes(2, 1, "NVIDIA H100 80GB HBM3") == NON_TORCH_TP_BYTES == int(2.09 * GiB)
