@@ -317,6 +317,11 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
         # H200: the optimizer step of llama-3.2-1b held 0.06 GiB on the GPU (docs/scale-validation.md).
         cpu += g_rank
         grads_on_gpu = 0.0
+    if s.offload:
+        # the step runs where the states are: its transient (foreach AdamW's sqrt copy) is CPU
+        # memory at the step (FSDP2 CPU offload of llama-3.2-1b on one H200: the process's peak RSS
+        # 11.03 GiB above its start, 9.21 GiB of parameters, gradients and states beside it)
+        cpu += t_rank
     if s.offload == "optimizer":
         cpu += o_rank
         o_rank = t_rank = 0.0

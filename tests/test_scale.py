@@ -199,3 +199,13 @@ def test_lora_delta_fp32_autocast_copies_the_fp32_norm_output_per_module():
     card = load_card("tinyllama-1.1b")
     w = Workload(mode="train", dtype="fp32", autocast="bf16", batch=4, seq=512, gen=0)
     assert lora_saved_delta(card, w, Scale(lora_rank=8, lora_targets=("q", "v"))) == -39_904
+
+
+def test_offload_counts_the_cpu_steps_transient():
+    # FSDP2 CPU offload with torch's foreach AdamW (measured: peak RSS +11.03 GiB on one H200):
+    # llama-3.2-1b's 1,235,814,400 bf16 parameters on the CPU as weights, gradients, two AdamW
+    # states and the step's sqrt(exp_avg_sq) copy: 5 x 2 B x 1,235,814,400 = 12,358,144,000 B.
+    w = Workload(mode="train", dtype="bf16", batch=4, seq=1024, optimizer="adamw-foreach")
+    r = scaled_estimate(load_card("llama-3.2-1b"), w, Scale(gpus=1, fsdp="full", offload="params",
+                                                             cpu_memory_bytes=64 * 2**30))
+    assert r.cpu_bytes == 5 * 2 * 1_235_814_400

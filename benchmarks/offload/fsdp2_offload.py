@@ -30,10 +30,19 @@ p.add_argument("--steps", type=int, default=3)
 p.add_argument("--out", required=True)
 args = p.parse_args()
 
+def rss() -> dict[str, int]:
+    """This process's resident set now and at its peak (VmHWM), bytes."""
+    status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+    return {k: int(status[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM")}
+
+
 dist.init_process_group("nccl")
 rank = dist.get_rank()
 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
 card = load_card(args.model)
+torch.cuda.init()
+torch.zeros(1, device="cuda")
+rss_before = rss()  # the interpreter, torch and the CUDA runtime, before any model memory
 offload = args.offload == "params"
 build_on = "cpu" if offload else "cuda"
 with torch.device(build_on):
@@ -62,6 +71,7 @@ report = tracker.report()
 if rank == 0:
     print(report)
     with open(args.out, "w") as f:
-        json.dump(report.to_dict() | {"offload": args.offload, "world_size": dist.get_world_size(),
+        json.dump(report.to_dict() | {"rss_before_model": rss_before, "rss_end": rss(),
+                                      "offload": args.offload, "world_size": dist.get_world_size(),
                                       "estimate_options": options, "torch": torch.__version__}, f, indent=1)
 dist.destroy_process_group()
