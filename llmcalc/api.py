@@ -262,7 +262,9 @@ def serve(model: ModelLike, *, gpu: str | GpuSpec | None = None, engine: str = "
           max_model_len: int | None = None, context_length: int | None = None, max_num_seqs: int | None = None,
           max_running_requests: int | None = None, max_num_batched_tokens: int | None = None,
           chunked_prefill_size: int | None = None, kv_cache_dtype: str = "auto", concurrency: int | None = None,
-          dtype: str | None = None, revision: str | None = None, as_family: str | None = None) -> ServeResult:
+          dtype: str | None = None, quantization: str | None = None, dp: int = 1, enforce_eager: bool = False,
+          enable_prefix_caching: bool = False, revision: str | None = None,
+          as_family: str | None = None) -> ServeResult:
     """What vLLM or SGLang allocates per GPU at start-up (`llmcalc serve`); `gpu_memory` in GiB
     as CUDA reports it. The result's `starts` is False (not an exception) when the engine would
     refuse to start, with the engine's message in `error`."""
@@ -271,6 +273,8 @@ def serve(model: ModelLike, *, gpu: str | GpuSpec | None = None, engine: str = "
     from llmcalc.serving import serve as run_serve
 
     card = card_for(model, revision, as_family)
+    if quantization and not dtype:
+        dtype = engine_quantization(quantization, card)
     w = make_workload("infer", dtype, None, 1, 1, 1, 1, None, False, "adamw", "sdpa", card=card)
     spec = gpu_spec(gpu) if gpu is not None else None
     if gpu_memory is not None and gpu_memory <= 0:
@@ -284,7 +288,7 @@ def serve(model: ModelLike, *, gpu: str | GpuSpec | None = None, engine: str = "
         tp=tp, pp=pp, memory_fraction=gpu_memory_utilization if vllm else mem_fraction_static,
         max_model_len=max_model_len or context_length, max_num_seqs=max_num_seqs if vllm else max_running_requests,
         max_num_batched_tokens=max_num_batched_tokens if vllm else chunked_prefill_size,
-        kv_cache_dtype=kv_cache_dtype.lower())
+        kv_cache_dtype=kv_cache_dtype.lower(), dp=dp, enforce_eager=enforce_eager, prefix_caching=enable_prefix_caching)
     warnings = list(card.notes)
     if spec and not gpu_memory and not spec.cuda_total_bytes:
         warnings.append(f"{spec.id}: the catalog has nvidia-smi's total, not CUDA's (which is 0.4-0.6 GiB less): "
@@ -296,6 +300,30 @@ def serve(model: ModelLike, *, gpu: str | GpuSpec | None = None, engine: str = "
         raise InputError(f"no TP up to 8 holds {concurrency} requests of "
                          f"{config.max_model_len or card.max_position_embeddings} tokens on this GPU with {engine}")
     return ServeResult(card, w, sizing.estimate, spec, sizing, tuple(warnings))
+
+
+# The engines' --quantization names: the runtime methods llmcalc can size from the card alone,
+# and the checkpoint formats, which the checkpoint's own quantization_config names.
+_RUNTIME_QUANTIZATION = {"fp8": "fp8-channel", "bitsandbytes": "nf4"}
+_CHECKPOINT_QUANTIZATION = ("awq", "awq_marlin", "gptq", "gptq_marlin", "compressed-tensors", "mxfp4", "modelopt",
+                            "modelopt_fp4", "fp8")
+
+
+def engine_quantization(name: str, card: ModelCard) -> str:
+    """The weights' format for an engine's --quantization: a checkpoint's own format where it has
+    one (its config.json's quantization_config); vLLM's runtime fp8 (per-channel weight scales on
+    Hopper and later: 8.49 GiB for Llama-3.1-8B in vLLM 0.19's logs, as fp8-channel counts) and
+    in-flight bitsandbytes (nf4) otherwise."""
+    key = name.lower()
+    if card.quantization:
+        return card.quantization
+    if key in _RUNTIME_QUANTIZATION:
+        return _RUNTIME_QUANTIZATION[key]
+    if key in _CHECKPOINT_QUANTIZATION:
+        raise InputError(f"--quantization {name} reads a quantized checkpoint's config, and {card.name} has none: "
+                         "name the checkpoint (its config.json or Hub ID) or give --dtype (docs/models.md)")
+    raise InputError(f"--quantization must be one of {', '.join(sorted({*_RUNTIME_QUANTIZATION, *_CHECKPOINT_QUANTIZATION}))}, "
+                     f"got '{name}'")
 
 
 # -- catalogs ---------------------------------------------------------------------------------

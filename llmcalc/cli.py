@@ -382,6 +382,10 @@ def serve(
     kv_cache_dtype: Annotated[str, typer.Option(help="auto (the model's dtype) or fp8.")] = "auto",
     concurrency: Annotated[Optional[int], typer.Option(help="Instead: the smallest TP, and at it the smallest memory fraction, that hold this many requests of --max-model-len at once.")] = None,
     dtype: Dtype = None,
+    quantization: Annotated[Optional[str], typer.Option(help="The engine's --quantization: fp8 or bitsandbytes at run time; a checkpoint's own format (awq, gptq, ...) is read from its config.")] = None,
+    dp: Annotated[int, typer.Option(help="Data-parallel replicas (each an engine of its own; the figures are per replica).")] = 1,
+    enforce_eager: Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs (outside the budget in the modelled versions).")] = False,
+    enable_prefix_caching: Annotated[bool, typer.Option("--enable-prefix-caching", help="Accepted: prefix caching changes nothing at start-up.")] = False,
     json: Json = False,
     revision: Revision = None,
     as_family: AsFamily = None,
@@ -397,7 +401,9 @@ def serve(
                       max_model_len=max_model_len, context_length=context_length, max_num_seqs=max_num_seqs,
                       max_running_requests=max_running_requests, max_num_batched_tokens=max_num_batched_tokens,
                       chunked_prefill_size=chunked_prefill_size, kv_cache_dtype=kv_cache_dtype,
-                      concurrency=concurrency, dtype=dtype, revision=revision, as_family=as_family)
+                      concurrency=concurrency, dtype=dtype, quantization=quantization, dp=dp,
+                      enforce_eager=enforce_eager, enable_prefix_caching=enable_prefix_caching, revision=revision,
+                      as_family=as_family)
     if json:
         print(render.dumps(r.to_dict()))
     else:

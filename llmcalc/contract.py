@@ -180,6 +180,7 @@ def serve_dict(r: ServeEstimate) -> dict[str, Any]:
             "kv_cache_tokens": r.kv_cache_tokens, "kv_block_size": r.kv_block_size,
             "max_model_len": r.max_model_len, "max_num_seqs": r.max_num_seqs,
             "max_num_batched_tokens": r.max_num_batched_tokens, "max_concurrency": round(r.max_concurrency, 2),
+            "data_parallel": r.data_parallel, "max_concurrency_all_replicas": round(r.max_concurrency * r.data_parallel, 2),
             "starts": r.starts, "error": r.error, "explain": r.explain}
 
 

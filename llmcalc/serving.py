@@ -75,6 +75,9 @@ class ServeConfig:
     max_num_batched_tokens: int | None = None  # SGLang --chunked-prefill-size
     kv_cache_dtype: str = "auto"  # auto (the model's dtype) or fp8
     block_size: int | None = None  # vLLM: 16, MLA 64; SGLang page_size 1
+    dp: int = 1  # data-parallel replicas, each an engine of its own (the accounting is per replica)
+    enforce_eager: bool = False  # no CUDA graphs: captured after the cache is sized, outside the budget
+    prefix_caching: bool = False  # reuses blocks at run time: nothing at start-up
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class ServeEstimate:
     starts: bool
     error: str | None
     explain: dict[str, str] = field(default_factory=dict)
+    data_parallel: int = 1  # replicas, each with these figures
 
 
 def validate(card: ModelCard, c: ServeConfig) -> str:
@@ -110,7 +114,7 @@ def validate(card: ModelCard, c: ServeConfig) -> str:
     if version not in VERSIONS[c.engine]:
         raise InputError(f"--engine-version {version}: llmcalc models {c.engine} "
                          f"{', '.join(VERSIONS[c.engine])} (docs/serve.md says how the others differ)")
-    for name, value in (("--tp", c.tp), ("--pp", c.pp)):
+    for name, value in (("--tp", c.tp), ("--pp", c.pp), ("--dp", c.dp)):
         if value < 1:
             raise InputError(f"{name} must be a positive integer, got {value}")
     if card.num_heads % c.tp:
@@ -439,7 +443,20 @@ def _defaults(c: ServeConfig) -> tuple[int, int]:
 
 
 def serve(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str) -> ServeEstimate:
-    """Per-rank start-up accounting of engine `c.engine` serving `card` with weights in `dtype`."""
+    """Per-rank start-up accounting of engine `c.engine` serving `card` with weights in `dtype`;
+    with data parallelism, per replica (each replica is an engine of its own)."""
+    est = _serve_rank(card, c, dtype, compute_dtype)
+    notes = {}
+    if c.dp > 1:
+        notes["data_parallel"] = f"{c.dp} replicas, each with this budget and cache: {c.dp} x the concurrency"
+    if c.enforce_eager:
+        notes["cuda_graph"] = "--enforce-eager: no CUDA graphs (outside the budget here either way)"
+    if c.prefix_caching:
+        notes["prefix_caching"] = "reuses cached blocks at run time: nothing changes at start-up"
+    return replace(est, data_parallel=c.dp, explain=est.explain | notes)
+
+
+def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str) -> ServeEstimate:
     version = validate(card, c)
     if c.engine == "vllm" and version in V0_VERSIONS:
         return _vllm_v0(card, c, dtype, compute_dtype, version)

@@ -216,3 +216,24 @@ def test_no_custom_all_reduce_buffers_on_geforce_cards():
 
     assert non_torch_bytes(2, 1, "NVIDIA GeForce RTX 4090") == NON_TORCH_BYTES == int(0.25 * GiB)
     assert non_torch_bytes(2, 1, "NVIDIA H100 80GB HBM3") == NON_TORCH_TP_BYTES == int(2.09 * GiB)
+
+
+def test_engine_options_quantization_dp_eager_prefix_caching():
+    runner = CliRunner()
+    args = ["serve", "llama-3.1-8b", "--gpu", "h100-sxm-80gb", "--max-model-len", "8192", "--json"]
+    plain = json.loads(runner.invoke(app, args).output)
+    fp8 = json.loads(runner.invoke(app, [*args, "--quantization", "fp8", "--dp", "2", "--enforce-eager",
+                                         "--enable-prefix-caching"]).output)
+    # vLLM's runtime fp8: per-channel fp8 linears, bf16 embedding and lm_head (8.49 GiB in vLLM 0.19's log)
+    assert fp8["weights_dtype"] == "fp8-channel" and round(fp8["serve"]["weights_bytes"] / GiB, 2) == 8.49
+    # two replicas, each an engine with this budget: twice the concurrency in all
+    assert fp8["serve"]["data_parallel"] == 2
+    assert fp8["serve"]["max_concurrency_all_replicas"] == pytest.approx(2 * fp8["serve"]["max_concurrency"], abs=0.01)
+    # eager mode and prefix caching change nothing at start-up in the modelled versions
+    assert plain["serve"]["kv_cache_tokens"] < fp8["serve"]["kv_cache_tokens"]  # only the smaller weights differ
+    same = json.loads(runner.invoke(app, [*args, "--enforce-eager", "--enable-prefix-caching"]).output)
+    assert same["serve"]["kv_cache_tokens"] == plain["serve"]["kv_cache_tokens"]
+    awq = runner.invoke(app, [*args, "--quantization", "awq"])
+    assert awq.exit_code == 2 and awq.stderr.strip() == (
+        "error: --quantization awq reads a quantized checkpoint's config, and llama-3.1-8b has none: name the "
+        "checkpoint (its config.json or Hub ID) or give --dtype (docs/models.md)")
