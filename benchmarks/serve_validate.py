@@ -75,7 +75,8 @@ def rows() -> list[list[str]]:
         config = ServeConfig(**fields)
         est = serve(card, config, dtype, "bf16")
         where = f"[{log['url'].split('github.com/')[-1] if 'github.com' in log['url'] else log['url']}]({log['url']})"
-        setup = (f"{card_name} {dtype}, {config.engine} {est.version} (log: {log['version'][:40]}), TP {config.tp}")
+        accounting = "loader, any version" if checks == ("weights",) else est.version
+        setup = f"{card_name} {dtype}, {config.engine} {accounting} (log: {log['version'][:40]}), TP {config.tp}"
         for check in checks:
             if check == "weights":
                 meas = n.get("weights_GiB") or n.get("weights_GB") or n.get("weights_GB_per_rank")
