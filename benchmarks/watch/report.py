@@ -38,6 +38,10 @@ RUNS = {
                     dict(dtype="bf16", batch=8, seq=512, gen=128), None),
     "generate-8b": ("generate(), greedy, 64 new tokens", "llama-3.1-8b",
                     dict(dtype="bf16", batch=16, seq=1024, gen=64), None),
+    # measured later in the session (benchmarks/offload/run_device.sh), after the tracker kept the
+    # process's peaks for the hook: the hook's figures of a tracked process are right again
+    "../offload/watch-fsdp2-1gpu": ("FSDP2 on one GPU under torchrun, phases marked with llmcalc.track",
+                                    "llama-3.2-1b", TRAIN_1B | {"fsdp": "full", "gpus": 1}, None),
 }
 
 
@@ -96,6 +100,7 @@ def main() -> None:
             continue
         result = _result(json.loads(path.read_text()))
         est = llmcalc.estimate(model, **options)
+        name = name.rsplit("/", 1)[-1]
         opts = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
         for row in watch.compare(result, est):
             if track_file and "(torch)" in row.label:
