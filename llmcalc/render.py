@@ -324,8 +324,8 @@ class WatchDisplay:
         self.live.start()
 
     def update(self, result: WatchResult) -> None:
-        table = Table(title=f"llmcalc watch · {' '.join(result.command)[:60]} · {result.elapsed_s:.1f} s",
-                      title_justify="left")
+        table = Table(caption=f"llmcalc watch · {' '.join(result.command)[:60]} · {result.elapsed_s:.1f} s",
+                      caption_justify="left")
         for col in ("device", "now GiB", "peak GiB", "of GiB"):
             table.add_column(col, justify="left" if col == "device" else "right")
         for d in result.devices:
@@ -338,8 +338,9 @@ class WatchDisplay:
 
 def print_watch(console: Console, result: WatchResult, rows: list[Comparison], est: EstimateResult | None) -> None:
     what = "peak RSS" if result.device == "cpu" else "peak (NVML, every process of the command)"
-    table = Table(title=f"{' '.join(result.command)[:80]} · {result.elapsed_s:.1f} s · exit {result.exit_code}"
-                        + (" (interrupted)" if result.interrupted else ""), title_justify="left")
+    console.print(f"{' '.join(result.command)[:100]} · {result.elapsed_s:.1f} s · exit {result.exit_code}"
+                  + (" (interrupted)" if result.interrupted else ""), soft_wrap=True)
+    table = Table()
     for col in ("device", what, "of GiB"):
         table.add_column(col, justify="left" if col == "device" else "right")
     for d in result.devices:
