@@ -89,7 +89,7 @@ def _largest(fits: Callable[[int], bool], start: int) -> int:
 
 def serving_view(card: ModelCard, w: Workload, gpu: GpuSpec, context: tuple[int, str] | None,
                  utilization: float = 0.9, block_size: int = 16) -> Serving | None:
-    """vLLM's own start-up accounting (llmcalc.serving, V1 0.9-0.11): the budget (the CUDA-reported
+    """vLLM's own start-up accounting (llmcalc.serving, vLLM 0.19 by default): the budget (the CUDA-reported
     total x utilization) less the weights as its loader holds them, its profile run and its
     non-torch memory, cut into blocks of `block_size` tokens of every layer; sequences of prompt +
     output tokens held at once. `context` (a calibrated CUDA context) plays no part: vLLM's budget

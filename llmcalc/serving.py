@@ -1,4 +1,4 @@
-"""Serving-engine sizing: what vLLM (V1: 0.19, 0.9-0.11) and SGLang (0.5) allocate per GPU rank at
+"""Serving-engine sizing: what vLLM (V1: 0.19, 0.9-0.11; V0: 0.6-0.7) and SGLang (0.5) allocate per GPU rank at
 start-up, how many KV-cache tokens that leaves, how many requests of max_model_len run at once,
 and whether the engine starts. Pure, no torch.
 
@@ -253,7 +253,7 @@ def _request_bytes(groups: list[_KvGroup], length: int, block: int, batched: int
 
 def _vllm_kv(card: ModelCard, c: ServeConfig, groups: list[_KvGroup], available: int, block: int, max_len: int,
              batched: int) -> tuple[int, int, float, str | None]:
-    """(KV bytes, tokens, concurrency, error) as vLLM V1 0.9-0.11 sizes the cache."""
+    """(KV bytes, tokens, concurrency, error) as vLLM V1 (0.9-0.11, 0.19) sizes the cache."""
     if available <= 0:
         return 0, 0, 0.0, ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` "
                            "when initializing the engine.")
@@ -434,7 +434,7 @@ def _vllm_v0(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str, ve
 
 def _defaults(c: ServeConfig) -> tuple[int, int]:
     """vLLM serve's max_num_batched_tokens / max_num_seqs (engine/arg_utils.py
-    _set_default_args_v1, 0.9-0.11): 8192 / 1024 on GPUs of 70 GiB and more but A100s, else
+    _set_default_args_v1, 0.9-0.11 and 0.19): 8192 / 1024 on GPUs of 70 GiB and more but A100s, else
     2048 / 256; SGLang's chunked_prefill_size and a running-request cap by memory tier."""
     big = c.gpu_total_bytes >= 70 * GiB and "a100" not in c.gpu_name.lower()
     if c.engine == "sglang":
