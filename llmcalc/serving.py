@@ -112,8 +112,10 @@ def validate(card: ModelCard, c: ServeConfig) -> str:
         raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got '{c.engine}'")
     version = c.version or DEFAULT_VERSION[c.engine]
     if version not in VERSIONS[c.engine]:
+        hint = (" (0.8's default V1 engine sizes from the device's used memory, which llmcalc does not model; "
+                "0.8 run with VLLM_USE_V1=0 follows 0.7)") if (c.engine, version) == ("vllm", "0.8") else ""
         raise InputError(f"--engine-version {version}: llmcalc models {c.engine} "
-                         f"{', '.join(VERSIONS[c.engine])} (docs/serve.md says how the others differ)")
+                         f"{', '.join(VERSIONS[c.engine])} (docs/serve.md says how the others differ){hint}")
     for name, value in (("--tp", c.tp), ("--pp", c.pp), ("--dp", c.dp)):
         if value < 1:
             raise InputError(f"{name} must be a positive integer, got {value}")
