@@ -1,4 +1,4 @@
-"""Serving-engine sizing: what vLLM (V1: 0.19, 0.9-0.11; V0: 0.6-0.7) and SGLang (0.5) allocate per GPU rank at
+"""Serving-engine sizing: what vLLM (V1: 0.9-0.19; V0: 0.6-0.7) and SGLang (0.5) allocate per GPU rank at
 start-up, how many KV-cache tokens that leaves, how many requests of max_model_len run at once,
 and whether the engine starts. Pure, no torch.
 
@@ -32,12 +32,22 @@ VOCAB_PADDING = 64  # vLLM's DEFAULT_VOCAB_PADDING_SIZE: the global vocabulary i
 # What --engine-version selects. Versions whose accounting differs or is not verified (vLLM V0
 # 0.4-0.8's profile, V1 0.8's device-wide formula, the V1 releases between 0.11 and 0.19, whose
 # sampler may be either) are refused rather than answered with the wrong formula.
-VERSIONS = {"vllm": ("0.6", "0.7", "0.9", "0.10", "0.11", "0.19"), "sglang": ("0.5",)}
+VERSIONS = {"vllm": ("0.6", "0.7", "0.9", "0.10", "0.11", "0.12", "0.13", "0.14", "0.15", "0.16", "0.17", "0.18",
+                     "0.19"), "sglang": ("0.5",)}
+# Where vLLM V1's profile run changed (benchmarks/serve/vllm-0.12-0.18.md, read from every wheel):
+# the in-place Triton top-k/top-p sampler from 0.17 (before: a PyTorch sort), the persistent MoE
+# workspace from 0.14 (before: fused_moe's caches per call); the budget and defaults are the same.
+TRITON_SAMPLER_FROM = (0, 17)
+MOE_WORKSPACE_FROM = (0, 14)
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in version.split("."))
 V0_VERSIONS = ("0.6", "0.7")  # vLLM's V0 engine, 0.6.5-0.7.3 (and 0.8.x run with VLLM_USE_V1=0)
 DEFAULT_VERSION = {"vllm": "0.19", "sglang": "0.5"}
 # Non-torch memory that vLLM V1's budget subtracts: what grows beside PyTorch's allocator after
 # the worker's start-up snapshot (cuBLAS/cuDNN handles and workspaces; with tensor parallelism
-# NCCL's communicators and the custom all-reduce's IPC buffers). vLLM 0.19 logs it per rank
+# NCCL's communicators, non_torch_bytes below). vLLM 0.19 logs it per rank
 # ("non-torch forward increase memory"); in the 45 llm-d-planner runs on H100 80GB
 # (benchmarks/serve/logs-more.jsonl) it is 0.24-0.27 GiB at TP 1 (27 runs, median 0.25), 2.06-
 # 2.21 GiB at TP 2 and 4 (11 runs, median 2.09, independent of the model), and 0.07 GiB under
@@ -49,10 +59,13 @@ NON_TORCH_PP_BYTES = int(0.07 * GiB)
 
 
 def non_torch_bytes(tp: int, pp: int, gpu_name: str = "") -> int:
-    """vLLM's non-torch growth per rank by parallel layout (the medians above). The TP figure is
-    the custom all-reduce's IPC buffers, which vLLM only sets up where the GPUs can reach each
-    other's memory (custom_all_reduce.py: P2P; the driver refuses it on GeForce cards): there the
-    logs show the TP 1 figure (RTX 4090 at TP 2: 0.25 GiB, RTX 3090s at TP 16: 0.20)."""
+    """vLLM's non-torch growth per rank by parallel layout (the medians above). Under TP the extra
+    ~1.84 GiB is not the custom all-reduce (24 MiB, allocated before the snapshot since 0.11) but,
+    most likely, NCCL: torch.distributed builds a second communicator lazily for the logits'
+    all-gather inside the profiling window (benchmarks/serve/vllm-0.12-0.18.md). Empirically it is
+    absent on GeForce cards, where NCCL has no peer-to-peer transport: their TP logs show the TP 1
+    figure (RTX 4090 at TP 2: 0.25 GiB, RTX 3090s at TP 16: 0.20). PCIe datacenter GPUs have no
+    public log yet; the NVLink figure is assumed."""
     consumer = "geforce" in gpu_name.lower()
     if tp > 1 and not consumer:
         return NON_TORCH_TP_BYTES
@@ -333,7 +346,7 @@ def profile_peak(card: ModelCard, tokens: int, requests: int, a: int, tp: int, v
         dense = tokens * a * (card.q_dim // tp + 2 * h + 3 * g.intermediate_size // tp)
         if g.is_moe:
             k, ie = g.experts_per_token or 1, (g.moe_intermediate_size or g.intermediate_size) // tp
-            if version == "0.19":
+            if version_tuple(version) >= MOE_WORKSPACE_FROM:
                 if not mxfp4_experts:
                     moe_workspace = max(moe_workspace, tokens * k * (max(ie, h) + max(2 * ie, h)) * a)
                 dense = tokens * a * (card.q_dim // tp + 2 * h)
@@ -345,15 +358,17 @@ def profile_peak(card: ModelCard, tokens: int, requests: int, a: int, tp: int, v
     sampler = 0
     if last_stage:
         logits = a if a < 4 else 0
-        if version == "0.19":
+        if version_tuple(version) >= TRITON_SAMPLER_FROM:
             per_entry = logits + 12
-            sampler = min(TRITON_SAMPLER_SMS, requests) * card.vocab_size * 4
+            # the kernel's fp32 rows: min(next power of two of min(SMs, R), SMs)
+            rows = min(1 << (min(TRITON_SAMPLER_SMS, requests) - 1).bit_length(), TRITON_SAMPLER_SMS)
+            sampler = rows * card.vocab_size * 4
         else:
-            # 0.9-0.11 sort the logits for top-k/top-p in PyTorch unless FlashInfer's sampler is
-            # installed and enabled: ~40 B per entry beside the logits (vLLM's own measurement in
-            # PR #33538: 5.00 GiB for 1,024 x 131,072). Three public logs of 0.10-0.11 (gpt-oss-120b
-            # on H100, Qwen3-235B-FP8 at TP 4) leave 4.4, 4.5 and 2.7 GiB less for the cache than
-            # FlashInfer's 12 B would: the sort path it is.
+            # 0.9-0.16 sort the logits for top-k/top-p in PyTorch (0.9-0.11.0 use FlashInfer's
+            # sampler where it is installed and enabled; from 0.11.1 it is opt-in): ~40 B per entry
+            # beside the logits (vLLM's own measurement in PR #33538: 5.00 GiB for 1,024 x 131,072).
+            # Three public logs of 0.10-0.11 (gpt-oss-120b on H100, Qwen3-235B-FP8 at TP 4) leave
+            # 4.4, 4.5 and 2.7 GiB less for the cache than FlashInfer's 12 B would: the sort path.
             per_entry = logits + 40
         sampler += requests * card.vocab_size * per_entry + (tokens + 2 * requests) * h * a
     held = calibration.CUBLAS_WORKSPACE_BYTES + moe_workspace + (0 if first_stage else 2 * tokens * h * a)
@@ -489,8 +504,7 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
             kv, tokens, concurrency = 0, 0, 0.0
         explain |= {
             "budget": f"total {c.gpu_total_bytes / GiB:.2f} GiB x gpu_memory_utilization {c.memory_fraction or 0.9}",
-            "non_torch": "growth beside PyTorch after start-up (cuBLAS handles; NCCL and the custom all-reduce "
-                         "under TP): the median of vLLM 0.19's logs on H100 for this layout (0.25 GiB at TP 1, 2.09 "
+            "non_torch": "growth beside PyTorch after start-up (cuBLAS handles; NCCL under TP): the median of vLLM 0.19's logs on H100 for this layout (0.25 GiB at TP 1, 2.09 "
                          "at TP > 1, 0.07 under PP alone); other builds and GPUs logged 0.03-0.35 GiB at TP 1",
             "activation_peak": f"the profile run: {batched} tokens, then the sampler over {min(batched, seqs)} rows",
             "cuda_graph": "captured after the KV cache is sized: not in the budget (0.9-0.11, 0.19)",

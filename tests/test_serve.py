@@ -100,7 +100,7 @@ def test_sglang_token_pool_by_hand():
 
 def test_unmodelled_versions_are_refused():
     # 0.8 is refused: its default engine is V1 with a device-wide formula llmcalc does not model
-    with pytest.raises(InputError, match=r"^--engine-version 0.8: llmcalc models vllm 0.6, 0.7, 0.9, 0.10, 0.11, 0.19 "):
+    with pytest.raises(InputError, match=r"^--engine-version 0.8: llmcalc models vllm 0.6, 0.7, 0.9, 0.10, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.19 "):
         serve(load_card("llama-3-8b"), ServeConfig(version="0.8", gpu_total_bytes=GiB), "bf16", "bf16")
 
 
@@ -237,3 +237,20 @@ def test_engine_options_quantization_dp_eager_prefix_caching():
     assert awq.exit_code == 2 and awq.stderr.strip() == (
         "error: --quantization awq reads a quantized checkpoint's config, and llama-3.1-8b has none: name the "
         "checkpoint (its config.json or Hub ID) or give --dtype (docs/models.md)")
+
+
+def test_the_profile_run_by_release():
+    # vLLM's sampler sorts in PyTorch up to 0.16 (~40 B per vocabulary entry beside the bf16 logits)
+    # and runs the in-place Triton kernel from 0.17 (12 B, plus 132 fp32 rows of the vocabulary);
+    # the MoE workspace is persistent from 0.14 (benchmarks/serve/vllm-0.12-0.18.md). Qwen3-30B-A3B
+    # on an H100 at the defaults (8,192 tokens, 1,024 requests, vocabulary 151,936):
+    card = load_card("qwen3-30b-a3b")
+    h100 = dict(gpu_total_bytes=int(79.19 * GiB), gpu_name="NVIDIA H100 80GB HBM3", max_model_len=8192)
+    peak = {v: serve(card, ServeConfig(version=v, **h100), "bf16", "bf16").activation_peak_bytes
+            for v in ("0.13", "0.14", "0.16", "0.17")}
+    held = (8192 + 2 * 1024) * 2048 * 2 + 32 * 2**20  # hidden states and the cuBLAS workspace
+    sort = 1024 * 151_936 * (2 + 40)
+    workspace = 8192 * 8 * (max(768, 2048) + max(2 * 768, 2048)) * 2  # k = 8, I_e = 768, H = 2,048
+    assert peak["0.13"] == held + sort
+    assert peak["0.14"] == peak["0.16"] == held + sort + workspace
+    assert peak["0.17"] == held + workspace + 1024 * 151_936 * (2 + 12) + 132 * 151_936 * 4
