@@ -254,3 +254,13 @@ def test_the_profile_run_by_release():
     assert peak["0.13"] == held + sort
     assert peak["0.14"] == peak["0.16"] == held + sort + workspace
     assert peak["0.17"] == held + workspace + 1024 * 151_936 * (2 + 12) + 132 * 151_936 * 4
+
+
+def test_tp_over_pcie_says_its_non_torch_figure_is_nvlinks():
+    runner = CliRunner()
+    doc = json.loads(runner.invoke(app, ["serve", "llama-3.1-8b", "--gpu", "l40s", "--tp", "2", "--json"]).output)
+    assert ("l40s: TP over PCIe: the non-torch memory is the figure vLLM logs over NVLink (2.09 GiB per rank); no "
+            "public log shows it over PCIe, where it may be smaller") in doc["warnings"]
+    nvlink = json.loads(runner.invoke(app, ["serve", "llama-3.1-8b", "--gpu", "h100-sxm-80gb", "--tp", "2",
+                                            "--json"]).output)
+    assert not any("PCIe" in w for w in nvlink["warnings"])
