@@ -38,15 +38,6 @@ def _reported() -> Iterator[None]:
         raise typer.Exit(code=exc.exit_code) from None
 
 
-def _workload(mode: str, dtype: str | None, autocast: str | None, batch: int, seq: int, gen: int, beams: int,
-              kv_dtype: str | None, grad_checkpointing: bool, optimizer: str, attention: str,
-              allocator: str = "default", card: Any = None) -> Any:
-    from llmcalc.api import make_workload
-
-    return make_workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing, optimizer,
-                         attention, allocator, card)
-
-
 Model = Annotated[str, typer.Argument(help="A card name (see `llmcalc models`), a card .yaml, a config.json (file or directory), or a Hugging Face Hub ID (owner/name).")]
 Revision = Annotated[Optional[str], typer.Option(help="Hub ID only: a branch, tag or commit (default: main).")]
 AsFamily = Annotated[Optional[str], typer.Option("--as-family", help="Read the config.json as this family's (a fine-tune that renamed a known architecture).")]
@@ -215,8 +206,6 @@ def throughput_cmd(
             sizes = [int(b) for b in batches.split(",") if b.strip()]
         except ValueError:
             raise InputError(f"--batches must be comma-separated integers, got '{batches}'") from None
-        if not sizes or min(sizes) < 1:
-            raise InputError(f"--batches must be positive integers, got '{batches}'")
         r = api.throughput(model, gpu, dtype=dtype, autocast=autocast, seq=seq, gen=gen, beams=beams,
                            kv_dtype=kv_dtype, attention=attention, batches=sizes, revision=revision,
                            as_family=as_family)
@@ -513,10 +502,9 @@ def chart(
 ) -> None:
     """Chart memory against batch or context (stacked, with the device's capacity) or throughput against batch."""
     from llmcalc import render
+    from llmcalc.api import card_for, gpu_spec, make_workload
     from llmcalc.charts import KINDS, build, to_png
     from llmcalc.errors import InputError
-    from llmcalc.hardware import get_gpu
-    from llmcalc.resolve import load_card
 
     with _reported():
         if what not in KINDS:
@@ -529,10 +517,10 @@ def chart(
             raise InputError(f"--points must be comma-separated integers, got '{points}'") from None
         if xs is not None and (not xs or min(xs) < 1):
             raise InputError(f"--points must be positive integers, got '{points}'")
-        card = load_card(model, revision, as_family)
-        spec = get_gpu(gpu)
-        w = _workload(mode, dtype, autocast, batch, seq, gen, 1, kv_dtype, grad_checkpointing, optimizer, "sdpa",
-                      card=card)
+        card = card_for(model, revision, as_family)
+        spec = gpu_spec(gpu)
+        w = make_workload(mode, dtype, autocast, batch, seq, gen, 1, kv_dtype, grad_checkpointing, optimizer, "sdpa",
+                          card=card)
         data = build(what, card, w, spec, xs)
         if out_file:
             to_png(data, out_file)

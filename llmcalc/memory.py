@@ -43,6 +43,7 @@ class Optimizer:
 
     name: str
     note: str
+    step_copies: int = 0  # parameter-sized tensors its step allocates and frees beside the states
 
     def state_bytes(self, numel: int, param_bytes: int) -> int:
         return _OPTIMIZER_STATE[self.name](numel, param_bytes)
@@ -57,7 +58,7 @@ class Optimizer:
         # user's pure-bf16 loop over llama-3.2-1b and qwen2.5-7b peaked 2.33 and 14.44 GiB above
         # the fused estimate, against 2.30 and 14.19 GiB of parameters (docs/watch.md). The
         # fused kernel and SGD's foreach path (all in place) allocate nothing.
-        return numel * param_bytes if self.name == "adamw-foreach" else 0
+        return self.step_copies * numel * param_bytes
 
 
 def _adamw(numel: int, p: int) -> int:
@@ -82,7 +83,8 @@ _OPTIMIZER_STATE = {"adamw": _adamw, "adamw-foreach": _adamw, "adamw-8bit": _ada
 OPTIMIZERS = {
     "adamw": Optimizer("adamw", "torch AdamW (fused): exp_avg + exp_avg_sq in the parameter dtype"),
     "adamw-foreach": Optimizer("adamw-foreach", "torch AdamW (foreach, its CUDA default): exp_avg + exp_avg_sq "
-                                                "in the parameter dtype, and sqrt(exp_avg_sq) during the step"),
+                                                "in the parameter dtype, and sqrt(exp_avg_sq) during the step",
+                               step_copies=1),
     "adamw-8bit": Optimizer("adamw-8bit", "bitsandbytes AdamW8bit: 2 x uint8 + fp32 absmax per 256"),
     "sgd": Optimizer("sgd", "torch SGD with momentum: one buffer in the parameter dtype"),
 }

@@ -375,7 +375,7 @@ def profile_peak(card: ModelCard, tokens: int, requests: int, a: int, tp: int, v
     return held + max(forward, sampler)
 
 
-def profile_peak_v0(card: ModelCard, tokens: int, seqs: int, a: int, tp: int, version: str, gpu_name: str = "",
+def profile_peak_v0(card: ModelCard, tokens: int, seqs: int, a: int, tp: int, gpu_name: str = "",
                     first_stage: bool = True) -> int:
     """vLLM V0's profile run (0.6.5-0.8.5 V0; benchmarks/serve/vllm-v0-profile-run.md reads it from
     the source and matches every log whose options are known within 0.01 GiB): one prefill of
@@ -419,7 +419,7 @@ def _vllm_v0(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str, ve
     weights, weights_note = weights_per_rank(card, dtype, compute_dtype, c.tp, c.pp)
     budget = int(c.gpu_total_bytes * (c.memory_fraction or 0.9))
     non_torch = non_torch_bytes(c.tp, c.pp, c.gpu_name)
-    activation = profile_peak_v0(card, batched, min(seqs, batched), a, c.tp, version, c.gpu_name)
+    activation = profile_peak_v0(card, batched, min(seqs, batched), a, c.tp, c.gpu_name)
     available = budget - weights - non_torch - activation
     block = c.block_size or 16
     groups = _kv_groups(card, c, kv_bytes, c.pp)

@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -311,6 +310,3 @@ def compare(result: WatchResult, est: EstimateResult) -> list[Comparison]:
 def _text(name: Any) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use: llmcalc watch -- CMD")

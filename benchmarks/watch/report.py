@@ -71,7 +71,7 @@ def main() -> None:
         "",
         "```bash",
         "llmcalc watch --device cpu -- python -c \"print('hello')\"",
-        "llmcalc watch --device cpu --json -- python -c \"x = bytearray(2**28)\"",
+        "llmcalc watch --device cpu --json -- python -c \"import time; x = bytearray(2**28); time.sleep(1)\"",
         "```",
         "",
         "`llmcalc watch [--model M and the workload options of estimate] [--torch-hook] [--json] -- CMD ARGS`",
