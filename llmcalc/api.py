@@ -131,9 +131,10 @@ def estimate(model: ModelLike, *, mode: str = "infer", dtype: str | None = None,
              allocator: str = "default", gpu: str | GpuSpec | None = None, gpus: int = 1, tp: int = 1, pp: int = 1,
              zero: int = 0, fsdp: str | None = None, grad_accum: int = 1, offload: str | None = None,
              cpu_memory: float | None = None, lora_rank: int = 0, lora_targets: str | Sequence[str] = "q,v",
-             selective_recompute: bool = False, revision: str | None = None,
+             selective_recompute: bool = False, reduce_bucket_size: int | None = None, revision: str | None = None,
              as_family: str | None = None) -> EstimateResult:
-    """The memory of a workload (`llmcalc estimate`); `cpu_memory` in GiB per rank."""
+    """The memory of a workload (`llmcalc estimate`); `cpu_memory` in GiB per rank,
+    `reduce_bucket_size` in elements (DeepSpeed's, with `zero`)."""
     card = card_for(model, revision, as_family)
     w = make_workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing, optimizer,
                       attention, allocator, card=card)
@@ -143,15 +144,16 @@ def estimate(model: ModelLike, *, mode: str = "infer", dtype: str | None = None,
         from llmcalc.speed import calibrated_context
 
         context = calibrated_context(spec)
-    if (gpus, tp, pp, zero, fsdp, grad_accum, offload, cpu_memory, lora_rank, selective_recompute) != (
-            1, 1, 1, 0, None, 1, None, None, 0, False):
+    if (gpus, tp, pp, zero, fsdp, grad_accum, offload, cpu_memory, lora_rank, selective_recompute, reduce_bucket_size) != (
+            1, 1, 1, 0, None, 1, None, None, 0, False, None):
         from llmcalc.scale import Scale, parse_lora_targets, scaled_estimate  # only when asked for
 
         targets = parse_lora_targets(lora_targets) if isinstance(lora_targets, str) else tuple(lora_targets)
         split = Scale(gpus=gpus, tp=tp, pp=pp, zero=zero, fsdp=fsdp.lower() if fsdp else None, grad_accum=grad_accum,
                       offload=offload.lower() if offload else None,
                       cpu_memory_bytes=int(cpu_memory * 2**30) if cpu_memory is not None else None,
-                      lora_rank=lora_rank, lora_targets=targets, selective=selective_recompute)
+                      lora_rank=lora_rank, lora_targets=targets, selective=selective_recompute,
+                      reduce_bucket=reduce_bucket_size)
         return EstimateResult(card, w, scaled_estimate(card, w, split, context), spec)
     from llmcalc.memory import estimate as memory_estimate
 

@@ -32,6 +32,24 @@ CUDA_CONTEXT_SOURCE = "NVML process memory - torch reserved after init + first m
 # are not measured yet: the same is assumed.
 NCCL_COMMUNICATOR_BYTES = int(0.87 * GiB)
 
+# DeepSpeed on one rank still all-reduces (ZeRO-1/2) or reduce-scatters (ZeRO-3) every gradient
+# bucket through NCCL, so its process holds memory outside PyTorch's allocator that FSDP2 on one
+# rank does not (0.06 GiB there). NVML process memory - torch peak reserved - CUDA_CONTEXT and the
+# training kernels, one H200, driver 580.159.04, torch 2.11 (CUDA 13.0), DeepSpeed 0.19.8,
+# llama-3.2-1b (benchmarks/results/scale/h200-deepspeed.jsonl): 0.56-0.59 GiB for ZeRO-1/2 (4 runs,
+# with and without ZeRO-Offload) and 0.94-0.96 GiB for ZeRO-3 (3 runs). What stage 3 adds is not
+# established (it creates more process groups and overlaps its reduce-scatter on a second stream).
+DEEPSPEED_ONE_RANK_NON_TORCH_BYTES = {1: int(0.57 * GiB), 2: int(0.57 * GiB), 3: int(0.95 * GiB)}
+
+# Pinned (page-locked) host memory: torch's CachingHostAllocator rounds every pin_memory()
+# allocation up to a power of two and keeps freed blocks cached (ATen/core/CachingHostAllocator.h,
+# pinned_max_round_threshold defaulting to no limit), and the whole block is resident. Measured on
+# the H200 machine (torch 2.11): DeepSpeed ZeRO-Offload of llama-3.2-1b pins 4.6 + 2.3 + 4.6 + 0.49
+# GiB of buffers and the process's RSS rose 20.9 GiB at initialize, the rounded 8 + 4 + 8 + 0.5.
+def pinned_bytes(nbytes: int) -> int:
+    return 1 << (int(nbytes) - 1).bit_length() if nbytes > 0 else 0
+
+
 # Lazy module loading (CUDA_MODULE_LOADING=LAZY, the default since CUDA 12.2) adds each kernel
 # module to the context when one of its kernels first runs. NVML process memory - peak reserved at
 # the end of the 32 single-GPU runs (benchmarks/results/h100-80gb-hbm3*.jsonl), identical across

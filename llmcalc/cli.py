@@ -91,6 +91,7 @@ def estimate(
     lora_targets: LoraTargets = "q,v",
     micro_batch: Annotated[Optional[int], typer.Option(help="Micro-batch per GPU (same as --batch; with --grad-accum).")] = None,
     selective_recompute: Annotated[bool, typer.Option("--selective-recompute", help="Recompute the attention core in backward (Megatron's selective recomputation).")] = False,
+    reduce_bucket_size: Annotated[Optional[int], typer.Option(help="DeepSpeed's reduce_bucket_size, elements (with --zero; default 5e8).")] = None,
     explain: Explain = False,
     json: Json = False,
     revision: Revision = None,
@@ -104,8 +105,8 @@ def estimate(
                          beams=beams, kv_dtype=kv_dtype, grad_checkpointing=grad_checkpointing, optimizer=optimizer,
                          attention=attention, allocator=allocator, gpu=gpu, gpus=gpus, tp=tp, pp=pp, zero=zero,
                          fsdp=fsdp, grad_accum=grad_accum, offload=offload, cpu_memory=cpu_memory, lora_rank=lora_rank,
-                         lora_targets=lora_targets, selective_recompute=selective_recompute, revision=revision,
-                         as_family=as_family)
+                         lora_targets=lora_targets, selective_recompute=selective_recompute,
+                         reduce_bucket_size=reduce_bucket_size, revision=revision, as_family=as_family)
     if r.per_gpu:
         if json:
             print(render.dumps(r.to_dict()))

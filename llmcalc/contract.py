@@ -98,11 +98,14 @@ def estimate_doc(m: MemoryBreakdown, card: ModelCard, gpu: GpuSpec | None, t: Th
 
 
 def scale_dict(r: ScaledEstimate) -> dict[str, Any]:
+    from llmcalc.scale import DEEPSPEED_BUCKET_ELEMENTS
+
     s = r.scale
     return {"gpus": s.gpus, "data_parallel": s.dp, "tp": s.tp, "pp": s.pp, "zero_stage": s.stage,
             "engine": "fsdp" if s.fsdp else ("deepspeed" if s.zero else None), "grad_accum": s.grad_accum,
             "global_batch": r.global_batch, "offload": s.offload, "lora_rank": s.lora_rank,
-            "lora_targets": list(s.lora_targets) if s.lora_rank else [], "trainable_params": r.trainable_params}
+            "lora_targets": list(s.lora_targets) if s.lora_rank else [], "trainable_params": r.trainable_params,
+            "reduce_bucket_size": (s.reduce_bucket or DEEPSPEED_BUCKET_ELEMENTS) if s.zero else None}
 
 
 def scaled_doc(r: ScaledEstimate, card: ModelCard, w: Workload, gpu: GpuSpec | None) -> dict[str, Any]:

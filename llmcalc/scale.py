@@ -51,7 +51,13 @@ LORA_TARGETS = {"q": ("q_proj", "qkv_proj"), "k": ("k_proj", "qkv_proj"), "v": (
                 "down": ("down_proj",)}
 ZERO_K = {"adamw": 12, "adamw-foreach": 12, "adamw-8bit": 6, "sgd": 8}  # optimizer B/param beside 16-bit weights
 TP_REPLICATED = 10 / 34  # Korthikanti et al. 2022: replicated share of a layer's saved bytes
-DEEPSPEED_BUCKET_ELEMENTS = 500_000_000  # DeepSpeed's reduce_bucket_size default
+# DeepSpeed 0.19.8's zero_optimization defaults that size memory, in elements
+# (deepspeed/runtime/zero/config.py): reduce_bucket_size, stage3 sub_group_size and
+# stage3_max_reuse_distance.
+DEEPSPEED_BUCKET_ELEMENTS = 500_000_000
+DEEPSPEED_SUB_GROUP_ELEMENTS = 1_000_000_000
+DEEPSPEED_REUSE_ELEMENTS = 1_000_000_000
+DEEPSPEED_NORM_CHUNK_ELEMENTS = 250_000_000  # stage 3 offload: the fp64 gradient norm, in chunks
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class Scale:
     lora_rank: int = 0
     lora_targets: tuple[str, ...] = ("q", "v")
     selective: bool = False  # Megatron's selective recomputation of the attention core
+    reduce_bucket: int | None = None  # DeepSpeed's reduce_bucket_size (elements); None: its default
 
     @property
     def dp(self) -> int:
@@ -137,6 +144,10 @@ def validate(card: ModelCard, w: Workload, s: Scale) -> None:
         raise InputError(f"--offload must be optimizer or params, got '{s.offload}'")
     if s.offload and s.cpu_memory_bytes is None:
         raise InputError(f"--offload {s.offload} needs --cpu-memory GiB: the CPU memory it may use")
+    if s.reduce_bucket is not None and not s.zero:
+        raise InputError("--reduce-bucket-size sizes DeepSpeed's buckets: give it with --zero")
+    if s.reduce_bucket is not None and s.reduce_bucket < 1:
+        raise InputError(f"--reduce-bucket-size must be a positive number of elements, got {s.reduce_bucket}")
     if s.offload == "params" and s.stage != 3:
         raise InputError("--offload params needs weights sharded: --zero 3 or --fsdp full")
     if (s.stage or s.lora_rank or s.offload) and w.mode != "train":
@@ -160,6 +171,103 @@ def model_state_bytes_per_param(stage: int, n: int, k: int = 12) -> float:
     """ZeRO Fig. 1: bytes per parameter per GPU of 16-bit weights (2), gradients (2) and K bytes
     of optimizer state, at stage 0-3 over n data-parallel GPUs."""
     return {0: 4 + k, 1: 4 + k / n, 2: 2 + (2 + k) / n, 3: (4 + k) / n}[stage]
+
+
+@dataclass(frozen=True)
+class EngineMemory:
+    """An engine's own account of one rank: per phase (weights, gradients, optimizer) on the GPU,
+    and the CPU memory that offload holds."""
+
+    phases: dict[str, tuple[float, float, float]]
+    cpu_bytes: float
+
+
+def _sub_groups(card: ModelCard, n: int, split: int, size: int) -> list[int]:
+    """DeepSpeed stage 3's sub-groups of a rank's partition, in elements: parameters in model order,
+    a group closed once it holds `size` or more (stage3.py _create_fp16_sub_groups)."""
+    groups, current = [], 0
+    for p in card.parameters():
+        current += ceil(p.numel / n / split)
+        if current >= size:
+            groups.append(current)
+            current = 0
+    return groups + ([current] if current else [])
+
+
+def deepspeed_memory(card: ModelCard, w: Workload, s: Scale, trainable: int, b: int) -> EngineMemory:
+    """DeepSpeed ZeRO with 16-bit (b = 2) training, per rank, read off DeepSpeed 0.19.8's source
+    (benchmarks/offload/deepspeed-accounting.md, file:line for each term) and measured on one H200
+    (docs/scale-validation.md). P = this rank's slice of the model, Pn = P/n its ZeRO partition over
+    n data-parallel ranks, E the largest parameter (the embedding), R = reduce_bucket_size:
+    - stages 1/2 flatten the 16-bit weights into one buffer (b*P) and keep an fp32 master and the
+      optimizer states of the partition (K*Pn). The reduce bucket (b*R) exists from the first
+      gradient hook to the end of backward (not at backward's start, where the loss's logits peak),
+      the partition's gradients (b*Pn) from then to the step; stage 1 keeps every gradient whole
+      (b*P) until autograd ends. The step makes a flattened 16-bit copy of the gradients and its
+      fp32 conversion, (b + 4)*Pn, beside them (or the gradient norm's fp64 copy of the largest
+      gradient, 8*E, if larger); the gradients are freed after it.
+    - stage 3 keeps the gradient partition (b*Pn) and the bucket (b*R) for good. A parameter stays
+      gathered while it is used again within stage3_max_reuse_distance elements of the trace: at
+      forward's end (the peak) that is the first 1e9 elements backward needs. At one rank without
+      offload the gathered tensor is the partition itself: nothing extra. The step runs one
+      sub-group (sub_group_size) at a time, (b + 4) per element of the largest.
+    - offload (ZeRO-Offload, ZeRO-3 offload): the master, states and fp32 gradients live on the CPU;
+      every pinned buffer is rounded up to a power of two by torch's host allocator
+      (calibration.pinned_bytes); the Adam states are plain CPU memory. Stages 1/2 keep a staging
+      buffer of the largest gradient on the GPU; stage 3's flush of a gradient to the CPU passes
+      through the GPU at (b + 4) bytes per element plus its norm.
+    The load phase is deepspeed.initialize: the flattening copy, or stage 3's master built per sub-group."""
+    n, split = s.dp, s.tp * s.pp
+    P = trainable / split
+    Pn = P / n
+    E = max(p.numel for p in card.parameters()) / split
+    bucket = b * (s.reduce_bucket or DEEPSPEED_BUCKET_ELEMENTS)
+    k = ZERO_K[w.optimizer]  # fp32 master (4) + optimizer states, bytes per parameter
+    states = (k - 4) * Pn
+    offload_optimizer, offload_params = s.offload is not None, s.offload == "params"
+    on_gpu = 0.0 if offload_optimizer else 4 * Pn + states
+    pinned = calibration.pinned_bytes
+    if s.stage < 3:
+        weights = b * P
+        if offload_optimizer:
+            weights += b * E  # temp_grad_buffer_for_gpu_offload
+            flushing = bucket + 8 * min(E, Pn)  # the bucket and one gradient's fp64 norm copy
+            cpu = pinned(4 * Pn) + pinned(b * Pn) + pinned(4 * Pn) + pinned(b * E) + states
+            return EngineMemory({"load": (2 * b * P, 0, 0), "forward": (weights, 0, 0), "backward": (weights, 0, 0),
+                                 "backward_layer_0": (weights, flushing, 0), "backward_end": (weights, flushing, 0),
+                                 "optimizer_step": (weights, 0, 0)}, cpu)
+        partition = b * Pn
+        held = (b * P if s.stage == 1 else 0) + partition + bucket
+        step = max(8 * min(E, Pn), (b + 4) * Pn)
+        load = max(2 * b * P, b * P + 8 * Pn)  # the model and its flat copy; then the master and a 4*Pn zero grad
+        return EngineMemory({"load": (load, 0, 0), "forward": (weights, 0, on_gpu), "backward": (weights, 0, on_gpu),
+                             "backward_layer_0": (weights, held, on_gpu), "backward_end": (weights, held, on_gpu),
+                             "optimizer_step": (weights, partition, on_gpu + step)}, 0.0)
+    groups = _sub_groups(card, n, split, DEEPSPEED_SUB_GROUP_ELEMENTS)
+    weights = 0.0 if offload_params else b * Pn
+    gathered = b * min(DEEPSPEED_REUSE_ELEMENTS, P) if (n > 1 or offload_params) else 0.0
+    grads = bucket + (0.0 if offload_optimizer else b * Pn)  # the flat gradient buffer is on the CPU under offload
+    if offload_optimizer:
+        # one gradient's flush: back to the GPU, its fp32 conversion, its norm in fp64 chunks
+        flush = (b + 4) * E + 8 * min(E, DEEPSPEED_NORM_CHUNK_ELEMENTS)
+        step = 0.0
+        load = b * P  # the model, built whole on the GPU (or moved there) before it is partitioned
+        cpu = pinned(b * Pn) + sum(pinned(4 * g) for g in groups) + 4 * Pn + states
+        if offload_params:
+            # the 16-bit partition in one pinned flat buffer, and the per-parameter pinned blocks
+            # zero.Init made first, freed into torch's host cache and kept there
+            cpu += pinned(b * Pn) + sum(pinned(b * ceil(p.numel / n / split)) for p in card.parameters())
+    else:
+        flush = bucket  # the bucket's concatenation before each reduce-scatter
+        step = (b + 4) * max(groups)
+        load = max(b * P, b * Pn + 8 * max(groups) + 4 * (Pn - max(groups)))
+        cpu = 0.0
+    end_gathered = b * E if gathered else 0.0  # the tied embedding, gathered until its own backward
+    return EngineMemory({"load": (load, 0, 0), "forward": (weights + gathered, grads, on_gpu),
+                         "backward": (weights + gathered, grads, on_gpu),
+                         "backward_layer_0": (weights + gathered, grads + bucket, on_gpu),
+                         "backward_end": (weights + end_gathered, grads + flush, on_gpu),
+                         "optimizer_step": (weights, grads, on_gpu + step)}, cpu)
 
 
 # The tensor a LoRA-targeted module reads: modules in one group read the same tensor.
@@ -303,9 +411,16 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
         layer_bytes = (params - card.vocab_size * card.hidden_size) * compute_bytes / card.num_layers / s.tp
         gathered = 2 * layer_bytes
     bucket = 0.0
-    if s.zero in (1, 2, 3) and not s.lora_rank:
-        bucket = min(DEEPSPEED_BUCKET_ELEMENTS, trainable / split) * p_bytes
-        notes.append(f"DeepSpeed reduce bucket: {bucket / 2**30:.2f} GiB (reduce_bucket_size 5e8 elements)")
+    engine = None
+    if s.zero and not s.lora_rank and p_bytes == 2:
+        engine = deepspeed_memory(card, w, s, trainable, int(p_bytes))
+        r = s.reduce_bucket or DEEPSPEED_BUCKET_ELEMENTS
+        notes.append(f"DeepSpeed ZeRO-{s.zero} buffers as DeepSpeed 0.19.8 allocates them: reduce bucket "
+                     f"{r * p_bytes / 2**30:.2f} GiB (reduce_bucket_size {r:.3g} elements)"
+                     + (", sub_group_size 1e9, stage3_max_reuse_distance 1e9" if s.zero == 3 else ""))
+    elif s.zero in (1, 2, 3) and not s.lora_rank:
+        bucket = min(s.reduce_bucket or DEEPSPEED_BUCKET_ELEMENTS, trainable / split) * p_bytes
+        notes.append(f"DeepSpeed reduce bucket: {bucket / 2**30:.2f} GiB")
     elif s.fsdp:
         bucket = (trainable / split / card.num_layers) * p_bytes  # one unit's unsharded gradients
     cpu = 0.0
@@ -352,8 +467,21 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
     # +1.7% with them, exactly their 0.23 GiB).
     in_flight = ("forward", "backward", "backward_layer_0", "backward_end", "prefill", "decode")
     phases = []
+    if engine is not None:
+        cpu = engine.cpu_bytes
     for ph in base.phases:
         c = ph.components
+        if engine is not None:
+            weights_b, grads_b, optimizer_b = engine.phases[ph.name]
+            activations = int(c.get("activations", 0) * act_factor)
+            if ph.name == "load":
+                # building the model (on the GPU unless its parameters are offloaded), then
+                # deepspeed.initialize: the larger of the two moments
+                weights_b = max(weights_b, 0 if s.offload == "params" else ph.total)
+                activations = 0
+            phases.append(Phase(ph.name, {"weights": int(weights_b), "gradients": int(grads_b),
+                                          "optimizer": int(optimizer_b), "activations": activations, "kv_cache": 0}))
+            continue
         if ph.name == "load" and s.lora_rank and not s.stage:
             # building the model, before peft adds the adapters and their optimizer: the base in its
             # stored format (QLoRA's nf4 loads tensor by tensor, without a tied-head transient)
@@ -369,8 +497,13 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
     peak = max(phases, key=lambda p: p.total)
     allocated = peak.total + calibration.CUBLAS_WORKSPACE_BYTES
     reserve = calibration.allocator_reserve_bytes(allocated, w.mode, w.allocator)
-    # every rank of a multi-GPU job holds an NCCL communicator beside PyTorch's allocator
-    context = base.components["cuda_context"] + (calibration.NCCL_COMMUNICATOR_BYTES if s.gpus > 1 else 0)
+    # every rank of a multi-GPU job holds an NCCL communicator beside PyTorch's allocator, and
+    # DeepSpeed runs its collectives through NCCL on one rank too
+    if s.gpus > 1:
+        nccl = calibration.NCCL_COMMUNICATOR_BYTES
+    else:
+        nccl = calibration.DEEPSPEED_ONE_RANK_NON_TORCH_BYTES.get(s.zero, 0)
+    context = base.components["cuda_context"] + nccl
     components = {c: peak.components.get(c, 0) for c in COMPONENTS[:5]}
     components["activations"] += calibration.CUBLAS_WORKSPACE_BYTES
     components["cuda_context"], components["allocator_reserve"] = context, reserve

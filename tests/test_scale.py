@@ -31,43 +31,95 @@ def test_zero_paper_figure_1(stage, gb):
     assert model_state_bytes_per_param(stage, 64) * 7.5e9 / 1e9 == pytest.approx(gb, abs=0.05)
 
 
-@pytest.mark.parametrize("stage", [1, 2, 3])
-def test_model_states_follow_zero(stage):
-    # weights + gradients + optimizer per GPU at the optimizer step = (ZeRO's bytes per parameter)
-    # x params: no layer is gathered then (stage 3 gathers two while layers run:
-    # 2 x (6,738,415,616 - 32,000 x 4,096) x 2 B / 32 layers in the backward).
+# llama-2-7b: P = 6,738,415,616 parameters, every tensor a multiple of 64 elements, the largest
+# the 32,000 x 4,096 embedding (and the untied lm_head): E = 131,072,000.
+P7, E7 = 6_738_415_616, 131_072_000
+
+
+@pytest.mark.parametrize(("stage", "expected"), [
+    # stages 1/2 over 64 ranks, Pn = P/64 = 105,287,744: the whole 16-bit model 2P =
+    # 13,476,831,232, the gradient partition 2Pn = 210,575,488, the master and Adam states 12Pn =
+    # 1,263,452,928, and the step's transient: the larger of the flattened gradients with their fp32
+    # copy, 6Pn = 631,726,464, and the norm's fp64 copy of the largest gradient piece, 8 min(E, Pn)
+    # = 842,301,952: 13,476,831,232 + 210,575,488 + 1,263,452,928 + 842,301,952 = 15,793,161,600.
+    (1, 15_793_161_600), (2, 15_793_161_600),
+    # stage 3: 2Pn of weights, 2Pn of gradient partition + the 5e8-element bucket (1e9 B), 12Pn, and
+    # one sub-group's (all of Pn: under 1e9 elements) 6 B/element: 210,575,488 + 1,210,575,488 +
+    # 1,263,452,928 + 631,726,464 = 3,316,330,368.
+    (3, 3_316_330_368),
+])
+def test_deepspeed_model_states_at_the_step(stage, expected):
     r = scaled_estimate(LLAMA7, TRAIN, Scale(gpus=64, zero=stage))
-    phases = {p.name: p for p in r.phases}
-    step = phases["optimizer_step"].components
-    assert step["weights"] + step["gradients"] + step["optimizer"] == pytest.approx(
-        model_state_bytes_per_param(stage, 64) * 6_738_415_616, rel=1e-6)
-    gathered = 2 * (6_738_415_616 - 32_000 * 4096) * 2 / 32 if stage == 3 else 0
-    assert phases["backward"].components["weights"] - step["weights"] == pytest.approx(gathered, abs=1)
+    phases = {p.name: p.components for p in r.phases}
+    step = phases["optimizer_step"]
+    assert step["weights"] + step["gradients"] + step["optimizer"] == expected
+    # stage 3 keeps what backward reuses within stage3_max_reuse_distance (1e9 elements) gathered
+    # from forward's end: 2 B x 1e9 above the partition; stages 1/2 gather nothing.
+    assert phases["backward"]["weights"] - step["weights"] == (2_000_000_000 if stage == 3 else 0)
+
+
+def test_deepspeed_step_is_22_bytes_per_parameter_as_measured():
+    # ZeRO-2 of llama-3.2-1b on one H200 (benchmarks/results/scale/h200-deepspeed.jsonl): the
+    # optimizer step peaked at 25.38 GiB. One rank: 2 (bf16 weights) + 12 (fp32 master, Adam) +
+    # 2 (gradients) + 2 + 4 (their flattened copy and its fp32 conversion) = 22 B x 1,235,814,400
+    # = 27,187,916,800 B = 25.32 GiB, beside the measured 25.38.
+    card = load_card("llama-3.2-1b")
+    w = Workload(mode="train", dtype="bf16", batch=4, seq=1024)
+    step = next(p for p in scaled_estimate(card, w, Scale(zero=2)).phases if p.name == "optimizer_step").components
+    assert step["weights"] + step["gradients"] + step["optimizer"] == 22 * 1_235_814_400
+    assert step["activations"] == 0
+
+
+def test_zero3_bucket_follows_reduce_bucket_size():
+    # ZeRO-3 keeps its reduce bucket for good: 5e8 -> 5e7 elements saves 2 B x 4.5e8 = 900,000,000 B
+    # in every phase after initialize (measured on the H200: 0.84 GiB = 902 MB less at each phase).
+    card = load_card("llama-3.2-1b")
+    w = Workload(mode="train", dtype="bf16", batch=4, seq=1024)
+    big = {p.name: p.total for p in scaled_estimate(card, w, Scale(zero=3)).phases}
+    small = {p.name: p.total for p in scaled_estimate(card, w, Scale(zero=3, reduce_bucket=50_000_000)).phases}
+    assert {k: big[k] - small[k] for k in big if k != "load"} == {
+        "forward": 900_000_000, "backward": 900_000_000, "backward_layer_0": 1_800_000_000,
+        "backward_end": 1_800_000_000, "optimizer_step": 900_000_000}
 
 
 def test_offloaded_gradients_leave_the_gpu():
-    # FSDP2 CPUOffloadPolicy / ZeRO-Offload: the optimizer steps on the CPU, so each reduced
-    # gradient shard moves there; the GPU holds none at the step (measured: 0.06 GiB on an H200).
-    # llama-2-7b bf16 on 8 GPUs, ZeRO-3 with params offloaded: the CPU holds weights (2 B), the
-    # gradient shard (2 B) and the optimizer (12 B, the fp32 master copy and Adam's moments) per
-    # parameter / 8 = 16 x 6,738,415,616 / 8 = 13,476,831,232 B.
+    # ZeRO-3 with parameters and optimizer offloaded, llama-2-7b bf16 on 8 GPUs: the GPU keeps only
+    # the reduce bucket at the step (1e9 B). Pn = P/8 = 842,301,952. The CPU holds, pinned and so
+    # rounded up to a power of two by torch's host allocator: the 16-bit partition (2Pn =
+    # 1,684,603,904 -> 2^31) and its gradients (-> 2^31), the fp32 gradients of the one sub-group
+    # (4Pn = 3,369,207,808 -> 2^32), the per-parameter blocks zero.Init pinned (per layer 4 x 2^22
+    # (q, k, v, o: 4096 x 4096 / 8 x 2 B = 2^22 exactly) + 3 x 2^24 (11008 x 4096 / 8 x 2 B =
+    # 11,272,192) + 2 x 2^10 = 67,110,912, x 32 layers, + 2 x 2^25 (embedding, lm_head: 32,768,000 B)
+    # + 2^10 = 2,214,659,072); and unpinned the fp32 master and Adam states, 12Pn = 10,107,623,424.
     r = scaled_estimate(LLAMA7, TRAIN, Scale(gpus=8, zero=3, offload="params", cpu_memory_bytes=2**40))
     step = next(p for p in r.phases if p.name == "optimizer_step").components
+    assert (step["weights"], step["gradients"], step["optimizer"]) == (0, 1_000_000_000, 0)
+    assert r.cpu_bytes == 2 * 2**31 + 2**32 + 2_214_659_072 + 10_107_623_424 == 20_912_217_088
+
+
+def test_fsdp_offload_keeps_weights_gradients_and_states_on_the_cpu():
+    # FSDP2 CPUOffloadPolicy: bf16 shards of weights (2 B), gradients (2 B) and torch AdamW's
+    # bf16 moments (4 B) per parameter / 8 ranks = 8 x 6,738,415,616 / 8; none on the GPU at the step.
+    r = scaled_estimate(LLAMA7, TRAIN, Scale(gpus=8, fsdp="full", offload="params", cpu_memory_bytes=2**40))
+    step = next(p for p in r.phases if p.name == "optimizer_step").components
     assert step["weights"] == step["gradients"] == step["optimizer"] == 0
-    assert r.cpu_bytes == 16 * 6_738_415_616 // 8
+    assert r.cpu_bytes == P7
 
 
 def test_zero3_against_deepspeeds_estimator():
     # DeepSpeed's estimate_zero3_model_states_mem_needs (deepspeed/runtime/zero/stage3.py), no
-    # offload: 4 x largest_layer_params + 18 x params / gpus. llama-2-7b's largest module is the
-    # 32000 x 4096 embedding: 4 x 131,072,000 + 18 x 6,738,415,616 / 8 = 15,685,723,136 B. Its
-    # 18 B/param is 2 more than the ZeRO paper's 16, which llmcalc follows. Compared at llmcalc's
-    # largest model states (the end of backward: 16 x params / 8 = 13.48 GB, two layers gathered,
-    # 0.83 GB, and the 5e8-element reduce bucket, 1.0 GB: 15.30 GB), 2.4% below DeepSpeed's.
-    deepspeed = 4 * 131_072_000 + 18 * 6_738_415_616 // 8
+    # offload: 4 x largest_layer_params + 18 x params / gpus = 4 x 131,072,000 + 18 x P/8 =
+    # 15,685,723,136 B for llama-2-7b on 8 GPUs. llmcalc's largest model states are at the step:
+    # 2Pn weights + 2Pn gradients + 1e9 bucket + 12Pn + 6Pn (one sub-group's flattened gradients
+    # and their fp32 copy) = 22 x 842,301,952 + 1e9 = 19,530,642,944, 24.5% above DeepSpeed's
+    # estimator, which leaves out the step's transient and the bucket. Measured on one H200
+    # (llama-3.2-1b, ZeRO-3): the step peaked at 25.01 GiB, llmcalc's 24.98; the estimator's
+    # formula gives 4 x 262,668,288 + 18 x 1,235,814,400 = 23,295,332,352 B = 21.70 GiB there.
+    deepspeed = 4 * E7 + 18 * P7 // 8
     r = scaled_estimate(LLAMA7, TRAIN, Scale(gpus=8, zero=3))
     ours = max(p.components["weights"] + p.components["gradients"] + p.components["optimizer"] for p in r.phases)
-    assert 0.97 < ours / deepspeed < 0.98
+    assert ours == 19_530_642_944
+    assert ours / deepspeed == pytest.approx(1.245, abs=0.001)
 
 
 def test_lora_trainable_parameters_match_peft():
@@ -116,9 +168,16 @@ def test_offload_moves_the_optimizer_to_cpu():
     s = Scale(gpus=8, zero=2, offload="optimizer", cpu_memory_bytes=64 * 2**30)
     r = scaled_estimate(LLAMA7, TRAIN, s)
     assert r.components["optimizer"] == 0
-    # fp32 master + Adam states (12 B) and the 16-bit gradient shard (2 B) the CPU step reads,
-    # this rank's 1/8: 14 x 6,738,415,616 / 8
-    assert r.cpu_bytes == int(12 * 6_738_415_616 / 8) + int(2 * 6_738_415_616 / 8)
+    # ZeRO-Offload, this rank's Pn = P/8 = 842,301,952: pinned (rounded up to powers of two) the
+    # fp32 master 4Pn -> 2^32, the 16-bit copy 2Pn -> 2^31, the fp32 gradients 4Pn -> 2^32 and a
+    # 16-bit buffer of the largest gradient 2E = 262,144,000 -> 2^28; Adam's moments 8Pn unpinned.
+    assert r.cpu_bytes == 2**32 + 2**31 + 2**32 + 2**28 + 8 * 842_301_952 == 17_744_269_312
+
+
+def test_pinned_memory_rounds_to_a_power_of_two():
+    from llmcalc.calibration import pinned_bytes
+
+    assert [pinned_bytes(n) for n in (0, 1, 4096, 4097, 12_884_901_888)] == [0, 1, 4096, 8192, 2**34]
 
 
 @pytest.mark.parametrize(("scale", "message"), [
@@ -128,6 +187,8 @@ def test_offload_moves_the_optimizer_to_cpu():
     (Scale(lora_rank=5000), "--lora-rank 5000 is larger than q_proj (4096 x 4096) of llama-2-7b"),
     (Scale(gpus=2, zero=2, offload="optimizer"), "--offload optimizer needs --cpu-memory GiB: the CPU memory it may use"),
     (Scale(gpus=2, zero=2, offload="params", cpu_memory_bytes=1), "--offload params needs weights sharded: --zero 3 or --fsdp full"),
+    (Scale(gpus=2, fsdp="full", reduce_bucket=10), "--reduce-bucket-size sizes DeepSpeed's buckets: give it with --zero"),
+    (Scale(gpus=2, zero=2, reduce_bucket=0), "--reduce-bucket-size must be a positive number of elements, got 0"),
 ])
 def test_bad_splits_are_one_line(scale, message):
     with pytest.raises(InputError) as info:
@@ -209,3 +270,18 @@ def test_offload_counts_the_cpu_steps_transient():
     r = scaled_estimate(load_card("llama-3.2-1b"), w, Scale(gpus=1, fsdp="full", offload="params",
                                                              cpu_memory_bytes=64 * 2**30))
     assert r.cpu_bytes == 5 * 2 * 1_235_814_400
+
+
+def test_cli_reduce_bucket_size():
+    import json
+
+    args = ["estimate", "llama-3.2-1b", "--mode", "train", "--batch", "4", "--seq", "1024", "--zero", "3", "--json"]
+    default = json.loads(runner.invoke(app, args).stdout)
+    small = json.loads(runner.invoke(app, [*args, "--reduce-bucket-size", "50000000"]).stdout)
+    assert (default["scale"]["reduce_bucket_size"], small["scale"]["reduce_bucket_size"]) == (500_000_000, 50_000_000)
+    # the bucket is held through backward's peak: 2 B x (5e8 - 5e7) less
+    assert default["memory"]["peak_allocated_bytes"] - small["memory"]["peak_allocated_bytes"] == 900_000_000
+    bad = runner.invoke(app, ["estimate", "llama-3.2-1b", "--mode", "train", "--fsdp", "full", "--gpus", "2",
+                              "--reduce-bucket-size", "100"])
+    assert bad.exit_code == 2
+    assert bad.output.strip() == "error: --reduce-bucket-size sizes DeepSpeed's buckets: give it with --zero"
