@@ -115,14 +115,18 @@ def slug(case: str) -> str:
     return "".join(c if c.isalnum() or c in ".-" else "_" for c in case.replace("--", "")).strip("_")
 
 
-def record(out: Path, only: str | None, jobs: int, budget_gib: float, deadline: float) -> int:
-    """Returns the number of cases that failed."""
+def record(out: Path, only: str | None, jobs: int, budget_gib: float, deadline: float,
+           cases_file: Path | None = None) -> int:
+    """Returns the number of cases that failed. `cases_file`: "MODEL OPTIONS" per line instead of
+    the validation cases (the extra shapes benchmarks/trace_orders.py fits its orders from)."""
     from validate import CASES, case_estimate
 
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     todo = []
-    for model, options in CASES:
+    cases = CASES if cases_file is None else [
+        tuple(line.split(None, 1)) for line in cases_file.read_text().splitlines() if line.strip() and line[0] != "#"]
+    for model, options in cases:
         case = f"{model} {options}"
         if only and not any(part in case for part in only.split(",")):
             continue
@@ -255,6 +259,7 @@ def main() -> None:
     p_rec = sub.add_parser("record", help="profile every case with PyTorch's memory history on")
     p_rec.add_argument("--out", type=Path, required=True)
     p_rec.add_argument("--only")
+    p_rec.add_argument("--cases", type=Path, help="a file of 'MODEL OPTIONS' lines instead of the validation cases")
     p_rec.add_argument("--jobs", type=int, default=3)
     p_rec.add_argument("--budget-gib", type=float, default=66.0, help="estimated device totals running at once")
     p_rec.add_argument("--deadline", type=float, default=1e9, help="start no case after this many seconds")
@@ -269,7 +274,7 @@ def main() -> None:
                             "the device total")
     args = parser.parse_args()
     if args.command == "record":
-        sys.exit(min(record(args.out, args.only, args.jobs, args.budget_gib, args.deadline), 1))
+        sys.exit(min(record(args.out, args.only, args.jobs, args.budget_gib, args.deadline, args.cases), 1))
     elif args.command == "bundle":
         bundle(args.src, args.dest)
     elif args.min_mib:

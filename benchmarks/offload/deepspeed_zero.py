@@ -29,6 +29,7 @@ p.add_argument("--buckets", choices=["default", "small"], default="default")
 p.add_argument("--batch", type=int, default=4)
 p.add_argument("--seq", type=int, default=1024)
 p.add_argument("--steps", type=int, default=3)
+p.add_argument("--grad-checkpointing", action="store_true")
 p.add_argument("--out", required=True)
 args = p.parse_args()
 
@@ -103,6 +104,8 @@ def build():
 
 
 model = phases.run("load", build)
+if args.grad_checkpointing:
+    model.gradient_checkpointing_enable()
 rss_model = rss()
 engine, *_ = phases.run("initialize", lambda m=model: deepspeed.initialize(model=m, config=config,
                                                                        model_parameters=m.parameters()))
@@ -127,11 +130,12 @@ for ev in torch.cuda.memory._snapshot()["device_traces"][0]:
     events.append([ev["action"], ev["addr"], ev["size"]])  # indices match last_step_bounds
 torch.cuda.memory._record_memory_history(enabled=None)
 options = {"mode": "train", "dtype": "bf16", "batch": args.batch, "seq": args.seq, "optimizer": "adamw",
-           "zero": args.stage, "gpus": 1}
+           "zero": args.stage, "gpus": 1, "grad_checkpointing": args.grad_checkpointing}
 if args.offload != "none":
     options |= {"offload": args.offload, "cpu_memory": 1024}
 case = (f"{'offload ' if args.offload != 'none' else ''}zero{args.stage} {args.model} --dtype bf16 --batch {args.batch} "
         f"--seq {args.seq} --gpus 1" + (f" --offload {args.offload}" if args.offload != "none" else "")
+        + (" --grad-checkpointing" if args.grad_checkpointing else "")
         + (" --buckets small" if args.buckets == "small" else ""))
 doc = {"case": case, "zero_config": zero, "phases": phases.rows, "rss_start": rss_start, "rss_after_model": rss_model,
        "rss_after_initialize": rss_init, "rss_end": rss(), "device_used_start": used_start,

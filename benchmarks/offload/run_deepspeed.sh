@@ -2,7 +2,8 @@
 # issue 16's DeepSpeed runs on one GPU (results tarred into $OUT/deepspeed.tar.gz). DeepSpeed is
 # not in the device image: its source distribution and missing dependencies travel in .ds/
 # (`carry: [".ds"]`), installed with DS_BUILD_OPS=0; FusedAdam and CPU Adam are built just in time.
-#   bash benchmarks/offload/run_deepspeed.sh [CASE ...]   (CASE: stage[:offload[:buckets]], e.g. 2:optimizer)
+#   bash benchmarks/offload/run_deepspeed.sh [CASE ...]
+# CASE: stage[:offload[:buckets[:model[:batch:seq[:ckpt]]]]], e.g. 2:optimizer, 2:none:default:qwen2.5-3b:4:1024:ckpt
 set -u
 export PYTHONPATH=.:/tmp/site PYTHONUNBUFFERED=1 TORCH_EXTENSIONS_DIR=/tmp/ext TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16
 R=$OUT/ds; mkdir -p $R
@@ -15,11 +16,12 @@ FusedAdamBuilder().load(); CPUAdamBuilder().load()" > $R/build.log 2>&1; echo "o
 tail -3 $R/build.log
 CASES=${*:-1 2 3 2:none:small 3:none:small 2:optimizer 3:params}
 for c in $CASES; do
-  IFS=: read -r stage offload buckets <<< "$c"
-  name=zero$stage-${offload:-none}-${buckets:-default}
+  IFS=: read -r stage offload buckets model batch seq ckpt <<< "$c"
+  name=zero$stage-${offload:-none}-${buckets:-default}${model:+-$model}${ckpt:+-ckpt}
+  extra="${model:+--model $model} ${batch:+--batch $batch} ${seq:+--seq $seq} ${ckpt:+--grad-checkpointing}"
   t=$(date +%s)
   timeout 240 torchrun --standalone --nproc_per_node 1 benchmarks/offload/deepspeed_zero.py --stage $stage \
-    --offload ${offload:-none} --buckets ${buckets:-default} --out $R/$name.json > $R/$name.log 2>&1
+    --offload ${offload:-none} --buckets ${buckets:-default} $extra --out $R/$name.json > $R/$name.log 2>&1
   echo "$name rc=$? $(( $(date +%s) - t ))s"; grep -E "Error|error:" $R/$name.log | tail -3
 done
 tar czf $OUT/deepspeed.tar.gz -C $OUT ds
