@@ -301,8 +301,12 @@ def table_lines(results: Path) -> list[str]:
                   "deepspeed.initialize (its flattening copy, or stage 3's fp32 master built per sub-group; each",
                   "within 0.1%). The CPU side counts torch's power-of-two rounding of pinned buffers: ZeRO-Offload",
                   "pins 11.99 GiB of buffers and the RSS rose 20.9 GiB at initialize, the rounded 20.5 GiB. The",
-                  "device totals use the measured allocator reserve fraction; ZeRO-3 with parameters offloaded",
-                  "fragments more (reserved 26% above allocated, per-parameter gathered copies) and misses by -14%."]
+                  "qwen2.5-3b rows with gradient checkpointing were measured after the model was written, as a",
+                  "held-out check: ZeRO-2's peak is its optimizer step (67.96 GB, estimate -0.1%). Device totals use",
+                  "the measured allocator reserve fraction (7.6% of peak allocated for training), but DeepSpeed",
+                  "fragments more: reserved was 18-42% above allocated on the ZeRO-2 offload and ZeRO-3 offload rows,",
+                  "whose device totals miss by -14% to -23%. deepspeed.initialize of ZeRO-3 with four sub-groups",
+                  "(qwen2.5-3b) peaked 3.5 GiB above the source reading (not the run's peak; cause not found)."]
     return lines
 
 
