@@ -304,7 +304,7 @@ def table_lines(results: Path) -> list[str]:
                   "qwen2.5-3b rows with gradient checkpointing were measured after the model was written, as a",
                   "held-out check: ZeRO-2's peak is its optimizer step (67.96 GB, estimate -0.1%). Device totals use",
                   "the measured allocator reserve fraction (7.6% of peak allocated for training), but DeepSpeed",
-                  "fragments more: reserved was 18-42% above allocated on the ZeRO-2 offload and ZeRO-3 offload rows,",
+                  "fragments more: reserved was 26% and 42% above allocated on the ZeRO-3 and ZeRO-2 offload rows,",
                   "whose device totals miss by -14% to -23%. deepspeed.initialize of ZeRO-3 with four sub-groups",
                   "(qwen2.5-3b) peaked 3.5 GiB above the source reading (not the run's peak; cause not found)."]
     return lines
