@@ -190,6 +190,12 @@ def estimate_case(case: str) -> Any:
                      seq=int(opt("--seq", "512")), gen=int(opt("--gen", "128")))
         return toks[1], scaled_estimate(load_card(toks[1]), w, Scale(gpus=int(opt("--gpus", "2")),
                                                                      tp=int(opt("--tp", "2"))))
+    if toks[0] == "pp":  # pipeline-parallel training (benchmarks/tp/pp_train.py): --batch is the micro-batch
+        w = Workload(mode="train", dtype=opt("--dtype", "bf16"), batch=int(opt("--batch", "1")),
+                     seq=int(opt("--seq", "1024")), optimizer="adamw")
+        pp = int(opt("--pp", "2"))
+        return toks[1], scaled_estimate(load_card(toks[1]), w, Scale(gpus=int(opt("--gpus", str(pp))), pp=pp,
+                                                                     grad_accum=int(opt("--grad-accum", "1"))))
     if toks[0] == "fsdp":
         w = Workload(mode="train", dtype=opt("--dtype", "bf16"), batch=int(opt("--batch", "4")),
                      seq=int(opt("--seq", "1024")), grad_checkpointing=ckpt, optimizer=opt("--optimizer", "adamw"))
@@ -211,19 +217,44 @@ def deepspeed_rows(tarball: Path, out: str) -> None:
     with tarfile.open(tarball) as tar:
         docs = [json.load(tar.extractfile(m)) for m in sorted(tar.getmembers(), key=lambda m: m.name)
                 if m.name.endswith(".json")]
-    for d in docs:
-        ph = d["phases"]
+    cases: dict[str, list[dict[str, Any]]] = {}
+    for d in docs:  # one document per rank
+        cases.setdefault(d["case"], []).append(d)
+    for ranks in cases.values():
+        d = min(ranks, key=lambda r: r.get("rank", 0))
         case = d["case"].replace(" --buckets small", f" --reduce-bucket-size {d['zero_config']['reduce_bucket_size']}"
                                  if "reduce_bucket_size" in d["zero_config"] else "")
+
+        def rank_row(r: dict[str, Any]) -> dict[str, Any]:
+            ph = r["phases"]
+            return {"rank": r.get("rank", 0), "device_total_bytes": max(v["device_used_end"] for v in ph.values()),
+                    "phases": {"load": max(ph["load"]["peak_allocated"], ph["initialize"]["peak_allocated"]),
+                               **{k: ph[k]["peak_allocated"] for k in ("forward", "backward", "optimizer_step")}}}
+
         _write(out, {
             "case": case,
-            "ranks": [{"rank": 0, "device_total_bytes": max(v["device_used_end"] for v in ph.values()),
-                       "phases": {"load": max(ph["load"]["peak_allocated"], ph["initialize"]["peak_allocated"]),
-                                  **{k: ph[k]["peak_allocated"] for k in ("forward", "backward", "optimizer_step")}}}],
+            "ranks": [rank_row(r) for r in sorted(ranks, key=lambda r: r.get("rank", 0))],
             "cpu_rss_rise_bytes": d["rss_end"]["VmHWM"] - d["rss_start"]["VmRSS"],
             "peak_reserved_bytes": d["peak_reserved_process"], "zero_config": d["zero_config"],
             "optimizer": f"{d['optimizer_class']} / {d['inner_optimizer']}", "env": d["env"],
             "source": "benchmarks/offload/deepspeed_zero.py via run_deepspeed.sh, session 9"})
+
+
+def tp_rows(path: Path, out: str) -> None:
+    """One row per case from benchmarks/tp/tp_infer.py's per-rank lines (in any order)."""
+    cases: dict[str, list[dict[str, Any]]] = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        cases.setdefault(r["case"], []).append(r)
+    for case, ranks in cases.items():
+        _write(out, {"case": case, "ranks": [
+            {"rank": r["rank"], "phases": {"load": r["weights_bytes"], "prefill": r["prefill_peak_bytes"],
+                                           "decode": r["decode_peak_bytes"]},
+             **{k: r[k] for k in ("device_total_bytes", "peak_reserved_bytes", "context_bytes",
+                                  "context_before_nccl_bytes", "kv_cache_bytes")}}
+            for r in sorted(ranks, key=lambda r: r["rank"])],
+            "env": {"torch": ranks[0]["torch"], "transformers": ranks[0]["transformers"]},
+            "source": "benchmarks/tp/tp_infer.py"})
 
 
 def report(results: Path, doc: Path) -> None:
@@ -335,12 +366,18 @@ def main() -> None:
     p_ds = sub.add_parser("deepspeed-rows")
     p_ds.add_argument("tarball", type=Path)
     p_ds.add_argument("--out", required=True)
+    p_tp = sub.add_parser("tp-rows")
+    p_tp.add_argument("lines", type=Path)
+    p_tp.add_argument("--out", required=True)
     p_rep = sub.add_parser("report")
     p_rep.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "scale")
     p_rep.add_argument("--doc", type=Path, default=ROOT / "docs" / "scale-validation.md")
     args = parser.parse_args()
     if args.command == "report":
         report(args.results, args.doc)
+        return
+    if args.command == "tp-rows":
+        tp_rows(args.lines, args.out)
         return
     if args.command == "deepspeed-rows":
         deepspeed_rows(args.tarball, args.out)

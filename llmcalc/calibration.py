@@ -33,13 +33,22 @@ CUDA_CONTEXT_SOURCE = "NVML process memory - torch reserved after init + first m
 NCCL_COMMUNICATOR_BYTES = int(0.87 * GiB)
 
 # DeepSpeed on one rank still all-reduces (ZeRO-1/2) or reduce-scatters (ZeRO-3) every gradient
-# bucket through NCCL, so its process holds memory outside PyTorch's allocator that FSDP2 on one
-# rank does not (0.06 GiB there). NVML process memory - torch peak reserved - CUDA_CONTEXT and the
-# training kernels, one H200, driver 580.159.04, torch 2.11 (CUDA 13.0), DeepSpeed 0.19.8,
-# llama-3.2-1b (benchmarks/results/scale/h200-deepspeed.jsonl): 0.56-0.59 GiB for ZeRO-1/2 (4 runs,
-# with and without ZeRO-Offload) and 0.94-0.96 GiB for ZeRO-3 (3 runs). What stage 3 adds is not
-# established (it creates more process groups and overlaps its reduce-scatter on a second stream).
-DEEPSPEED_ONE_RANK_NON_TORCH_BYTES = {1: int(0.57 * GiB), 2: int(0.57 * GiB), 3: int(0.95 * GiB)}
+# bucket through NCCL, so its process holds NCCL communicators outside PyTorch's allocator, which
+# FSDP2 on one rank does not (0.06 GiB there). benchmarks/tp/nccl_memory.py at world size 1 (one
+# H200, driver 580.159.04, torch 2.11, NCCL 2.28.9; benchmarks/results/nccl/h200.jsonl): the first
+# communicator adds 0.545 GiB, a second process group's 0.379 GiB more. DeepSpeed 0.19.8 on one
+# rank (benchmarks/results/scale/h200-deepspeed.jsonl, NVML - torch peak reserved - the CUDA context
+# and kernels): 0.56-0.59 GiB for ZeRO-1/2 (4 runs), one communicator; 0.94-0.96 GiB for ZeRO-3
+# (3 runs), two: stage 3 builds a process group of its own beside the world's.
+NCCL_FIRST_COMMUNICATOR_ONE_RANK_BYTES = int(0.545 * GiB)
+NCCL_NEXT_COMMUNICATOR_ONE_RANK_BYTES = int(0.379 * GiB)
+DEEPSPEED_COMMUNICATORS = {1: 1, 2: 1, 3: 2}
+
+
+def deepspeed_one_rank_nccl_bytes(stage: int) -> int:
+    """NCCL's memory in a one-rank DeepSpeed process: one communicator, and a second under ZeRO-3."""
+    n = DEEPSPEED_COMMUNICATORS.get(stage, 0)
+    return NCCL_FIRST_COMMUNICATOR_ONE_RANK_BYTES + (n - 1) * NCCL_NEXT_COMMUNICATOR_ONE_RANK_BYTES if n else 0
 
 # Pinned (page-locked) host memory: torch's CachingHostAllocator rounds every pin_memory()
 # allocation up to a power of two and keeps freed blocks cached (ATen/core/CachingHostAllocator.h,

@@ -502,7 +502,7 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
     if s.gpus > 1:
         nccl = calibration.NCCL_COMMUNICATOR_BYTES
     else:
-        nccl = calibration.DEEPSPEED_ONE_RANK_NON_TORCH_BYTES.get(s.zero, 0)
+        nccl = calibration.deepspeed_one_rank_nccl_bytes(s.zero)
     context = base.components["cuda_context"] + nccl
     components = {c: peak.components.get(c, 0) for c in COMPONENTS[:5]}
     components["activations"] += calibration.CUBLAS_WORKSPACE_BYTES

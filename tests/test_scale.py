@@ -285,3 +285,15 @@ def test_cli_reduce_bucket_size():
                               "--reduce-bucket-size", "100"])
     assert bad.exit_code == 2
     assert bad.output.strip() == "error: --reduce-bucket-size sizes DeepSpeed's buckets: give it with --zero"
+
+
+def test_one_rank_nccl_communicators():
+    # benchmarks/results/nccl/h200.jsonl: at world size 1 the first NCCL communicator holds 0.545 GiB
+    # and a second process group's 0.379 GiB; DeepSpeed runs its collectives even on one rank (one
+    # communicator for ZeRO-1/2, two for ZeRO-3), FSDP2 on one rank none.
+    card = load_card("llama-3.2-1b")
+    w = Workload(mode="train", dtype="bf16", batch=4, seq=1024)
+    plain = estimate(card, w).components["cuda_context"]
+    contexts = {name: scaled_estimate(card, w, s).components["cuda_context"] - plain
+                for name, s in {"zero2": Scale(zero=2), "zero3": Scale(zero=3), "fsdp": Scale(fsdp="full")}.items()}
+    assert contexts == {"zero2": int(0.545 * 2**30), "zero3": int(0.545 * 2**30) + int(0.379 * 2**30), "fsdp": 0}

@@ -1,6 +1,6 @@
-"""DeepSpeed ZeRO stages 1-3 and ZeRO-Offload on one GPU (issue 16's one-GPU part): per phase,
-torch's peak allocated and the process's RSS, against `llmcalc estimate --zero S --gpus 1
-[--offload optimizer|params]`.
+"""DeepSpeed ZeRO stages 1-3 and ZeRO-Offload (issue 16): per phase and rank, torch's peak
+allocated and the process's RSS, against `llmcalc estimate --zero S --gpus N [--offload
+optimizer|params]`. Measured on one GPU; on N GPUs each rank writes OUT with .rankR before .json.
 
     torchrun --standalone --nproc_per_node 1 benchmarks/offload/deepspeed_zero.py --stage 2 --out r.json
 
@@ -76,6 +76,7 @@ import deepspeed  # noqa: E402  (after argparse: its import is slow)
 
 deepspeed.init_distributed("nccl")
 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
 card = load_card(args.model)
 torch.zeros(1, device="cuda")
 rss_start = rss()  # the interpreter, torch, DeepSpeed and the CUDA runtime, before any model memory
@@ -130,14 +131,14 @@ for ev in torch.cuda.memory._snapshot()["device_traces"][0]:
     events.append([ev["action"], ev["addr"], ev["size"]])  # indices match last_step_bounds
 torch.cuda.memory._record_memory_history(enabled=None)
 options = {"mode": "train", "dtype": "bf16", "batch": args.batch, "seq": args.seq, "optimizer": "adamw",
-           "zero": args.stage, "gpus": 1, "grad_checkpointing": args.grad_checkpointing}
+           "zero": args.stage, "gpus": world, "grad_checkpointing": args.grad_checkpointing}
 if args.offload != "none":
     options |= {"offload": args.offload, "cpu_memory": 1024}
 case = (f"{'offload ' if args.offload != 'none' else ''}zero{args.stage} {args.model} --dtype bf16 --batch {args.batch} "
-        f"--seq {args.seq} --gpus 1" + (f" --offload {args.offload}" if args.offload != "none" else "")
+        f"--seq {args.seq} --gpus {world}" + (f" --offload {args.offload}" if args.offload != "none" else "")
         + (" --grad-checkpointing" if args.grad_checkpointing else "")
         + (" --buckets small" if args.buckets == "small" else ""))
-doc = {"case": case, "zero_config": zero, "phases": phases.rows, "rss_start": rss_start, "rss_after_model": rss_model,
+doc = {"case": case, "rank": rank, "world_size": world, "zero_config": zero, "phases": phases.rows, "rss_start": rss_start, "rss_after_model": rss_model,
        "rss_after_initialize": rss_init, "rss_end": rss(), "device_used_start": used_start,
        "device_used_end": device_used(), "peak_reserved_process": phases.max_reserved,
        "step_seconds": step_times, "last_step_events": events, "last_step_bounds": phases.bounds,
@@ -146,6 +147,8 @@ doc = {"case": case, "zero_config": zero, "phases": phases.rows, "rss_start": rs
        "estimate_options": options,
        "env": {"torch": torch.__version__, "transformers": transformers.__version__, "deepspeed": deepspeed.__version__,
                "gpu": torch.cuda.get_device_name(), "cuda": str(torch.version.cuda)}}
-print(json.dumps(doc), flush=True)
-with open(args.out, "w") as f:
+if rank == 0:
+    print(json.dumps({k: v for k, v in doc.items() if not k.startswith("last_step")}), flush=True)
+out = args.out if world == 1 else args.out.replace(".json", f".rank{rank}.json")
+with open(out, "w") as f:
     json.dump(doc, f, indent=1)

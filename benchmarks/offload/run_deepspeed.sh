@@ -2,7 +2,7 @@
 # issue 16's DeepSpeed runs on one GPU (results tarred into $OUT/deepspeed.tar.gz). DeepSpeed is
 # not in the device image: its source distribution and missing dependencies travel in .ds/
 # (`carry: [".ds"]`), installed with DS_BUILD_OPS=0; FusedAdam and CPU Adam are built just in time.
-#   bash benchmarks/offload/run_deepspeed.sh [CASE ...]
+#   [NPROC=N] bash benchmarks/offload/run_deepspeed.sh [CASE ...]   (N ranks, one per GPU; default 1)
 # CASE: stage[:offload[:buckets[:model[:batch:seq[:ckpt]]]]], e.g. 2:optimizer, 2:none:default:qwen2.5-3b:4:1024:ckpt
 set -u
 export PYTHONPATH=.:/tmp/site PYTHONUNBUFFERED=1 TORCH_EXTENSIONS_DIR=/tmp/ext TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16
@@ -17,10 +17,10 @@ tail -3 $R/build.log
 CASES=${*:-1 2 3 2:none:small 3:none:small 2:optimizer 3:params}
 for c in $CASES; do
   IFS=: read -r stage offload buckets model batch seq ckpt <<< "$c"
-  name=zero$stage-${offload:-none}-${buckets:-default}${model:+-$model}${ckpt:+-ckpt}
+  name=zero$stage-${offload:-none}-${buckets:-default}${model:+-$model}${ckpt:+-ckpt}-gpus${NPROC:-1}
   extra="${model:+--model $model} ${batch:+--batch $batch} ${seq:+--seq $seq} ${ckpt:+--grad-checkpointing}"
   t=$(date +%s)
-  timeout 240 torchrun --standalone --nproc_per_node 1 benchmarks/offload/deepspeed_zero.py --stage $stage \
+  timeout 240 torchrun --standalone --nproc_per_node ${NPROC:-1} benchmarks/offload/deepspeed_zero.py --stage $stage \
     --offload ${offload:-none} --buckets ${buckets:-default} $extra --out $R/$name.json > $R/$name.log 2>&1
   echo "$name rc=$? $(( $(date +%s) - t ))s"; grep -E "Error|error:" $R/$name.log | tail -3
 done
