@@ -216,7 +216,9 @@ def deepspeed_memory(card: ModelCard, w: Workload, s: Scale, trainable: int, b: 
       (calibration.pinned_bytes); the Adam states are plain CPU memory. Stages 1/2 keep a staging
       buffer of the largest gradient on the GPU; stage 3's flush of a gradient to the CPU passes
       through the GPU at (b + 4) bytes per element plus its norm.
-    The load phase is deepspeed.initialize: the flattening copy, or stage 3's master built per sub-group."""
+    The load phase is the model's build and deepspeed.initialize: stages 1/2 flatten a model built
+    whole; stage 3's is built under deepspeed.zero.Init (as transformers builds it), then its fp32
+    master and a sub-group's gradient buffer are made."""
     n, split = s.dp, s.tp * s.pp
     P = trainable / split
     Pn = P / n
@@ -247,11 +249,15 @@ def deepspeed_memory(card: ModelCard, w: Workload, s: Scale, trainable: int, b: 
     weights = 0.0 if offload_params else b * Pn
     gathered = b * min(DEEPSPEED_REUSE_ELEMENTS, P) if (n > 1 or offload_params) else 0.0
     grads = bucket + (0.0 if offload_optimizer else b * Pn)  # the flat gradient buffer is on the CPU under offload
+    # transformers builds a ZeRO-3 model under deepspeed.zero.Init: each module's parameters are
+    # partitioned (to the CPU when offloaded) as soon as it is built, so at most the largest
+    # parameter is whole on the GPU before deepspeed.initialize adds its buffers
+    built = b * E
     if offload_optimizer:
         # one gradient's flush: back to the GPU, its fp32 conversion, its norm in fp64 chunks
         flush = (b + 4) * E + 8 * min(E, DEEPSPEED_NORM_CHUNK_ELEMENTS)
         step = 0.0
-        load = b * P  # the model, built whole on the GPU (or moved there) before it is partitioned
+        load = weights + max(built, bucket)
         cpu = pinned(b * Pn) + sum(pinned(4 * g) for g in groups) + 4 * Pn + states
         if offload_params:
             # the 16-bit partition in one pinned flat buffer, and the per-parameter pinned blocks
@@ -260,7 +266,8 @@ def deepspeed_memory(card: ModelCard, w: Workload, s: Scale, trainable: int, b: 
     else:
         flush = bucket  # the bucket's concatenation before each reduce-scatter
         step = (b + 4) * max(groups)
-        load = max(b * P, b * Pn + 8 * max(groups) + 4 * (Pn - max(groups)))
+        # initialize: the fp32 master (4 Pn) and an fp32 gradient buffer of the largest sub-group
+        load = max(built, b * Pn + 4 * Pn + 4 * max(groups))
         cpu = 0.0
     end_gathered = b * E if gathered else 0.0  # the tied embedding, gathered until its own backward
     return EngineMemory({"load": (load, 0, 0), "forward": (weights + gathered, grads, on_gpu),
@@ -475,9 +482,9 @@ def scaled_estimate(card: ModelCard, w: Workload, s: Scale, cuda_context: tuple[
             weights_b, grads_b, optimizer_b = engine.phases[ph.name]
             activations = int(c.get("activations", 0) * act_factor)
             if ph.name == "load":
-                # building the model (on the GPU unless its parameters are offloaded), then
-                # deepspeed.initialize: the larger of the two moments
-                weights_b = max(weights_b, 0 if s.offload == "params" else ph.total)
+                # stages 1/2: building the whole model on the GPU, then deepspeed.initialize, the
+                # larger of the two moments; stage 3 builds under zero.Init (deepspeed_memory)
+                weights_b = max(weights_b, ph.total) if s.stage < 3 else weights_b
                 activations = 0
             phases.append(Phase(ph.name, {"weights": int(weights_b), "gradients": int(grads_b),
                                           "optimizer": int(optimizer_b), "activations": activations, "kv_cache": 0}))

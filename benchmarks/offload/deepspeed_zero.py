@@ -30,6 +30,9 @@ p.add_argument("--batch", type=int, default=4)
 p.add_argument("--seq", type=int, default=1024)
 p.add_argument("--steps", type=int, default=3)
 p.add_argument("--grad-checkpointing", action="store_true")
+p.add_argument("--no-zero-init", action="store_true",
+               help="stage 3: build the model whole and let deepspeed.initialize partition it (transformers "
+                    "builds a ZeRO-3 model under deepspeed.zero.Init, the default here)")
 p.add_argument("--out", required=True)
 args = p.parse_args()
 
@@ -99,7 +102,13 @@ build_on = "cpu" if args.offload == "params" else "cuda"
 t0 = time.perf_counter()
 
 
+zero_init = args.stage == 3 and not args.no_zero_init
+
+
 def build():
+    if zero_init:  # as transformers' from_pretrained/from_config do under a ZeRO-3 config
+        with deepspeed.zero.Init(config_dict_or_path=config):
+            return transformers.AutoModelForCausalLM.from_config(hf_config(card, "sdpa"), dtype=torch.bfloat16)
     with torch.device(build_on):
         return transformers.AutoModelForCausalLM.from_config(hf_config(card, "sdpa"), dtype=torch.bfloat16)
 
@@ -137,8 +146,9 @@ if args.offload != "none":
 case = (f"{'offload ' if args.offload != 'none' else ''}zero{args.stage} {args.model} --dtype bf16 --batch {args.batch} "
         f"--seq {args.seq} --gpus {world}" + (f" --offload {args.offload}" if args.offload != "none" else "")
         + (" --grad-checkpointing" if args.grad_checkpointing else "")
-        + (" --buckets small" if args.buckets == "small" else ""))
-doc = {"case": case, "rank": rank, "world_size": world, "zero_config": zero, "phases": phases.rows, "rss_start": rss_start, "rss_after_model": rss_model,
+        + (" --buckets small" if args.buckets == "small" else "")
+        + (" --no-zero-init" if args.stage == 3 and args.no_zero_init else ""))
+doc = {"case": case, "zero_init": zero_init, "rank": rank, "world_size": world, "zero_config": zero, "phases": phases.rows, "rss_start": rss_start, "rss_after_model": rss_model,
        "rss_after_initialize": rss_init, "rss_end": rss(), "device_used_start": used_start,
        "device_used_end": device_used(), "peak_reserved_process": phases.max_reserved,
        "step_seconds": step_times, "last_step_events": events, "last_step_bounds": phases.bounds,
