@@ -518,12 +518,15 @@ def _flash_backward_buffer(card: ModelCard, tokens: int) -> int:
 def covers_training(card: ModelCard, w: Workload) -> bool:
     """Whether the training allocation order is transcribed for this workload: full fine-tuning
     in 16 bits (no autocast) with fused or foreach AdamW, with or without gradient checkpointing, SDPA, the
-    default allocator, and the layers the inference order knows, while a sliding window binds
-    nothing."""
+    default allocator, and the layers the inference order knows. A sliding window that binds
+    (Gemma 3's 512 tokens) adds its masks and another attention kernel, which the order does not
+    hold, so the replayed allocated peak falls short (gemma-3-1b at 2 x 4096: 49.9 GiB against 53.4
+    measured); the estimate takes only the replay's reserve, which came out as measured on both
+    gemma-3-1b training rows (0.51 against 0.51 GiB; with checkpointing 8.74 against 8.78, where
+    the measured fraction gave a device total -16.5% off): covered."""
     return (w.mode == "train" and w.dtype in ("bf16", "fp16") and not w.autocast
             and w.optimizer in ("adamw", "adamw-foreach")
-            and w.attention == "sdpa" and w.allocator == "default" and _transcribed_layers(card)
-            and _window_binds_nothing(card, w.seq))
+            and w.attention == "sdpa" and w.allocator == "default" and _transcribed_layers(card))
 
 
 def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, str]] | None = None

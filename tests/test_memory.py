@@ -315,7 +315,9 @@ def test_only_transcribed_workloads_simulate_the_allocator():
     # Gemma 2's layers (fp32 norms) while the sliding window binds nothing; from 4,096 tokens on an
     # explicit mask takes SDPA off the flash kernel
     gemma = load_card("gemma-2-2b")
-    assert covers(gemma, Workload(mode="train", seq=4095)) and not covers(gemma, Workload(mode="train", seq=4096))
+    # training: a binding window changes kernels and masks but not the replayed reserve (both
+    # gemma-3-1b training rows reproduced): covered either side of the window
+    assert covers(gemma, Workload(mode="train", seq=4095)) and covers(gemma, Workload(mode="train", seq=4096))
     assert not covers(load_card("phi-3-mini"), Workload(mode="train"))  # fused qkv
     m = estimate(tiny, Workload(mode="train", dtype="fp32", gen=0, batch=1, seq=256))
     assert m.explain["allocator_reserve"].startswith("median")
