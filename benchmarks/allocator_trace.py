@@ -318,7 +318,7 @@ DOC_HEAD = [
     "",
     "`estimate` does the same without a trace where `llmcalc.alloc_order` can generate the order: the",
     "reference stack's load, prefill and decode for Llama, Qwen2, Mistral and Gemma 2 and the families whose",
-    "layers are built like theirs, Qwen3, SmolLM3 and Granite (16 bits; Llama and",
+    "layers are built like theirs, Qwen3, SmolLM3, Granite, OLMo 2/3 and Gemma 3 (16 bits; Llama and",
     "Qwen2 also in fp32 with grouped-query heads) and for GPT-2, and three training steps of the same",
     "families in 16 bits with fused AdamW, with or without checkpointing, while a sliding window",
     "binds nothing: the forward per layer, the recompute, autograd's frees and the weight",

@@ -6,7 +6,7 @@ allocator_trace.py; the stored traces are the reference to diff against). Covere
 - inference (prefill, then greedy decode on a DynamicCache) with SDPA attention of the Llama,
   Qwen2, Mistral and Gemma 2 families in 16 bits, of Llama and Qwen2 in fp32 with grouped-query
   heads (SDPA's math path), and of GPT-2 in 16 or 32 bits;
-- (both selected by the layers' structure, _transcribed_layers: Qwen3, SmolLM3 and Granite too)
+- (both selected by the layers' structure, _transcribed_layers: Qwen3, SmolLM3, Granite, OLMo 2/3 and Gemma 3 too)
 - training of the same Llama, Qwen2, Mistral and Gemma 2 layers in 16 bits with fused AdamW,
   with or without gradient checkpointing: three steps of forward, loss, backward (the recompute,
   autograd's frees, the weight gradients and the kernels' own buffers), AdamW's states and
@@ -113,18 +113,19 @@ def _covers_inference(card: ModelCard, w: Workload) -> bool:
 
 def _transcribed_layers(card: ModelCard) -> bool:
     """Decoder layers both orders know, by their structure, whatever the family is called: Llama's
-    (two pre-norm RMSNorms; Llama, Qwen2, Mistral, and the families built the same way) or Gemma
-    2's (four fp32 norms), with separate q/k/v, a gated MLP with a one-kernel activation, no
-    experts, no convolution, RoPE in the compute dtype. Per-head q/k norms (Qwen3), layers without
-    RoPE (SmolLM3) and Granite's scalar multipliers keep that structure and are replayed as it,
-    without their own elementwise tensors: on the 8 H200 rows of qwen3, smollm3 and granite that
-    took the device total from a median |error| of 5.7%, max 11.5% (the measured reserve fraction;
-    smollm3-3b with checkpointing) to 2.4%, max 3.7% (docs/validation-corrections.md, 26). ERNIE's fp32 RoPE keeps fp32 copies of q and k
-    the order does not hold (+1.4% -> +10.2% replayed): not covered, nor are OLMo 2's post-norms."""
-    return (((card.norm == "rmsnorm" and card.norms_per_layer == 2)
-             or (card.norm == "rmsnorm_fp32" and card.norms_per_layer == 4))
+    (two RMSNorms; Llama, Qwen2, Mistral and the families built the same way) or Gemma 2's (four
+    fp32 norms), with separate q/k/v, a gated MLP with a one-kernel activation, no experts, no
+    convolution, RoPE in the compute dtype. Per-head or full q/k norms (Qwen3, OLMo 2), post-norms
+    with fp32 weights (OLMo 2/3), layers without RoPE (SmolLM3) and Granite's scalar multipliers
+    keep that structure and are replayed as the Llama layer, without their own elementwise tensors:
+    with Gemma 3's training rows (covers_training) the 14 H200 rows it newly covers went from a
+    device total median |error| of 6.0%, max 16.5% (the measured reserve fraction) to 1.6%, max
+    3.7% (docs/validation-corrections.md, 26).
+    ERNIE's fp32 RoPE keeps fp32 copies of q and k the order does not hold (its inference rows,
+    replayed: +1.4% -> +10.2%): not covered."""
+    return (card.norm in ("rmsnorm", "rmsnorm_fp32") and card.norms_per_layer in (2, 4)
             and not card.fused_qkv and card.mlp == "gated" and not card.is_moe and not card.rope_fp32
-            and card.layer_specs[0].mixer != "conv" and card.qk_norm in (None, "head")
+            and card.layer_specs[0].mixer != "conv"
             and card.activation in ("silu", "gelu", "gelu_pytorch_tanh"))
 
 
@@ -301,7 +302,7 @@ def simulate_inference(card: ModelCard, w: Workload, log: list[tuple[str, int, s
     run = _Run(CachingAllocator(), log)
     _load(run, card, a)
     run.a("ids", seqs * w.seq * 8)
-    gemma = card.norm == "rmsnorm_fp32"
+    gemma = card.norm == "rmsnorm_fp32" and card.norms_per_layer == 4
 
     def norm(x: str, out: str, p: int) -> None:
         (_gemma_norm if gemma else _rmsnorm)(run, out, p * h, a)
@@ -548,7 +549,7 @@ def simulate_training(card: ModelCard, w: Workload, log: list[tuple[str, int, st
         p = layer_params[(layer, proj)]
         run.a("g." + p.name, p.numel * a)
 
-    gemma = card.norm == "rmsnorm_fp32"  # Gemma 2: four fp32 norms a layer, scaled embeddings
+    gemma = card.norm == "rmsnorm_fp32" and card.norms_per_layer == 4  # Gemma 2: four fp32 norms a layer, scaled embeddings
 
     def norm(x: str, out: str, saved: bool) -> None:
         (_gemma_norm if gemma else _rmsnorm)(run, out, t * h, a, saved)
