@@ -264,3 +264,22 @@ def test_tp_over_pcie_says_its_non_torch_figure_is_nvlinks():
     nvlink = json.loads(runner.invoke(app, ["serve", "llama-3.1-8b", "--gpu", "h100-sxm-80gb", "--tp", "2",
                                             "--json"]).output)
     assert not any("PCIe" in w for w in nvlink["warnings"])
+
+
+def test_sglang_0_4_default_fraction_and_multimodal_cut():
+    # SGLang 0.4.1-0.4.5 (server_args.py:187-197 in 0.4.1.post7): the default fraction by TP alone,
+    # and ModelRunner's 5% cut for a multimodal model, a user-set fraction included. gemma-3-4b-it on
+    # a 139.8 GiB card at 0.88 (sglang PR #4826): 0.88 x 0.95 = 0.836 of the memory free before the
+    # weights, which gives the logged pool within 0.5% (834,615 tokens).
+    from llmcalc import api
+
+    def fraction(model: str, **kw: object) -> float:
+        d = api.serve(model, engine="sglang", engine_version="0.4", gpu_memory=79.19, **kw).to_dict()["serve"]
+        free_before = 79.19 * 2**30 - d["non_torch_bytes"]
+        return round(d["budget_bytes"] / free_before, 4)
+
+    assert [fraction("llama-3.1-8b", tp=t) for t in (1, 2, 4, 8)] == [0.88, 0.87, 0.85, 0.81]
+    assert fraction("gemma-3-4b", mem_fraction_static=0.88) == round(0.88 * 0.95, 4)
+    d = api.serve("gemma-3-4b", engine="sglang", engine_version="0.4", gpu_memory=139.8,
+                  mem_fraction_static=0.88).to_dict()["serve"]
+    assert abs(d["kv_cache_tokens"] - 834_615) / 834_615 < 0.01
