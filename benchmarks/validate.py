@@ -199,6 +199,15 @@ CASES: list[tuple[str, str]] = [
     ("smollm3-3b", "--dtype bf16 --batch 16 --seq 1024 --gen 32"),
     ("lfm2-1.2b", "--dtype bf16 --batch 32 --seq 1024 --gen 128"),
     ("benchmarks/cards/olmo3-mini.yaml", "--dtype bf16 --batch 4 --seq 8192 --gen 16"),
+    # Held out from correction 26 (session 9: the allocation order chosen by the layers' structure),
+    # measured after it: other shapes and sizes of the families it newly covers.
+    ("qwen3-8b", "--mode train --dtype bf16 --batch 1 --seq 2048 --grad-checkpointing"),
+    ("qwen3-4b", "--dtype bf16 --batch 16 --seq 2048 --gen 32"),
+    ("olmo-2-7b", "--mode train --dtype bf16 --batch 2 --seq 2048 --grad-checkpointing"),
+    ("smollm3-3b", "--mode train --dtype bf16 --batch 4 --seq 1024"),
+    ("gemma-3-4b", "--mode train --dtype bf16 --batch 2 --seq 2048 --grad-checkpointing"),
+    ("benchmarks/cards/olmo3-mini.yaml", "--mode train --dtype bf16 --batch 2 --seq 2048 --grad-checkpointing"),
+    ("benchmarks/cards/granite-mini.yaml", "--mode train --dtype bf16 --batch 2 --seq 2048 --grad-checkpointing"),
     # bitsandbytes on the 2025-26 families (session 7): NF4 and LLM.int8 inference, QLoRA.
     ("qwen3-8b", "--dtype nf4 --batch 8 --seq 1024 --gen 32"),
     ("gemma-3-4b", "--dtype nf4 --batch 4 --seq 2048 --gen 32"),
@@ -350,12 +359,16 @@ def report(results_dir: Path, doc_path: Path) -> None:
         ]
         families = [r for r, src in zip(rows, sources) if src == "h200-families.jsonl"]
         heldout = [r for r, src in zip(rows, sources) if src == "h200-families-heldout.jsonl"]
+        structural = [r for r, src in zip(rows, sources) if src == "h200-structural-heldout.jsonl"]
         if families:
             lines += ["", "The 2025-26 families (docs/models.md), on an H200: the first measurement of each family "
                       f"(h200-families.jsonl), corrected after it: {_summary(families)}."]
         if heldout:
             lines += [f"Measured after those corrections, at other shapes (h200-families-heldout.jsonl): "
                       f"{_summary(heldout)}."]
+        if structural:
+            lines += [f"Held out from correction 26 (the allocation order by the layers' structure), measured after "
+                      f"it (h200-structural-heldout.jsonl): {_summary(structural)}."]
         bnb = [r for r, src in zip(rows, sources) if src == "h200-families-bnb.jsonl"]
         if bnb:
             lines += [f"bitsandbytes (NF4, LLM.int8, QLoRA) on them, measured last (h200-families-bnb.jsonl): "
