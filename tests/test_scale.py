@@ -4,6 +4,8 @@ checked against published figures (sources cited per test) and hand arithmetic."
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from llmcalc.cli import app
@@ -297,3 +299,29 @@ def test_one_rank_nccl_communicators():
     contexts = {name: scaled_estimate(card, w, s).components["cuda_context"] - plain
                 for name, s in {"zero2": Scale(zero=2), "zero3": Scale(zero=3), "fsdp": Scale(fsdp="full")}.items()}
     assert contexts == {"zero2": int(0.545 * 2**30), "zero3": int(0.545 * 2**30) + int(0.379 * 2**30), "fsdp": 0}
+
+
+_DS_CARD = load_card("llama-3.2-1b")
+
+
+@settings(max_examples=40, deadline=None)
+@given(stage=st.sampled_from([1, 2, 3]), batch=st.integers(1, 8), seq=st.sampled_from([256, 512, 1024, 2048]),
+       ckpt=st.booleans(), offload=st.sampled_from([None, "optimizer", "params"]))
+def test_deepspeed_properties(stage, batch, seq, ckpt, offload):
+    # For any DeepSpeed run: more batch or sequence never needs less GPU memory; offloading never
+    # needs more GPU memory than not (it may need more CPU); every phase is non-negative.
+    if offload == "params" and stage != 3:
+        offload = "optimizer"
+    w = Workload(mode="train", dtype="bf16", batch=batch, seq=seq, grad_checkpointing=ckpt)
+
+    def est(w, off=offload):
+        return scaled_estimate(_DS_CARD, w, Scale(zero=stage, offload=off, cpu_memory_bytes=2**40 if off else None))
+
+    base = est(w)
+    assert all(v >= 0 for p in base.phases for v in p.components.values())
+    assert est(replace(w, batch=batch + 1)).peak_allocated_bytes >= base.peak_allocated_bytes
+    assert est(replace(w, seq=seq * 2)).peak_allocated_bytes >= base.peak_allocated_bytes
+    if offload:
+        plain = est(w, None)
+        assert base.peak_allocated_bytes <= plain.peak_allocated_bytes
+        assert base.cpu_bytes > plain.cpu_bytes == 0
