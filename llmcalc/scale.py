@@ -253,11 +253,17 @@ def deepspeed_memory(card: ModelCard, w: Workload, s: Scale, trainable: int, b: 
     # partitioned (to the CPU when offloaded) as soon as it is built, so at most the largest
     # parameter is whole on the GPU before deepspeed.initialize adds its buffers
     built = b * E
+    # deepspeed.initialize ends holding the 16-bit partition, the fp32 master, the gradient buffer
+    # and the bucket, with the largest parameter (the embedding) gathered: on one H200 (memory
+    # history of initialize, benchmarks/results/offload/deepspeed-h200-zero3-init-trace.tar.gz)
+    # qwen2.5-3b's peak was 5.75 + 11.50 + 5.75 + 0.93 + 0.58 GiB of exactly these (24.50), and
+    # with parameters offloaded 0.93 + 2 x 0.49 (the embedding copied from its pinned partition,
+    # then gathered: 1.91)
     if offload_optimizer:
         # one gradient's flush: back to the GPU, its fp32 conversion, its norm in fp64 chunks
         flush = (b + 4) * E + 8 * min(E, DEEPSPEED_NORM_CHUNK_ELEMENTS)
         step = 0.0
-        load = weights + max(built, bucket)
+        load = weights + max(built, bucket + (2 if offload_params else 1) * b * E)
         cpu = pinned(b * Pn) + sum(pinned(4 * g) for g in groups) + 4 * Pn + states
         if offload_params:
             # the 16-bit partition in one pinned flat buffer, and the per-parameter pinned blocks
@@ -266,8 +272,12 @@ def deepspeed_memory(card: ModelCard, w: Workload, s: Scale, trainable: int, b: 
     else:
         flush = bucket  # the bucket's concatenation before each reduce-scatter
         step = (b + 4) * max(groups)
-        # initialize: the fp32 master (4 Pn) and an fp32 gradient buffer of the largest sub-group
-        load = max(built, b * Pn + 4 * Pn + 4 * max(groups))
+        # initialize: each sub-group's master is built as an fp32 copy and its clone (8 per
+        # element), an fp32 gradient buffer of the largest sub-group comes and goes, and it ends
+        # with the partition, master, gradient buffer, bucket and the gathered embedding
+        building = max(4 * sum(groups[:k]) + 8 * g for k, g in enumerate(groups))
+        load = b * Pn + max(building, 4 * Pn + 4 * max(groups), 4 * Pn + b * Pn + bucket + b * E)
+        load = max(built, load)
         cpu = 0.0
     end_gathered = b * E if gathered else 0.0  # the tied embedding, gathered until its own backward
     return EngineMemory({"load": (load, 0, 0), "forward": (weights + gathered, grads, on_gpu),

@@ -325,3 +325,14 @@ def test_deepspeed_properties(stage, batch, seq, ckpt, offload):
         plain = est(w, None)
         assert base.peak_allocated_bytes <= plain.peak_allocated_bytes
         assert base.cpu_bytes > plain.cpu_bytes == 0
+
+
+def test_zero3_initialize_holds_partition_master_gradients_bucket_and_the_gathered_embedding():
+    # qwen2.5-3b, ZeRO-3 on one H200 (memory history of deepspeed.initialize,
+    # benchmarks/results/offload/deepspeed-h200-zero3-init-trace.tar.gz): at its peak the 16-bit
+    # partition (2P), the fp32 master (4P, four sub-groups), the gradient buffer (2P), the bucket
+    # (2 x 5e8) and the gathered embedding (2 x 151,936 x 2,048): 8 x 3,085,938,688 + 1e9 +
+    # 622,329,856 = 26,309,839,360 B, measured 26,310,749,696.
+    w = Workload(mode="train", dtype="bf16", batch=4, seq=1024, grad_checkpointing=True)
+    load = next(p for p in scaled_estimate(load_card("qwen2.5-3b"), w, Scale(zero=3)).phases if p.name == "load")
+    assert load.total == 26_309_839_360

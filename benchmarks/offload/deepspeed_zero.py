@@ -30,6 +30,8 @@ p.add_argument("--batch", type=int, default=4)
 p.add_argument("--seq", type=int, default=1024)
 p.add_argument("--steps", type=int, default=3)
 p.add_argument("--grad-checkpointing", action="store_true")
+p.add_argument("--trace-init", action="store_true",
+               help="record the allocations of deepspeed.initialize: the tensors alive at its peak, with their frames")
 p.add_argument("--no-zero-init", action="store_true",
                help="stage 3: build the model whole and let deepspeed.initialize partition it (transformers "
                     "builds a ZeRO-3 model under deepspeed.zero.Init, the default here)")
@@ -117,8 +119,25 @@ model = phases.run("load", build)
 if args.grad_checkpointing:
     model.gradient_checkpointing_enable()
 rss_model = rss()
+if args.trace_init:
+    torch.cuda.memory._record_memory_history(max_entries=500_000, stacks="python")
 engine, *_ = phases.run("initialize", lambda m=model: deepspeed.initialize(model=m, config=config,
                                                                        model_parameters=m.parameters()))
+init_peak_tensors = []
+if args.trace_init:  # replay the trace: the live tensors at initialize's peak, largest first
+    live, cur, peak, at_peak = {}, 0, 0, {}
+    for ev in torch.cuda.memory._snapshot()["device_traces"][0]:
+        if ev["action"] == "alloc":
+            frames = [f"{f['filename'].split('/')[-1]}:{f['line']}:{f['name']}" for f in ev.get("frames", [])
+                      if "deepspeed" in f["filename"] or "transformers" in f["filename"]][:4]
+            live[ev["addr"]] = (ev["size"], " <- ".join(frames))
+            cur += ev["size"]
+        elif ev["action"] == "free_completed" and ev["addr"] in live:
+            cur -= live.pop(ev["addr"])[0]
+        if cur > peak:
+            peak, at_peak = cur, dict(live)
+    init_peak_tensors = sorted(at_peak.values(), reverse=True)[:25]
+    torch.cuda.memory._record_memory_history(enabled=None)
 del model
 rss_init = rss()
 gen = torch.Generator(device="cpu").manual_seed(0)
@@ -154,7 +173,7 @@ doc = {"case": case, "zero_init": zero_init, "rank": rank, "world_size": world, 
        "step_seconds": step_times, "last_step_events": events, "last_step_bounds": phases.bounds,
        "allocated_before_last_step": allocated_before_trace, "optimizer_class": type(engine.optimizer).__name__,
        "inner_optimizer": type(getattr(engine.optimizer, "optimizer", engine.optimizer)).__name__,
-       "estimate_options": options,
+       "estimate_options": options, "init_peak_tensors": init_peak_tensors,
        "env": {"torch": torch.__version__, "transformers": transformers.__version__, "deepspeed": deepspeed.__version__,
                "gpu": torch.cuda.get_device_name(), "cuda": str(torch.version.cuda)}}
 if rank == 0:

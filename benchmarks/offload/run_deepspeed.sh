@@ -21,7 +21,7 @@ for c in $CASES; do
   extra="${model:+--model $model} ${batch:+--batch $batch} ${seq:+--seq $seq} ${ckpt:+--grad-checkpointing}"
   t=$(date +%s)
   timeout 240 torchrun --standalone --nproc_per_node ${NPROC:-1} benchmarks/offload/deepspeed_zero.py --stage $stage \
-    --offload ${offload:-none} --buckets ${buckets:-default} $extra --out $R/$name.json > $R/$name.log 2>&1
+    --offload ${offload:-none} --buckets ${buckets:-default} $extra ${DS_ARGS:-} --out $R/$name.json > $R/$name.log 2>&1
   echo "$name rc=$? $(( $(date +%s) - t ))s"; grep -E "Error|error:" $R/$name.log | tail -3
 done
 tar czf $OUT/deepspeed.tar.gz -C $OUT ds
