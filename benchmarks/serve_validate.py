@@ -62,7 +62,9 @@ CASES: list[tuple[int, str, str, dict[str, Any], tuple[str, ...]]] = [
                                          "memory_fraction": 0.93, "max_model_len": 40960}, ("tokens",)),
 ]
 # sglang-logs.jsonl: the logs that show the memory free before and after the weights and the fraction
-# (benchmarks/serve/sglang-logs.md); 24 GB consumer cards report 23.58 GiB to CUDA.
+# (benchmarks/serve/sglang-logs.md). The ~0.4.9 log on a 24 GB card takes 0.4.8-0.5.2's default
+# fraction (SGLang computes it from nvidia-smi's 24,564 MiB, llmcalc from CUDA's 23.58 GiB: 0.877
+# against the 0.879 the log implies).
 SGLANG_CASES: list[tuple[int, str, str, dict[str, Any], tuple[str, ...]]] = [
     (0, "llama-3.1-8b", "bf16", {"engine": "sglang", "version": "0.4", "gpu_total_bytes": int(79.19 * GiB),
                                  "memory_fraction": 0.88, "max_model_len": 131072}, ("weights", "tokens")),
@@ -71,7 +73,7 @@ SGLANG_CASES: list[tuple[int, str, str, dict[str, Any], tuple[str, ...]]] = [
      ("weights", "tokens")),
     (2, "gemma-3-4b", "bf16", {"engine": "sglang", "version": "0.4", "gpu_total_bytes": int(139.8 * GiB),
                                "memory_fraction": 0.88}, ("weights", "tokens")),
-    (3, "llama-3.1-8b", "bf16", {"engine": "sglang", "gpu_total_bytes": int(23.58 * GiB), "memory_fraction": 0.879,
+    (3, "llama-3.1-8b", "bf16", {"engine": "sglang", "version": "0.4.8", "gpu_total_bytes": int(23.58 * GiB),
                                  "max_model_len": 131072}, ("weights", "tokens")),
 ]
 
@@ -235,7 +237,7 @@ def main() -> None:
     lines += ["", f"{len(table)} numbers from {len(CASES) + len(SGLANG_CASES)} logs (SGLang 0.4: "
               "benchmarks/serve/sglang-logs.jsonl, the 4 of its 14 logs that show the memory free before and after "
               "the weights and the fraction; the 24 GB card ran under Docker Desktop, whose VM held 0.5 GiB "
-              "more than a bare card: +10.8% tokens; SGLang 0.4.4's loader logged gemma-3-4b-it 0.45 GiB below vLLM "
+              "more than a bare card: +9.8% tokens; SGLang 0.4.4's loader logged gemma-3-4b-it 0.45 GiB below vLLM "
               "0.19's 8.58 GiB, which llmcalc matches: not explained)."]
     lines += ["", "## vLLM 0.19 on H100 80GB: the whole budget, 45 runs", "",
               "benchmarks/serve/logs-more.jsonl: the raw logs of the llm-d-planner team's sweep (committed in "

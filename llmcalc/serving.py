@@ -33,7 +33,7 @@ VOCAB_PADDING = 64  # vLLM's DEFAULT_VOCAB_PADDING_SIZE: the global vocabulary i
 # 0.4-0.8's profile, V1 0.8's device-wide formula, the V1 releases between 0.11 and 0.19, whose
 # sampler may be either) are refused rather than answered with the wrong formula.
 VERSIONS = {"vllm": ("0.6", "0.7", "0.9", "0.10", "0.11", "0.12", "0.13", "0.14", "0.15", "0.16", "0.17", "0.18",
-                     "0.19"), "sglang": ("0.4", "0.5")}
+                     "0.19"), "sglang": ("0.4", "0.4.8", "0.5")}
 # Where vLLM V1's profile run changed (benchmarks/serve/vllm-0.12-0.18.md, read from every wheel):
 # the in-place Triton top-k/top-p sampler from 0.17 (before: a PyTorch sort), the persistent MoE
 # workspace from 0.14 (before: fused_moe's caches per call); the budget and defaults are the same.
@@ -520,6 +520,8 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
         # 0.4.1-0.4.5's ModelRunner cuts the fraction of a multimodal model by 5%, a value the user
         # set included (model_runner.py:130 in 0.4.1.post7; benchmarks/serve/sglang-logs.md)
         fraction *= 0.95
+    elif version == "0.4.8" and card.vision_params and not c.memory_fraction:
+        fraction *= 0.90  # 0.4.9-0.4.9.post2's server_args: the default only
     non_torch = calibration.CUDA_CONTEXT_BYTES + (NON_TORCH_BYTES if c.tp * c.pp > 1 else 0)
     free_before = c.gpu_total_bytes - non_torch
     rest = free_before - weights - free_before * (1 - fraction)
@@ -541,12 +543,19 @@ def _sglang_fraction(c: ServeConfig, chunked: int, version: str = "0.5") -> floa
     / gpu_mem, reserved = 512 MiB + 1.5 x chunked_prefill_size + 2 x cuda_graph_max_bs + TP x PP / 8
     GiB MiB, at least 10 GiB on GPUs of more than 60 GiB (cuda_graph_max_bs 256 there, else 160).
     0.4 (0.4.1-0.4.5): by TP alone, 0.79 from TP 16, 0.81 from 8, 0.85 from 4, 0.87 from 2, else
-    0.88 (server_args.py:187-197 in 0.4.1.post7). 0.4.6-0.5.2 used other rules (benchmarks/serve/
-    sglang-logs.md), not modelled."""
-    if version == "0.4":
-        n = c.tp * c.pp
-        return 0.79 if n >= 16 else 0.81 if n >= 8 else 0.85 if n >= 4 else 0.87 if n >= 2 else 0.88
+    0.88 (server_args.py:187-197 in 0.4.1.post7). 0.4.8 (0.4.8-0.5.2): (gpu_mem - reserved) /
+    gpu_mem to three places, reserved = 2.8 + 0.1 TP x PP GiB below 35 GiB, 9.5 + 0.5 TP x PP below
+    90, 12 + 0.5 TP x PP below 160, else 32. 0.4.6-0.4.7 (TP tiers bounded by memory) are not
+    modelled (benchmarks/serve/sglang-logs.md)."""
+    n = c.tp * c.pp
     mib = c.gpu_total_bytes / 2**20
+    if version == "0.4":
+        return 0.79 if n >= 16 else 0.81 if n >= 8 else 0.85 if n >= 4 else 0.87 if n >= 2 else 0.88
+    if version == "0.4.8":
+        # 0.4.8-0.5.2 (PR #7054, server_args.py:274-315 in 0.4.8): a reserve in GiB by memory tier
+        gib = mib / 1024
+        reserved = (2.8 + 0.1 * n if gib < 35 else 9.5 + 0.5 * n if gib < 90 else 12 + 0.5 * n if gib < 160 else 32)
+        return round((mib - reserved * 1024) / mib, 3)
     max_bs = 256 if mib > 60 * 1024 else 160
     reserved = 512 + 1.5 * chunked + 2 * max_bs + c.tp * c.pp / 8 * 1024
     if mib > 60 * 1024:

@@ -283,3 +283,16 @@ def test_sglang_0_4_default_fraction_and_multimodal_cut():
     d = api.serve("gemma-3-4b", engine="sglang", engine_version="0.4", gpu_memory=139.8,
                   mem_fraction_static=0.88).to_dict()["serve"]
     assert abs(d["kv_cache_tokens"] - 834_615) / 834_615 < 0.01
+
+
+def test_sglang_0_4_8_default_fraction_by_memory_tier():
+    # SGLang 0.4.8-0.5.2 (PR #7054): round((gpu_mem - reserved) / gpu_mem, 3), reserved by tier:
+    # a 23.58 GiB card (24,146 MiB) at TP 1 reserves 2.8 + 0.1 = 2.9 GiB: (24,146 - 2,969.6) /
+    # 24,146 = 0.877; an H100 (79.19 GiB, 81,090 MiB) at TP 2 reserves 9.5 + 1.0 = 10.5 GiB:
+    # (81,090 - 10,752) / 81,090 = 0.867.
+    from llmcalc.serving import ServeConfig, _sglang_fraction
+
+    small = ServeConfig(engine="sglang", gpu_total_bytes=int(23.58 * 2**30))
+    h100 = ServeConfig(engine="sglang", gpu_total_bytes=int(79.19 * 2**30), tp=2)
+    assert _sglang_fraction(small, 8192, "0.4.8") == 0.877
+    assert _sglang_fraction(h100, 8192, "0.4.8") == 0.867
