@@ -85,6 +85,9 @@ def report() -> None:
         "- Eager decoding with the static cache is slower than llmcalc's eager wall time (which was",
         "  validated on the DynamicCache path, docs/throughput-validation.md): the static cache attends",
         "  over its whole length with a mask.",
+        "- Against vLLM's own published speeds (its latency benchmarks and serving runs at low concurrency,",
+        "  [engine-speed-public.md](engine-speed-public.md), `python benchmarks/engine_speed_public.py`),",
+        "  llmcalc's engine view is 15-55% slower on all 10 rows: it times transformers' unfused kernels.",
     ]
     DOC.write_text("\n".join(lines) + "\n")
     print(f"wrote {DOC}")
