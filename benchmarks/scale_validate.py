@@ -218,19 +218,15 @@ def deepspeed_rows(tarball: Path, out: str) -> None:
         docs = [json.load(tar.extractfile(m)) for m in sorted(tar.getmembers(), key=lambda m: m.name)
                 if m.name.endswith(".json")]
     cases: dict[str, list[dict[str, Any]]] = {}
-    for d in docs:  # one document per rank
-        cases.setdefault(d["case"], []).append(d)
+    for d in docs:  # one document per rank, keyed by the case as the estimate reads it
+        small = d["zero_config"].get("reduce_bucket_size")
+        cases.setdefault(d["case"].replace(" --buckets small", f" --reduce-bucket-size {small}" if small else ""),
+                         []).append(d)
     if Path(out).exists():  # a case measured again replaces its row
-        def case_of(d: dict[str, Any]) -> str:
-            return d["case"].replace(" --buckets small", f" --reduce-bucket-size {d['zero_config']['reduce_bucket_size']}"
-                                     if "reduce_bucket_size" in d["zero_config"] else "")
-        again = {case_of(r[0]) for r in cases.values()}
-        kept = [line for line in Path(out).read_text().splitlines() if json.loads(line)["case"] not in again]
+        kept = [line for line in Path(out).read_text().splitlines() if json.loads(line)["case"] not in cases]
         Path(out).write_text("".join(line + "\n" for line in kept))
-    for ranks in cases.values():
+    for case, ranks in cases.items():
         d = min(ranks, key=lambda r: r.get("rank", 0))
-        case = d["case"].replace(" --buckets small", f" --reduce-bucket-size {d['zero_config']['reduce_bucket_size']}"
-                                 if "reduce_bucket_size" in d["zero_config"] else "")
 
         def rank_row(r: dict[str, Any]) -> dict[str, Any]:
             ph = r["phases"]
