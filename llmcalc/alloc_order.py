@@ -23,11 +23,12 @@ out) have device totals within 0.8%.
 from __future__ import annotations
 
 import json
-import os
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmcalc.cards import ModelCard
+from llmcalc.diskcache import cache_dir, write_json
 from llmcalc.precision import PRECISIONS
 from llmcalc.workload import Workload, math_sdpa
 
@@ -63,11 +64,13 @@ def replayed_peaks(card: ModelCard, w: Workload) -> tuple[int, int]:
     for the same card and workload, so it is kept in memory and on disk under cache_dir().
     The key covers the card, the workload and the two modules that define the replay (their size
     and modification time), so an edit to either invalidates it."""
-    import hashlib
-
     here = Path(__file__).resolve()
     stamp = [(f.stat().st_size, f.stat().st_mtime_ns) for f in (here, here.with_name("allocator.py"))]
-    key = hashlib.sha256(repr((card, w, stamp)).encode()).hexdigest()[:32]
+    # A 64-bit checksum of the key's text plus its length: two checksums zlib computes in C
+    # (hashlib would load OpenSSL, ~5 ms of the start); among the 512 entries kept, the chance of
+    # a collision is about 512^2 / 2^65 = 7e-15.
+    text = repr((card, w, stamp)).encode()
+    key = f"{zlib.crc32(text):08x}{zlib.adler32(text):08x}-{len(text):x}"
     if key in _PEAKS:
         return _PEAKS[key]
     path = cache_dir() / "alloc-order-peaks.json"
@@ -83,21 +86,8 @@ def replayed_peaks(card: ModelCard, w: Workload) -> tuple[int, int]:
     _PEAKS[key] = (sim.peak_allocated, sim.peak_reserved)
     stored = {k: v for k, v in list(stored.items())[-511:] if isinstance(v, list)}  # the 512 most recent
     stored[key] = list(_PEAKS[key])
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(stored))
-        os.replace(tmp, path)
-    except OSError:  # a read-only home: the answer is the same, only slower next time
-        pass
+    write_json(path, stored)
     return _PEAKS[key]
-
-
-def cache_dir() -> Path:
-    """$LLMCALC_CACHE_DIR, else $XDG_CACHE_HOME/llmcalc, else ~/.cache/llmcalc."""
-    if os.environ.get("LLMCALC_CACHE_DIR"):
-        return Path(os.environ["LLMCALC_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmcalc"
 
 
 def _covers_inference(card: ModelCard, w: Workload) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from llmcalc.cards import SAFE_LOADER
+from llmcalc.diskcache import YamlError, load_yaml
 from llmcalc.errors import InputError
 from llmcalc.memory import Workload, estimate
 from llmcalc.resolve import load_card
@@ -115,15 +115,13 @@ def load_check_file(path: str) -> list[Deployment]:
     """A YAML file: `deployments:`, a list of mappings with name, model, gpu and optionally gpus,
     headroom, min_tokens_per_s and any workload option (mode, dtype, batch, seq, gen, ...).
     Every bad field of every deployment is named in one error."""
-    import yaml
-
     file = Path(path)
     try:
-        data = yaml.load(file.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
+        data = load_yaml(file)
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except YamlError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc})") from None
     items = data.get("deployments") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
         raise InputError(f"{path}: expected a non-empty 'deployments' list")

@@ -15,13 +15,9 @@ from math import prod
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from llmcalc.diskcache import YamlError, load_yaml
 from llmcalc.errors import InputError
 from llmcalc.precision import PRECISIONS
-
-# libyaml's safe loader when PyYAML was built with it (the same safe subset, several times faster).
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "phi3", "gemma2", "gpt2", "falcon",
             "qwen3", "qwen2_moe", "qwen3_moe", "gemma3", "llama4", "deepseek_v2", "deepseek_v3", "gpt_oss",
@@ -517,14 +513,11 @@ def _shape_problems(d: Mapping[str, Any]) -> list[str]:
 def load_card_file(path: Path) -> ModelCard:
     """A YAML card (config.json files go through llmcalc.resolve)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = load_yaml(path)
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        data = yaml.load(text, Loader=SAFE_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
+    except YamlError as exc:
+        where = f" (line {exc.line})" if exc.line else ""
         raise InputError(f"{path}: not valid YAML{where}") from None
     return card_from_mapping(data, str(path))
 

@@ -7,9 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from llmcalc.cards import SAFE_LOADER
+from llmcalc.diskcache import YamlError, load_yaml
 from llmcalc.errors import InputError, close_names
 
 MiB = 2**20
@@ -87,8 +85,8 @@ def _gpu_from_mapping(entry: Any, where: str, kind: str = "gpu") -> tuple[GpuSpe
 
 def load_catalog(path: Path = CATALOG) -> dict[str, GpuSpec]:
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_yaml(path)
+    except (OSError, YamlError) as exc:
         raise InputError(f"{path}: cannot load the GPU catalog ({exc})") from None
     entries = data.get("gpus") if isinstance(data, dict) else None
     if not isinstance(entries, list):
