@@ -2,9 +2,11 @@
 
 Exit codes: 0 success, 1 a capacity check failed, 2 bad input, 3 profiler out of memory,
 4 the environment cannot run the command (see llmcalc/errors.py and docs/cli.md).
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations` here: typer reads every option's annotation with
+typing.get_type_hints, which compiles and evaluates string annotations one by one (11 ms of
+`estimate`'s start on a 2-core machine); evaluated once at import they cost nothing more.
+"""
 
 import sys
 from collections.abc import Iterator
