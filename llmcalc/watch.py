@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -200,27 +201,45 @@ def run(command: Sequence[str], sampler: Sampler, interval: float = 0.2, torch_h
         if torch_hook:
             env["PYTHONPATH"] = os.pathsep.join([str(HOOK_DIR), *filter(None, [env.get("PYTHONPATH")])])
             env["LLMCALC_WATCH_DIR"] = hook_out
-        start = time.monotonic()
+        # A Ctrl-C while Popen runs would lose the child (forked, not yet returned) and leave it
+        # holding our stdout; until Popen returns, SIGINT is only noted, then acted on.
+        state = {"started": False, "pending": False}
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if state["started"]:
+                raise KeyboardInterrupt
+            state["pending"] = True
+
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, on_sigint) if main else None
         try:
-            child = subprocess.Popen(list(command), env=env, stdout=stdout)
-        except FileNotFoundError:
-            raise InputError(f"command not found: {command[0]}") from None
-        except PermissionError:
-            raise InputError(f"command is not executable: {command[0]}") from None
-        try:
-            while True:
-                _record(result, sampler.sample(process_tree(child.pid)))
-                result.elapsed_s = time.monotonic() - start
-                if on_sample:
-                    on_sample(result)
-                if child.poll() is not None:
-                    break
-                time.sleep(interval)
-        except KeyboardInterrupt:
-            result.interrupted = True
-            _stop(child)
+            start = time.monotonic()
+            try:
+                child = subprocess.Popen(list(command), env=env, stdout=stdout)
+            except FileNotFoundError:
+                raise InputError(f"command not found: {command[0]}") from None
+            except PermissionError:
+                raise InputError(f"command is not executable: {command[0]}") from None
+            state["started"] = True
+            try:
+                if state["pending"]:
+                    raise KeyboardInterrupt
+                while True:
+                    _record(result, sampler.sample(process_tree(child.pid)))
+                    result.elapsed_s = time.monotonic() - start
+                    if on_sample:
+                        on_sample(result)
+                    if child.poll() is not None:
+                        break
+                    time.sleep(interval)
+            except KeyboardInterrupt:
+                result.interrupted = True
+                _stop(child)
+            finally:
+                sampler.close()
         finally:
-            sampler.close()
+            if main:
+                signal.signal(signal.SIGINT, previous)
         result.elapsed_s = time.monotonic() - start
         code = child.returncode
         result.exit_code = 128 - code if code is not None and code < 0 else code  # a signal: the shell's 128+n

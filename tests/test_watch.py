@@ -102,6 +102,23 @@ def test_ctrl_c_stops_the_child_and_still_reports():
     assert doc["elapsed_s"] < 20
 
 
+def test_ctrl_c_while_the_child_starts_still_stops_it(monkeypatch):
+    """A SIGINT that lands inside Popen (the child forked, Popen not yet returned) used to escape
+    as KeyboardInterrupt and leave the child running: now it is held until the child exists."""
+    real = subprocess.Popen
+
+    def popen_interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # delivered at once, while "Popen" runs
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(watch.subprocess, "Popen", popen_interrupted)
+    t0 = time.monotonic()
+    result = watch.run([sys.executable, "-c", "import time; time.sleep(60)"], watch.RssSampler(), interval=0.05)
+    assert result.interrupted and result.exit_code == 130  # the child got the SIGINT: 128 + 2
+    assert time.monotonic() - t0 < 20
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
 def test_the_hook_neither_imports_torch_nor_hides_another_sitecustomize(tmp_path):
     theirs = tmp_path / "theirs"
     theirs.mkdir()
