@@ -133,6 +133,15 @@ MATMUL_EFFICIENCY: dict[str, float] = {
 # 2.644 TB/s (nn.Linear 4096 -> 11008, one row); their median is 1.978 TB/s. (Smaller layers
 # measured alone stay in L2 and read faster than a model ever does.)
 GEMV_EFFICIENCY = 1.978 / 3.35
+# A serving engine's projections (CUDA graphs, merged qkv and gate_up): GPU time per weight GEMM =
+# KERNEL_FLOOR_S + bytes / (ENGINE_GEMV_EFFICIENCY x peak). The slope is the least-squares fit,
+# with the latency fixed at KERNEL_FLOOR_S, over 21 cuBLAS timings of Llama-3-8B's projection
+# shapes (q, o, gate, up, down, merged qkv and gate_up at 1, 8 and 32 rows; replayed from a CUDA
+# graph: benchmarks/engine_gemv.py, benchmarks/results/engine-gemv/h200.json; NVIDIA H200, driver
+# 580.159.04, CUDA 13.0, torch 2.11.0): 0.846 of peak, every shape within -6.5% to +5.4% except q
+# and o at 8 rows (+18%). A whole decode step built from these kernels (benchmarks/engine_step.py)
+# checks it (docs/engine-speed.md).
+ENGINE_GEMV_EFFICIENCY = 0.846
 # GPU time charged per small kernel: the mean of the non-GEMM kernels of a batch-1 decode step of
 # a two-layer, 4096-wide Llama (llmcalc.profile.calibrate.small_kernel_mean; three runs on the H100,
 # 1.903, 1.878, 1.891 us). A step's small kernels add up, so their mean counts: the median of a

@@ -68,6 +68,9 @@ def throughput_dict(t: Throughput | None, m: MemoryBreakdown, gpu: GpuSpec) -> d
         "decode_intensity_flop_per_byte": t.decode.intensity,
         "ridge_flop_per_byte": t.ridge,
         "decode_kernels": t.decode.kernels,
+        "engine_ttft_ms": t.engine_ttft_s * 1e3,
+        "engine_decode_step_ms": t.engine_decode_step_s * 1e3,
+        "engine_decode_tokens_per_s": t.engine_decode_tokens_per_s,
     }
 
 
@@ -158,7 +161,7 @@ def option_dict(o: Option) -> dict[str, Any]:
     }
     if o.speed is not None:
         doc |= {"batch": o.speed.seqs, "ttft_ms": o.speed.engine_ttft_s * 1e3,
-                "decode_step_ms": o.speed.decode.kernel_s * 1e3,
+                "decode_step_ms": o.speed.engine_decode_step_s * 1e3,
                 "decode_tokens_per_s": o.speed.engine_decode_tokens_per_s,
                 "per_sequence_tokens_per_s": o.speed.engine_decode_tokens_per_s / o.speed.seqs}
     if o.serving is not None:

@@ -39,15 +39,19 @@ def print_throughput(console: Console, t: Throughput, m: MemoryBreakdown, gpu: G
     table.add_column("")
     table.add_column("GPU kernels ms", justify="right")
     table.add_column("wall ms", justify="right")
+    table.add_column("engine ms", justify="right")
     table.add_column("bound", justify="left")
     table.add_row("prefill (time to first token)", f"{t.prefill.kernel_s * 1e3:.2f}", f"{t.prefill.wall_s * 1e3:.2f}",
-                  _bound(t.prefill))
+                  f"{t.engine_ttft_s * 1e3:.2f}", _bound(t.prefill))
     table.add_row(f"decode step (batch {t.seqs}, {t.decode_context} cached)", f"{t.decode.kernel_s * 1e3:.2f}",
-                  f"{t.decode.wall_s * 1e3:.2f}", _bound(t.decode))
+                  f"{t.decode.wall_s * 1e3:.2f}", f"{t.engine_decode_step_s * 1e3:.2f}", _bound(t.decode))
     console.print(table)
     console.print(f"decode: {t.decode_tokens_per_s:,.0f} tokens/s in all, {t.per_sequence_tokens_per_s:,.1f} per sequence; "
                   f"MBU {100 * t.mbu:.0f}%, prefill MFU {100 * t.mfu:.0f}%; intensity {t.decode.intensity:.1f} FLOP/B "
                   f"vs ridge {t.ridge:.0f} FLOP/B")
+    if t.engine_decode is not None:
+        console.print(f"under a serving engine (vLLM's fused kernels from CUDA graphs, docs/engine-speed.md): "
+                      f"{t.engine_decode_tokens_per_s:,.0f} tokens/s in all")
     console.print(f"efficiencies: {t.efficiency_source}")
 
 

@@ -78,6 +78,9 @@ class Efficiency:
     # GPU time of a small-batch quantized linear: (fixed seconds, weight bytes/s as a fraction of peak)
     quant_linear: dict[tuple[str, bool], tuple[float, float]] = field(default_factory=dict)
     quant_linear_max_rows: int = 256
+    # achieved / peak bandwidth of a serving engine's weight GEMMs beyond their fixed latency
+    # (engine_step_time; 0: as `gemv`)
+    engine_gemv: float = 0.0
     link: float = 0.8  # achieved / peak interconnect bandwidth of an all-reduce (assumed)
     link_latency_s: float = 10e-6  # per collective (assumed)
 
@@ -415,6 +418,174 @@ def step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
                     kernels=kernels, compute_s=compute, memory_s=memory, floor_s=floor, comm_s=comm)
 
 
+# A serving engine's forward (vLLM V1's Llama-style layer, vllm/model_executor/models/llama.py):
+#   fused residual add + RMSNorm; one merged qkv GEMM (QKVParallelLinear); rotary on q and k in
+#   one kernel; k and v written into the paged cache in one kernel (reshape_and_cache_flash);
+#   flash attention reading each grouped KV head once; o GEMM; fused add + RMSNorm; one merged
+#   gate_up GEMM (MergedColumnParallelLinear); SiLU-and-mul in one kernel; down GEMM.
+# Then the final norm, lm_head over the sampled rows, and the sampler (logits to fp32, argmax).
+# Every kernel costs a fixed latency (the small-kernel time) plus its roofline: launches are
+# replayed from CUDA graphs, so no host term; engine_step_time sums them.
+ENGINE_SAMPLER_KERNELS = 3
+
+
+def engine_forward_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, context: int, head_rows: int,
+                       tp: int = 1) -> list[Op]:
+    """A serving engine's kernels for one forward on one GPU (the arguments as forward_ops)."""
+    ops: list[Op] = []
+    for n, group in card.layer_groups:
+        window = group.sliding_window if group.sliding_layers else None
+        keys = min(context, window) if window else context
+        ops += [_scaled(op, n) for op in _engine_layer_ops(group, w, rows, new_tokens, keys, tp)]
+    a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
+    h = card.hidden_size
+    head_store = PRECISIONS[w.dtype] if PRECISIONS[w.dtype].is_float else PRECISIONS[w.compute_dtype]
+    v = ceil(card.vocab_size / tp)
+    ops.append(Op("embedding", 0, rows * h * a * 2, 1))
+    if tp > 1:
+        ops.append(Op("logits_gather", 0, 0, 1, link_bytes=(tp - 1) * head_rows * v * a))
+    ops.append(Op("final_norm", 0, rows * h * 4 * a, 1))  # fused add + norm
+    ops.append(Op("lm_head", 2.0 * head_rows * v * h, v * h * head_store.bytes_per_element + head_rows * (h + v) * a,
+                  1, w.compute_dtype, True))
+    ops.append(Op("sampling", 0, head_rows * v * tp * (a + 4 + 4), ENGINE_SAMPLER_KERNELS))
+    return ops
+
+
+def _engine_linear(name: str, rows: int, out_f: int, in_f: int, w: Workload) -> Op:
+    """One weight GEMM as an engine runs it: the stored weight streamed once, its dequantization
+    (AWQ/GPTQ Marlin, fp8) inside the kernel."""
+    a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
+    store = PRECISIONS[w.dtype]
+    wbytes = store.matrix_bytes(out_f, in_f) if not store.is_float else out_f * in_f * store.bytes_per_element
+    rate = "fp8" if w.dtype == "fp8" else w.compute_dtype
+    return Op(name, 2.0 * rows * out_f * in_f, wbytes + rows * (in_f + out_f) * a, 1, rate, True)
+
+
+def _engine_layer_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, context: int, tp: int) -> list[Op]:
+    """One decoder layer under a serving engine (engine_forward_ops), its layers all of one kind."""
+    a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
+    kvb = PRECISIONS[w.kv_dtype or w.compute_dtype].bytes_per_element
+    h, q, kv, heads = card.hidden_size, card.q_dim, card.kv_dim, card.num_heads
+    if tp > 1:
+        kv = kv * ceil(card.kv_heads / tp) // card.kv_heads
+        q, heads = q // tp, heads // tp
+    seqs = max(rows // max(new_tokens, 1), 1)
+    allreduce = Op("allreduce", 0, 0, 1, link_bytes=2 * (tp - 1) / tp * rows * h * a) if tp > 1 else None
+    add_norm = Op("add_norm", 0, rows * h * 4 * a, 1)  # reads x and the residual, writes both
+    layer: list[Op] = [add_norm]
+    mixer = card.layer_specs[0].mixer
+    if mixer == "conv":  # LFM2's short conv: in_proj, the gated depthwise conv, out_proj
+        layer += [_engine_linear("in_proj", rows, 3 * h, h, w), Op("conv", 2.0 * rows * h * (card.conv_kernel or 0),
+                                                                      5 * rows * h * a, 1),
+                  _engine_linear("out_proj", rows, h, h, w)]
+    else:
+        if card.is_mla:
+            # MLA as engines run it (vllm/attention/backends/mla): the latent (kv_lora_rank + rope
+            # dims) is cached; kv_b's key half is absorbed into the query and its value half
+            # applied to the output, so kv_b streams once per forward, not over the cache.
+            lat, rope, ql = card.kv_lora_rank or 0, card.qk_rope_head_dim or 0, card.q_lora_rank
+            nope, vd = card.qk_nope_head_dim or 0, card.v_head_dim or 0
+            layer += ([_engine_linear("q_a_proj", rows, ql, h, w), Op("q_a_norm", 0, rows * ql * 2 * a, 1),
+                       _engine_linear("q_b_proj", rows, q, ql, w)] if ql else [_engine_linear("q_proj", rows, q, h, w)])
+            layer += [_engine_linear("kv_a_proj", rows, lat + rope, h, w), Op("kv_a_norm", 0, rows * lat * 2 * a, 1),
+                      _engine_linear("kv_b_proj", rows, heads * (nope + vd), lat, w)]
+            cached, width, score_dim = lat + rope, lat, lat + rope
+        else:
+            layer.append(_engine_linear("qkv_proj", rows, q + 2 * kv, h, w))
+            cached, width, score_dim = 2 * kv, card.dim_head, card.dim_head
+        if card.qk_norm:
+            layer.append(Op("qk_norm", 0, rows * (q + kv) * 2 * a, 1))
+        if card.position_embedding == "rope" and mixer != "nope":
+            layer.append(Op("rope", 0, rows * (q + kv) * 2 * a, 1))
+        layer.append(Op("cache_write", 0, rows * cached * (a + kvb), 1))
+        # attention: every cached key and value read once per sequence (grouped heads share
+        # them); a prompt attends causally, on average over half its keys
+        keys = context / 2 if new_tokens > 1 else context
+        flops = 2.0 * rows * keys * heads * (score_dim + width)
+        layer.append(Op("attention", flops, seqs * context * cached * kvb + 2 * rows * q * a, 1, w.compute_dtype))
+        layer.append(_engine_linear("o_proj", rows, h, q, w))
+    if allreduce:
+        layer.append(allreduce)
+    # Gemma 2/3's post-attention and post-MLP norms: one more kernel each
+    layer += [Op("norm", 0, rows * h * 2 * a, 1)] * (card.norms_per_layer // 2 - 1) + [add_norm]
+    return layer + _engine_mlp_ops(card, w, rows, tp, allreduce)
+
+
+def _engine_mlp_ops(card: ModelCard, w: Workload, rows: int, tp: int, allreduce: Op | None) -> list[Op]:
+    """A layer's MLP under an engine: merged gate_up and one activation kernel; routed experts as
+    vLLM's fused_moe (top-k, alignment, two grouped GEMMs over the active experts' weights, the
+    weighted sum); a shared expert beside them."""
+    a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
+    h, i = card.hidden_size, card.intermediate_size // tp
+    layer: list[Op] = []
+
+    def dense(prefix: str, rows_: int, width: int) -> list[Op]:
+        if card.mlp == "gated":
+            return [_engine_linear(f"{prefix}gate_up_proj", rows_, 2 * width, h, w),
+                    Op(f"{prefix}act_mul", 0, rows_ * width * 3 * a, 1),
+                    _engine_linear(f"{prefix}down_proj", rows_, h, width, w)]
+        return [_engine_linear(f"{prefix}fc_in", rows_, width, h, w), Op(f"{prefix}act", 0, rows_ * width * 2 * a, 1),
+                _engine_linear(f"{prefix}fc_out", rows_, h, width, w)]
+
+    if card.is_moe:
+        e, k = card.num_experts or 1, card.experts_per_token or 1
+        active = e * (1 - (1 - k / e) ** rows)  # distinct experts the batch routes to (uniform router)
+        routed = rows * k
+        store = PRECISIONS[w.dtype]
+        gated = 2 if card.mlp == "gated" else 1
+
+        def wbytes(out_f: int, in_f: int) -> float:
+            return store.matrix_bytes(out_f, in_f) if not store.is_float else out_f * in_f * store.bytes_per_element
+
+        layer += [_engine_linear("router", rows, e, h, w), Op("moe_align", 0, routed * 16, 3),
+                  Op("experts_gate_up", 2.0 * routed * gated * i * h,
+                     active * wbytes(gated * i, h) + routed * (h + gated * i) * a, 1, w.compute_dtype, True),
+                  Op("experts_act_mul", 0, routed * i * (gated + 1) * a, 1),
+                  Op("experts_down", 2.0 * routed * i * h, active * wbytes(h, i) + routed * (i + h) * a, 1,
+                     w.compute_dtype, True),
+                  Op("moe_sum", 0, routed * h * a + rows * h * a, 1)]
+    else:
+        layer += dense("", rows, i)
+    if card.shared_expert_intermediate_size:
+        layer += dense("shared_", rows, card.shared_expert_intermediate_size // tp)
+    if allreduce:
+        layer.append(allreduce)
+    return layer
+
+
+def engine_step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
+    """A forward replayed from CUDA graphs: each kernel costs the small-kernel latency plus its
+    roofline (the larger of its compute and its memory time), so t = sum(kernels x floor +
+    max(flops / rate, bytes / bandwidth)); weight GEMMs stream at engine_gemv of peak."""
+    compute = memory = floor = flops = moved = comm = 0.0
+    kernels = 0
+    bw = hw.bytes_per_s * eff.bandwidth
+    bw_gemm = hw.bytes_per_s * (eff.engine_gemv or eff.gemv or eff.bandwidth)
+    for op in ops:
+        if op.link_bytes:
+            if not hw.link_bytes_per_s:
+                raise InputError(f"{hw.id}: no interconnect bandwidth in the catalog, so tensor-parallel time "
+                                 "cannot be predicted")
+            comm += eff.link_latency_s * op.kernels + op.link_bytes / (hw.link_bytes_per_s * eff.link)
+            kernels += op.kernels
+            continue
+        t_compute = 0.0
+        if op.flops and op.rate:
+            t_compute = op.flops / (_rate(hw, op.rate) * eff.matmul.get(op.rate, eff.matmul.get("bf16", 0.5)))
+        t_memory = op.bytes / (bw_gemm if op.streams_weights else bw)
+        if t_compute > t_memory:
+            compute += t_compute
+        else:
+            memory += t_memory
+        floor += op.kernels * eff.kernel_floor_s
+        flops += op.flops
+        moved += op.bytes
+        kernels += op.kernels
+    kernel_s = compute + memory + floor + comm
+    return StepTime(kernel_s=kernel_s, host_s=0.0, wall_s=kernel_s, flops=flops, bytes=moved, kernels=kernels,
+                    compute_s=compute, memory_s=memory, floor_s=floor, comm_s=comm)
+
+
 @dataclass(frozen=True)
 class Throughput:
     """Prefill and decode speed of a workload on one device."""
@@ -427,6 +598,9 @@ class Throughput:
     peak_bytes_per_s: float
     peak_flops: float  # dense peak of the matmul dtype
     efficiency_source: str
+    # the same forwards as a serving engine runs them (engine_forward_ops, engine_step_time)
+    engine_prefill: StepTime | None = None
+    engine_decode: StepTime | None = None
 
     @property
     def ttft_s(self) -> float:
@@ -444,13 +618,18 @@ class Throughput:
 
     @property
     def engine_ttft_s(self) -> float:
-        """Time to first token when launches are hidden (CUDA graphs, a serving engine)."""
-        return self.prefill.kernel_s
+        """Time to first token under a serving engine: its prefill's GPU time."""
+        return (self.engine_prefill or self.prefill).kernel_s
+
+    @property
+    def engine_decode_step_s(self) -> float:
+        """One decode step for the whole batch under a serving engine: its GPU time."""
+        return (self.engine_decode or self.decode).kernel_s
 
     @property
     def engine_decode_tokens_per_s(self) -> float:
-        """Aggregate decode rate when launches are hidden: the batch over the GPU kernel time."""
-        return self.seqs / self.decode.kernel_s
+        """Aggregate decode rate under a serving engine: the batch over its step time."""
+        return self.seqs / self.engine_decode_step_s
 
     @property
     def mbu(self) -> float:
@@ -477,8 +656,13 @@ def throughput(card: ModelCard, w: Workload, hw: GpuSpec, eff: Efficiency, tp: i
     context = w.seq + max(w.gen, 1) // 2
     decode = step_time(forward_ops(card, w, seqs, 1, context, seqs, eff, tp), hw, eff)
     rate = _rate(hw, matmul_rate_dtype(w, hw))
+    engine_prefill = engine_decode = None
+    if hw.kind == "gpu":
+        engine_prefill = engine_step_time(engine_forward_ops(card, w, seqs * w.seq, w.seq, w.seq, seqs, tp), hw, eff)
+        engine_decode = engine_step_time(engine_forward_ops(card, w, seqs, 1, context, seqs, tp), hw, eff)
     return Throughput(hardware=hw.id, prefill=prefill, decode=decode, decode_context=context, seqs=seqs,
-                      peak_bytes_per_s=hw.bytes_per_s, peak_flops=rate, efficiency_source=eff.source)
+                      peak_bytes_per_s=hw.bytes_per_s, peak_flops=rate, efficiency_source=eff.source,
+                      engine_prefill=engine_prefill, engine_decode=engine_decode)
 
 
 # CPUs that were never calibrated: no measurement of ours exists, so these are stated
@@ -510,6 +694,7 @@ def efficiency_for(gpu: GpuSpec) -> Efficiency:
                           gemv=float(entry.get("gemv_bytes_per_s", entry["bytes_per_s"])) / gpu.bytes_per_s,
                           forward_s=float(entry.get("forward_s", 0.0)), quant_call_s=default.quant_call_s,
                           quant_linear=default.quant_linear, quant_linear_max_rows=default.quant_linear_max_rows,
+                          engine_gemv=default.engine_gemv,
                           source=f"calibrated on this machine at {entry.get('measured_at', '?')} ({cal.calibration_file()})")
     return CPU_DEFAULT if gpu.kind == "cpu" else default_efficiency()
 
@@ -520,7 +705,8 @@ def default_efficiency() -> Efficiency:
     return Efficiency(bandwidth=cal.BANDWIDTH_EFFICIENCY, matmul=dict(cal.MATMUL_EFFICIENCY),
                       kernel_floor_s=cal.KERNEL_FLOOR_S, launch_s=cal.LAUNCH_S, source=cal.THROUGHPUT_SOURCE,
                       gemv=cal.GEMV_EFFICIENCY, forward_s=cal.FORWARD_S, quant_call_s=dict(cal.QUANT_CALL_S),
-                      quant_linear=dict(cal.QUANT_LINEAR), quant_linear_max_rows=cal.QUANT_LINEAR_MAX_ROWS)
+                      quant_linear=dict(cal.QUANT_LINEAR), quant_linear_max_rows=cal.QUANT_LINEAR_MAX_ROWS,
+                      engine_gemv=cal.ENGINE_GEMV_EFFICIENCY)
 
 
 def calibrated_context(gpu: GpuSpec) -> tuple[int, str] | None:

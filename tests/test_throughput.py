@@ -188,3 +188,83 @@ def test_moe_experts_are_two_grouped_gemms_reading_each_active_expert_once():
     gate_up = next(op for op in ops if op.name == "experts_gate_up")
     assert gate_up.bytes == pytest.approx(32 * (2 * 2 * 14_336 * 4_096 * 2 + 2 * (4_096 + 28_672) * 2))
     assert gate_up.kernels == 2 * 32
+
+
+# --- the serving engine's op list (engine_forward_ops, engine_step_time) ---------------------
+
+
+def test_engine_gemm_is_a_latency_plus_its_bandwidth_time():
+    from llmcalc.speed import _engine_linear, engine_step_time
+
+    # o_proj of Llama-3-8B at one row on an H200: weight 4096 x 4096 x 2 = 33,554,432 B plus one
+    # row in and out, 2 x 4096 x 2 = 16,384 B: 33,570,816 B. t = 1.891 us + 33,570,816 /
+    # (4.8e12 x 0.846) = 1.891 + 8.267 = 10.158 us (cuBLAS from a CUDA graph measured 9.83 us).
+    op = _engine_linear("o_proj", 1, 4096, 4096, Workload(dtype="bf16"))
+    assert (op.bytes, op.flops, op.kernels, op.streams_weights) == (33_570_816, 33_554_432, 1, True)
+    t = engine_step_time([op], get_gpu("h200"), default_efficiency())
+    assert t.kernel_s == pytest.approx(10.158e-6, rel=1e-3)
+    assert t.host_s == 0 and t.wall_s == t.kernel_s  # replayed from a CUDA graph: no host term
+
+
+def test_engine_decode_kernels_are_vllms_llama_layer():
+    from llmcalc.speed import engine_forward_ops
+
+    # Per layer: add+norm, qkv, rotary, cache write, attention, o, add+norm, gate_up, act, down
+    # = 10; then embedding, final norm, lm_head and 3 sampler kernels: 32 x 10 + 6 = 326.
+    ops = engine_forward_ops(load_card("llama-3.1-8b"), Workload(batch=8, seq=512), 8, 1, 512, 8)
+    assert sum(op.kernels for op in ops) == 326
+    names = {op.name for op in ops}
+    assert {"qkv_proj", "gate_up_proj"} <= names and not names & {"q_proj", "k_proj", "cache_cat", "attn_out_copy"}
+
+
+@pytest.mark.parametrize("card, per_token", [
+    # GQA: K and V of 8 heads x 128, bf16: 2 x 1024 x 2 = 4,096 B per token and layer, 32 layers
+    ("llama-3.1-8b", 32 * 2 * 1024 * 2),
+    # MLA under an engine: the latent (512) and the rope key (64), bf16: 1,152 B, 61 layers
+    ("deepseek-v3", 61 * (512 + 64) * 2),
+])
+def test_engine_decode_reads_each_cached_token_once(card, per_token):
+    from llmcalc.speed import engine_forward_ops
+
+    c = load_card(card)
+    w = Workload(batch=4, seq=1000)
+
+    def moved(context: int) -> float:
+        return sum(op.bytes for op in engine_forward_ops(c, w, 4, 1, context, 4))
+
+    # only attention reads depend on the context: 4 sequences x 1,000 more tokens
+    assert moved(2000) - moved(1000) == pytest.approx(4 * 1000 * per_token)
+
+
+@pytest.mark.parametrize("card", ["llama-3.1-8b", "qwen3-30b-a3b", "gemma-3-27b", "deepseek-v3", "gpt-oss-20b"])
+def test_engine_step_never_falls_as_batch_or_context_grow(card):
+    c, h100 = load_card(card), get_gpu("h100-sxm-80gb")
+    eff = default_efficiency()
+    steps = [throughput(c, Workload(batch=b, seq=s, gen=16), h100, eff).engine_decode_step_s
+             for b in (1, 4, 16) for s in (256, 4096)]
+    by_batch = [steps[i::2] for i in range(2)]
+    assert all(a <= b for row in by_batch for a, b in zip(row, row[1:]))
+    assert all(steps[i] <= steps[i + 1] for i in range(0, len(steps), 2))
+
+
+def test_engine_gemms_agree_with_the_device_step():
+    """The GEMMs of benchmarks/engine_step.py's llama-3.1-8b decode step at batch 1 (512 cached
+    tokens; torch.profiler on an H200): 3,979 us of cuBLAS kernels. The op list charges 3,941 us."""
+    from llmcalc.speed import engine_forward_ops, engine_step_time
+
+    doc = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "engine-step"
+                      / "engine-step-llama-3.1-8b.json").read_text())
+    row = next(r for r in doc["rows"] if (r["batch"], r["context"]) == (1, 512))
+    gemms = [op for op in engine_forward_ops(load_card("llama-3.1-8b"), Workload(seq=512), 1, 1, 512, 1)
+             if op.streams_weights]
+    predicted = engine_step_time(gemms, get_gpu("h200"), default_efficiency()).kernel_s * 1e6
+    assert predicted == pytest.approx(row["trace"]["gemm"]["us"], rel=0.03)
+
+
+def test_engine_view_is_faster_than_eager_and_none_on_a_cpu():
+    t = throughput(LLAMA7, Workload(batch=8, seq=512, gen=64), get_gpu("h100-sxm-80gb"), default_efficiency())
+    assert t.engine_decode is not None and t.engine_decode_step_s < t.decode.kernel_s < t.decode.wall_s
+    assert t.engine_decode_tokens_per_s == pytest.approx(8 / t.engine_decode_step_s)
+    cpu = get_gpu("epyc-9654")
+    c = throughput(LLAMA7, Workload(batch=8, seq=512, gen=64), cpu, efficiency_for(cpu))
+    assert c.engine_decode is None and c.engine_decode_step_s == c.decode.kernel_s
