@@ -38,6 +38,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--out", required=True)
 p.add_argument("--layers", type=int, default=32)
 p.add_argument("--cases", default="1:512,1:4096,8:512,8:4096,32:512,32:2048,64:1024,128:512,128:2048,256:512")
+p.add_argument("--prefill", default="", help="prefill cases batch:prompt,... (one forward over the whole prompt)")
 p.add_argument("--trace", default="1:512,64:1024", help="cases to break down by kernel ('' for none)")
 p.add_argument("--hidden", type=int, default=4096)
 p.add_argument("--intermediate", type=int, default=14336)
@@ -133,6 +134,38 @@ BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIE
             "math": SDPBackend.MATH}
 
 
+def make_prefill(batch: int, prompt: int):
+    """One prefill forward over `prompt` tokens of `batch` sequences: the same kernels over
+    batch x prompt rows, causal flash attention, the prompt's K and V copied into the cache,
+    logits for each sequence's last position only (as an engine samples)."""
+    caches = [(torch.zeros(batch, prompt, KVH, D, device=dev, dtype=dt),
+               torch.zeros(batch, prompt, KVH, D, device=dev, dtype=dt)) for _ in range(L)]
+    tokens = torch.randint(0, V, (batch * prompt,), device=dev)
+    freqs = torch.arange(prompt, device=dev, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    cos = freqs.cos()[None, :, None, :].expand(batch, prompt, 1, D // 2).reshape(batch * prompt, 1, D // 2)
+    sin = freqs.sin()[None, :, None, :].expand(batch, prompt, 1, D // 2).reshape(batch * prompt, 1, D // 2)
+    last = torch.arange(batch, device=dev) * prompt + prompt - 1
+
+    def step() -> torch.Tensor:
+        x = F.embedding(tokens, embed)
+        residual = torch.zeros_like(x)
+        for lw, (kc, vc) in zip(layers, caches):
+            h, residual = add_rmsnorm(x, residual, lw["n1"])
+            q, k, v = rotary(F.linear(h, lw["qkv"]), cos, sin)
+            kc.copy_(k.view(batch, prompt, KVH, D))
+            vc.copy_(v.view(batch, prompt, KVH, D))
+            with sdpa_kernel(BACKENDS[BACKEND]):
+                a = F.scaled_dot_product_attention(q.view(batch, prompt, NH, D).transpose(1, 2), kc.transpose(1, 2),
+                                                   vc.transpose(1, 2), is_causal=True, enable_gqa=True)
+            x = F.linear(a.transpose(1, 2).reshape(batch * prompt, NH * D), lw["o"])
+            h, residual = add_rmsnorm(x, residual, lw["n2"])
+            x = F.linear(silu_mul(F.linear(h, lw["gate_up"])), lw["down"])
+        h = add_rmsnorm(x[last], residual[last], final_norm)[0]
+        return F.linear(h, lm_head).float().argmax(-1)
+
+    return step, caches
+
+
 def backend_check() -> str:
     """The SDPA kernel a decode query with grouped KV heads can use: flash, else efficient."""
     q = torch.randn(2, NH, 1, D, device=dev, dtype=dt)
@@ -190,13 +223,14 @@ def main() -> None:
             "cuda": torch.version.cuda, "layers": L, "hidden": H, "intermediate": I, "heads": NH, "kv_heads": KVH,
             "vocab": V, "head_dim": D, "sdpa_backend": BACKEND, "rows": []}
     traced = set(args.trace.split(",")) if args.trace else set()
-    for case in args.cases.split(","):
+    cases = [(c, False) for c in args.cases.split(",") if c] + [(c, True) for c in args.prefill.split(",") if c]
+    for case, prefill in cases:
         batch, context = (int(x) for x in case.split(":"))
         t0 = time.time()
-        step, caches = make_step(batch, context)
+        step, caches = (make_prefill if prefill else make_step)(batch, context)
         for _ in range(3):  # compile (dynamic shapes) and warm up
             step()
-        row: dict = {"batch": batch, "context": context}
+        row: dict = {"batch": batch, "context": context, "phase": "prefill" if prefill else "decode"}
         if dev == "cuda":
             torch.cuda.synchronize()
             graph = torch.cuda.CUDAGraph()

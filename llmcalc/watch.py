@@ -210,7 +210,9 @@ def run(command: Sequence[str], sampler: Sampler, interval: float = 0.2, torch_h
                 raise KeyboardInterrupt
             state["pending"] = True
 
-        main = threading.current_thread() is threading.main_thread()
+        # (not where Python's own handler is off: another thread, or SIGINT ignored by the caller)
+        main = (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
         previous = signal.signal(signal.SIGINT, on_sigint) if main else None
         try:
             start = time.monotonic()

@@ -112,11 +112,15 @@ def test_ctrl_c_while_the_child_starts_still_stops_it(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(watch.subprocess, "Popen", popen_interrupted)
-    t0 = time.monotonic()
-    result = watch.run([sys.executable, "-c", "import time; time.sleep(60)"], watch.RssSampler(), interval=0.05)
-    assert result.interrupted and result.exit_code == 130  # the child got the SIGINT: 128 + 2
-    assert time.monotonic() - t0 < 20
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    caller = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job ignores it)
+    try:
+        t0 = time.monotonic()
+        result = watch.run([sys.executable, "-c", "import time; time.sleep(60)"], watch.RssSampler(), interval=0.05)
+        assert result.interrupted and result.exit_code == 130  # the child got the SIGINT: 128 + 2
+        assert time.monotonic() - t0 < 20
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    finally:
+        signal.signal(signal.SIGINT, caller)
 
 
 def test_the_hook_neither_imports_torch_nor_hides_another_sitecustomize(tmp_path):
