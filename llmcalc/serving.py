@@ -1,4 +1,4 @@
-"""Serving-engine sizing: what vLLM (V1: 0.9-0.19; V0: 0.6-0.7) and SGLang (0.5) allocate per GPU rank at
+"""Serving-engine sizing: what vLLM (V1: 0.8-0.19; V0: 0.4.0-0.7.3) and SGLang (0.4-0.5) allocate per GPU rank at
 start-up, how many KV-cache tokens that leaves, how many requests of max_model_len run at once,
 and whether the engine starts. Pure, no torch.
 
@@ -29,11 +29,13 @@ from llmcalc.precision import PRECISIONS, Precision
 GiB = 2**30
 ENGINES = ("vllm", "sglang")
 VOCAB_PADDING = 64  # vLLM's DEFAULT_VOCAB_PADDING_SIZE: the global vocabulary is padded, then split by TP
-# What --engine-version selects. Versions whose accounting differs or is not verified (vLLM V0
-# 0.4-0.8's profile, V1 0.8's device-wide formula, the V1 releases between 0.11 and 0.19, whose
-# sampler may be either) are refused rather than answered with the wrong formula.
-VERSIONS = {"vllm": ("0.6", "0.7", "0.9", "0.10", "0.11", "0.12", "0.13", "0.14", "0.15", "0.16", "0.17", "0.18",
-                     "0.19"), "sglang": ("0.4", "0.4.8", "0.5")}
+# What --engine-version selects (benchmarks/serve/vllm-v0-accounting.md reads every vLLM release
+# from 0.4.0 to 0.8.5). vLLM: "0.4" is 0.4.0-0.5.2 and "0.5" 0.5.3-0.6.3 (V0, the free-memory delta
+# since start-up; chunked prefill on by default above 32K tokens from 0.5.3), "0.6.4" (V0, the
+# device-wide formula), "0.6" 0.6.5-0.6.6 and "0.7" 0.7.x (V0, memory_profiling), "0.8" (V1's
+# default engine in 0.8.x, the device-wide formula), then V1 0.9-0.19.
+VERSIONS = {"vllm": ("0.4", "0.5", "0.6.4", "0.6", "0.7", "0.8", "0.9", "0.10", "0.11", "0.12", "0.13", "0.14",
+                     "0.15", "0.16", "0.17", "0.18", "0.19"), "sglang": ("0.4", "0.4.8", "0.5")}
 # Where vLLM V1's profile run changed (benchmarks/serve/vllm-0.12-0.18.md, read from every wheel):
 # the in-place Triton top-k/top-p sampler from 0.17 (before: a PyTorch sort), the persistent MoE
 # workspace from 0.14 (before: fused_moe's caches per call); the budget and defaults are the same.
@@ -44,6 +46,7 @@ MOE_WORKSPACE_FROM = (0, 14)
 def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in version.split("."))
 V0_VERSIONS = ("0.6", "0.7")  # vLLM's V0 engine, 0.6.5-0.7.3 (and 0.8.x run with VLLM_USE_V1=0)
+OLD_V0_VERSIONS = ("0.4", "0.5", "0.6.4")  # vLLM V0 0.4.0-0.6.4: budgets read off the device (_vllm_old)
 DEFAULT_VERSION = {"vllm": "0.19", "sglang": "0.5"}
 # Non-torch memory that vLLM V1's budget subtracts: what grows beside PyTorch's allocator after
 # the worker's start-up snapshot (cuBLAS/cuDNN handles and workspaces; with tensor parallelism
@@ -125,8 +128,7 @@ def validate(card: ModelCard, c: ServeConfig) -> str:
         raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got '{c.engine}'")
     version = c.version or DEFAULT_VERSION[c.engine]
     if version not in VERSIONS[c.engine]:
-        hint = (" (0.8's default V1 engine sizes from the device's used memory, which llmcalc does not model; "
-                "0.8 run with VLLM_USE_V1=0 follows 0.7)") if (c.engine, version) == ("vllm", "0.8") else ""
+        hint = ""
         raise InputError(f"--engine-version {version}: llmcalc models {c.engine} "
                          f"{', '.join(VERSIONS[c.engine])} (docs/serve.md says how the others differ){hint}")
     for name, value in (("--tp", c.tp), ("--pp", c.pp), ("--dp", c.dp)):
@@ -447,15 +449,76 @@ def _vllm_v0(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str, ve
                          tokens / max_len if max_len and blocks > 0 else 0.0, error is None, error, explain)
 
 
+
+def _vllm_old(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str, version: str) -> ServeEstimate:
+    """vLLM V0 0.4.0-0.6.4 (benchmarks/serve/vllm-v0-accounting.md, sections 1.1, 1.2, 2.2, 2.3).
+    0.4.0-0.6.3 (`Worker.determine_num_available_blocks`): available = total x utilization -
+    (free at start-up - free after the profile run): the weights, the profile run's activations as
+    PyTorch still holds them (the cache is not emptied before the reading) and the non-torch growth
+    (NCCL, cuBLAS); the CUDA context is outside. 0.6.4: total x utilization - (PyTorch's allocated
+    peak, weights included, + the device's used memory beyond PyTorch's allocation), so the CUDA
+    context is inside. The profile run is V0's (profile_peak_v0), over max(max_model_len, 2048)
+    tokens unless chunked prefill is on (from 0.5.3 by default above 32,768 tokens of context:
+    512 tokens); 16-token blocks over every layer; 4 GiB of CPU swap blocks beside them."""
+    a = int(PRECISIONS[compute_dtype].bytes_per_element)
+    kv_bytes = 1 if c.kv_cache_dtype.startswith("fp8") else a
+    max_len = c.max_model_len or card.max_position_embeddings
+    chunked = (version != "0.4" and max_len > 32768 and not card.sliding_layers
+               and not (card.vision_params and version == "0.6.4"))
+    batched = c.max_num_batched_tokens or (512 if chunked else max(max_len, 2048))
+    seqs = c.max_num_seqs or 256
+    weights, weights_note = weights_per_rank(card, dtype, compute_dtype, c.tp, c.pp)
+    budget = int(c.gpu_total_bytes * (c.memory_fraction or 0.9))
+    non_torch = non_torch_bytes(c.tp, c.pp, c.gpu_name)
+    if version == "0.6.4":
+        non_torch += calibration.CUDA_CONTEXT_BYTES
+    activation = profile_peak_v0(card, batched, min(seqs, batched), a, c.tp, c.gpu_name)
+    available = budget - weights - non_torch - activation
+    block = c.block_size or 16
+    groups = _kv_groups(card, c, kv_bytes, c.pp)
+    block_bytes = _block_bytes(groups, block)
+    blocks = max(available // block_bytes, 0) if block_bytes else 0
+    tokens = blocks * block
+    error = None
+    if blocks <= 0:
+        error = ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
+                 "initializing the engine.")
+    elif max_len > tokens:
+        error = (f"The model's max seq len ({max_len}) is larger than the maximum number of tokens that can be "
+                 f"stored in KV cache ({tokens}). Try increasing `gpu_memory_utilization` or decreasing "
+                 "`max_model_len` when initializing the engine.")
+    span = {"0.4": "0.4.0-0.5.2", "0.5": "0.5.3-0.6.3", "0.6.4": "0.6.4"}[version]
+    explain = {"weights": weights_note,
+               "budget": f"total {c.gpu_total_bytes / GiB:.2f} GiB x gpu_memory_utilization {c.memory_fraction or 0.9}",
+               "activation_peak": f"V0's profile ({span}): {batched} tokens over {min(seqs, batched)} sequences"
+                                  + (" (chunked prefill, on above 32,768 tokens)" if chunked else "")
+                                  + ("; PyTorch's allocated peak" if version == "0.6.4" else
+                                     "; read as the device's free memory, so what PyTorch still holds of it: the "
+                                     "allocated peak here, a little more in practice"),
+               "non_torch": ("the CUDA context (0.6.4 counts the device's whole use beyond PyTorch's allocation; "
+                             f"{calibration.CUDA_CONTEXT_BYTES / GiB:.2f} GiB measured with CUDA 13) plus "
+                             if version == "0.6.4" else "")
+                            + "the growth beside PyTorch after start-up, as for V1 (the medians of vLLM 0.19's logs by layout)",
+               "cuda_graph": "captured after the KV cache is sized: not in the budget",
+               "kv_cache": f"{blocks:,} blocks of {block} tokens over every layer on this rank"}
+    kv = int(blocks * block_bytes) if blocks > 0 else 0
+    return ServeEstimate("vllm", version, budget, weights, non_torch, activation, 0, available, kv,
+                         tokens if blocks > 0 else 0, block, block_bytes, max_len, seqs, batched,
+                         tokens / max_len if max_len and blocks > 0 else 0.0, error is None, error, explain)
+
 # --- the estimate ---------------------------------------------------------------------------
 
-def _defaults(c: ServeConfig) -> tuple[int, int]:
+def _defaults(c: ServeConfig, version: str = "") -> tuple[int, int]:
     """vLLM serve's max_num_batched_tokens / max_num_seqs (engine/arg_utils.py
     _set_default_args_v1, 0.9-0.11 and 0.19): 8192 / 1024 on GPUs of 70 GiB and more but A100s, else
-    2048 / 256; SGLang's chunked_prefill_size and a running-request cap by memory tier."""
+    2048 / 256; 0.8.x (0.8.5's rule, by memory; 0.8.0-0.8.4 chose by the name H100/H200 and gave
+    1,024 sequences on every GPU up to 0.8.3); SGLang's chunked_prefill_size and a running-request
+    cap by memory tier."""
     big = c.gpu_total_bytes >= 70 * GiB and "a100" not in c.gpu_name.lower()
     if c.engine == "sglang":
         return (8192 if big else 2048 if c.gpu_total_bytes < 35 * GiB else 4096), 0
+    if version == "0.8":
+        big = c.gpu_total_bytes >= 70 * GiB
     return (8192, 1024) if big else (2048, 256)
 
 
@@ -477,10 +540,12 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
     version = validate(card, c)
     if c.engine == "vllm" and version in V0_VERSIONS:
         return _vllm_v0(card, c, dtype, compute_dtype, version)
+    if c.engine == "vllm" and version in OLD_V0_VERSIONS:
+        return _vllm_old(card, c, dtype, compute_dtype, version)
     a = int(PRECISIONS[compute_dtype].bytes_per_element)
     kv_bytes = 1 if c.kv_cache_dtype.startswith("fp8") else a
     max_len = c.max_model_len or card.max_position_embeddings
-    batched_default, seqs_default = _defaults(c)
+    batched_default, seqs_default = _defaults(c, version)
     batched = c.max_num_batched_tokens or batched_default
     weights, weights_note = weights_per_rank(card, dtype, compute_dtype, c.tp, c.pp)
     groups = _kv_groups(card, c, kv_bytes, c.pp)
@@ -490,6 +555,10 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
         block = c.block_size or (64 if card.is_mla else 16)
         budget = int(c.gpu_total_bytes * (c.memory_fraction or 0.9))
         non_torch = non_torch_bytes(c.tp, c.pp, c.gpu_name)
+        if version == "0.8":
+            # 0.8.x (gpu_worker.py determine_available_memory, the 0.6.4 formula): non-torch is
+            # the device's used memory less torch's allocation, so the CUDA context is inside
+            non_torch += calibration.CUDA_CONTEXT_BYTES
         # with pipeline stages, the last one (the sampler) has the least left for its cache, and
         # the engine takes the smallest cache of all stages
         activation = profile_peak(card, batched, min(batched, seqs), a, c.tp, version, first_stage=c.pp == 1,
@@ -497,14 +566,16 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
         available = budget - weights - non_torch - activation
         kv, tokens, concurrency, error = _vllm_kv(card, c, groups, available, block, max_len, batched)
         free = c.gpu_total_bytes - calibration.CUDA_CONTEXT_BYTES  # the context exists before the check
-        if free < budget:  # Worker.init_device
+        if free < budget and version != "0.8":  # Worker.init_device (0.9 and later)
             error = (f"Free memory on device ({free / GiB:.2f}/{c.gpu_total_bytes / GiB:.2f} GiB) on startup is less "
                      f"than desired GPU memory utilization ({c.memory_fraction or 0.9}, {budget / GiB:.2f} GiB). "
                      "Decrease GPU memory utilization or reduce GPU memory used by other processes.")
             kv, tokens, concurrency = 0, 0, 0.0
         explain |= {
             "budget": f"total {c.gpu_total_bytes / GiB:.2f} GiB x gpu_memory_utilization {c.memory_fraction or 0.9}",
-            "non_torch": "growth beside PyTorch after start-up (cuBLAS handles; NCCL under TP): the median of vLLM 0.19's logs on H100 for this layout (0.25 GiB at TP 1, 2.09 "
+            "non_torch": ("the CUDA context (0.8.x counts the device's whole use beyond PyTorch's allocation; "
+                          f"{calibration.CUDA_CONTEXT_BYTES / GiB:.2f} GiB measured with CUDA 13) plus " if version == "0.8" else "")
+                         + "growth beside PyTorch after start-up (cuBLAS handles; NCCL under TP): the median of vLLM 0.19's logs on H100 for this layout (0.25 GiB at TP 1, 2.09 "
                          "at TP > 1, 0.07 under PP alone); other builds and GPUs logged 0.03-0.35 GiB at TP 1",
             "activation_peak": f"the profile run: {batched} tokens, then the sampler over {min(batched, seqs)} rows",
             "cuda_graph": "captured after the KV cache is sized: not in the budget (0.9-0.11, 0.19)",

@@ -99,9 +99,48 @@ def test_sglang_token_pool_by_hand():
 
 
 def test_unmodelled_versions_are_refused():
-    # 0.8 is refused: its default engine is V1 with a device-wide formula llmcalc does not model
-    with pytest.raises(InputError, match=r"^--engine-version 0.8: llmcalc models vllm 0.6, 0.7, 0.9, 0.10, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.19 "):
-        serve(load_card("llama-3-8b"), ServeConfig(version="0.8", gpu_total_bytes=GiB), "bf16", "bf16")
+    # 0.3 predates every release llmcalc read (0.4.0-0.8.5, benchmarks/serve/vllm-v0-accounting.md)
+    with pytest.raises(InputError, match=r"^--engine-version 0.3: llmcalc models vllm 0.4, 0.5, 0.6.4, 0.6, 0.7, 0.8, 0.9, "
+                                         r"0.10, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.19 \(docs/serve.md"):
+        serve(load_card("llama-3-8b"), ServeConfig(version="0.3", gpu_total_bytes=GiB), "bf16", "bf16")
+
+
+def test_vllm_04_to_064_budgets():
+    """vLLM V0 before memory_profiling (vllm-v0-accounting.md 1.1-1.2): 0.4.0-0.6.3 subtract the
+    device's free-memory drop since start-up (weights, the profile's activations, non-torch growth;
+    the CUDA context outside), 0.6.4 the allocated peak plus every non-torch byte on the device (the
+    context inside)."""
+    from llmcalc import calibration
+    from llmcalc.serving import NON_TORCH_BYTES
+
+    card = load_card("llama-3-8b")
+    kw = dict(gpu_total_bytes=int(79.22 * GiB), gpu_name="NVIDIA H100 80GB HBM3", max_model_len=8192)
+    old, v064, v065 = (serve(card, ServeConfig(version=v, **kw), "bf16", "bf16") for v in ("0.5", "0.6.4", "0.6"))
+    # same profile run (8,192 tokens over 256 sequences) and weights in all three
+    assert old.activation_peak_bytes == v064.activation_peak_bytes == v065.activation_peak_bytes == 1_350_434_816
+    assert old.non_torch_bytes == v065.non_torch_bytes == NON_TORCH_BYTES
+    assert v064.non_torch_bytes == NON_TORCH_BYTES + calibration.CUDA_CONTEXT_BYTES
+    # the context inside the budget: 676 MiB fewer for the cache, 338 blocks of 2 MiB
+    assert old.kv_available_bytes - v064.kv_available_bytes == calibration.CUDA_CONTEXT_BYTES
+    assert old.kv_cache_tokens - v064.kv_cache_tokens == 338 * 16
+    # chunked prefill by default above 32K tokens from 0.5.3 ("0.5"): 512 tokens in the profile;
+    # 0.4.0-0.5.2 ("0.4") prefill the whole context
+    long = {**kw, "max_model_len": 65536}
+    assert serve(card, ServeConfig(version="0.5", **long), "bf16", "bf16").max_num_batched_tokens == 512
+    assert serve(card, ServeConfig(version="0.4", **long), "bf16", "bf16").max_num_batched_tokens == 65536
+
+
+def test_vllm_08_v1_counts_the_context_and_sizes_by_memory():
+    """V1 as 0.8.x's default engine: 0.9's profile run and blocks, but the budget charges the CUDA
+    context (the 0.6.4 formula), and 0.8.5 picks its defaults by memory (an A100 80GB is big)."""
+    from llmcalc import calibration
+
+    card = load_card("llama-3-8b")
+    kw = dict(gpu_total_bytes=int(79.19 * GiB), gpu_name="NVIDIA A100-SXM4-80GB", max_model_len=8192)
+    v08, v09 = (serve(card, ServeConfig(version=v, **kw), "bf16", "bf16") for v in ("0.8", "0.9"))
+    assert (v08.max_num_batched_tokens, v08.max_num_seqs) == (8192, 1024)
+    assert (v09.max_num_batched_tokens, v09.max_num_seqs) == (2048, 256)  # 0.9 leaves A100s out
+    assert v08.non_torch_bytes - v09.non_torch_bytes == calibration.CUDA_CONTEXT_BYTES
 
 
 def test_cli_json_contract_and_exit_code():
