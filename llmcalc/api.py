@@ -292,10 +292,6 @@ def serve(model: ModelLike, *, gpu: str | GpuSpec | None = None, engine: str = "
         max_num_batched_tokens=max_num_batched_tokens if vllm else chunked_prefill_size,
         kv_cache_dtype=kv_cache_dtype.lower(), dp=dp, enforce_eager=enforce_eager, prefix_caching=enable_prefix_caching)
     warnings = list(card.notes)
-    if (vllm and tp > 1 and spec is not None and 0 < spec.link_bytes_per_s < 100e9
-            and "geforce" not in spec.name.lower()):
-        warnings.append(f"{spec.id}: TP over PCIe: the non-torch memory is the figure vLLM logs over NVLink "
-                        "(2.09 GiB per rank); no public log shows it over PCIe, where it may be smaller")
     if spec and not gpu_memory and not spec.cuda_total_bytes:
         warnings.append(f"{spec.id}: the catalog has nvidia-smi's total, not CUDA's (which is 0.4-0.6 GiB less): "
                         "give --gpu-memory for exact block counts")

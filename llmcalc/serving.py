@@ -35,7 +35,7 @@ VOCAB_PADDING = 64  # vLLM's DEFAULT_VOCAB_PADDING_SIZE: the global vocabulary i
 # device-wide formula), "0.6" 0.6.5-0.6.6 and "0.7" 0.7.x (V0, memory_profiling), "0.8" (V1's
 # default engine in 0.8.x, the device-wide formula), then V1 0.9-0.19.
 VERSIONS = {"vllm": ("0.4", "0.5", "0.6.4", "0.6", "0.7", "0.8", "0.9", "0.10", "0.11", "0.12", "0.13", "0.14",
-                     "0.15", "0.16", "0.17", "0.18", "0.19"), "sglang": ("0.4", "0.4.8", "0.5")}
+                     "0.15", "0.16", "0.17", "0.18", "0.19"), "sglang": ("0.4", "0.4.6", "0.4.7", "0.4.8", "0.5")}
 # Where vLLM V1's profile run changed (benchmarks/serve/vllm-0.12-0.18.md, read from every wheel):
 # the in-place Triton top-k/top-p sampler from 0.17 (before: a PyTorch sort), the persistent MoE
 # workspace from 0.14 (before: fused_moe's caches per call); the budget and defaults are the same.
@@ -61,16 +61,32 @@ NON_TORCH_TP_BYTES = int(2.09 * GiB)
 NON_TORCH_PP_BYTES = int(0.07 * GiB)
 
 
+# NVLink SHARP (NCCL's NVLS algorithms, which allocate their own buffers per communicator) needs an
+# NVSwitch of the Hopper generation or later: HGX/DGX H100, H200, H800, H20 and Blackwell boards.
+_NVLS_NAMES = ("h100", "h200", "h800", "h20", "gh200", "b200", "b300", "gb200", "gb300")
+
+
+def nvls(gpu_name: str) -> bool:
+    """Whether a TP group of these GPUs sits on an NVSwitch that NCCL's NVLS uses (SXM boards of
+    Hopper and later; not the PCIe or NVL cards); an unnamed GPU counts as one."""
+    name = gpu_name.lower()
+    if not name:
+        return True
+    return any(n in name for n in _NVLS_NAMES) and "pcie" not in name and " nvl" not in name
+
+
 def non_torch_bytes(tp: int, pp: int, gpu_name: str = "") -> int:
     """vLLM's non-torch growth per rank by parallel layout (the medians above). Under TP the extra
-    ~1.84 GiB is not the custom all-reduce (24 MiB, allocated before the snapshot since 0.11) but,
-    most likely, NCCL: torch.distributed builds a second communicator lazily for the logits'
-    all-gather inside the profiling window (benchmarks/serve/vllm-0.12-0.18.md). Empirically it is
-    absent on GeForce cards, where NCCL has no peer-to-peer transport: their TP logs show the TP 1
-    figure (RTX 4090 at TP 2: 0.25 GiB, RTX 3090s at TP 16: 0.20). PCIe datacenter GPUs have no
-    public log yet; the NVLink figure is assumed."""
-    consumer = "geforce" in gpu_name.lower()
-    if tp > 1 and not consumer:
+    ~1.84 GiB is not the custom all-reduce (24 MiB, allocated before the snapshot since 0.11) but
+    NCCL's: torch.distributed builds a second communicator lazily for the logits' all-gather inside
+    the profiling window (benchmarks/serve/vllm-0.12-0.18.md), and on NVSwitch systems of Hopper and
+    later NCCL gives each communicator NVLink SHARP buffers (most likely the bulk: every TP log
+    with it is from H100 SXM boards). Without NVLS the TP logs show about the TP 1 figure: GeForce
+    cards, where NCCL has no peer-to-peer transport (RTX 4090 at TP 2: 0.25 GiB, RTX 3090s at TP
+    16: 0.20), 4 A10s (vLLM 0.8.5, issue #17469: 1.06 GiB for the context, non-torch memory and
+    the profile together) and 8 L4s (0.5.x, issue #7593: 22,982 blocks, which 2.09 GiB would cut
+    to 21,243)."""
+    if tp > 1 and nvls(gpu_name):
         return NON_TORCH_TP_BYTES
     return NON_TORCH_PP_BYTES if pp > 1 and tp == 1 else NON_TORCH_BYTES
 
@@ -591,6 +607,8 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
         # 0.4.1-0.4.5's ModelRunner cuts the fraction of a multimodal model by 5%, a value the user
         # set included (model_runner.py:130 in 0.4.1.post7; benchmarks/serve/sglang-logs.md)
         fraction *= 0.95
+    elif version in ("0.4.6", "0.4.7") and card.vision_params:
+        fraction *= 0.90  # ModelRunner.__init__ (model_runner.py:394 in 0.4.6.post5): a set fraction too
     elif version == "0.4.8" and card.vision_params and not c.memory_fraction:
         fraction *= 0.90  # 0.4.9-0.4.9.post2's server_args: the default only
     non_torch = calibration.CUDA_CONTEXT_BYTES + (NON_TORCH_BYTES if c.tp * c.pp > 1 else 0)
@@ -616,12 +634,22 @@ def _sglang_fraction(c: ServeConfig, chunked: int, version: str = "0.5") -> floa
     0.4 (0.4.1-0.4.5): by TP alone, 0.79 from TP 16, 0.81 from 8, 0.85 from 4, 0.87 from 2, else
     0.88 (server_args.py:187-197 in 0.4.1.post7). 0.4.8 (0.4.8-0.5.2): (gpu_mem - reserved) /
     gpu_mem to three places, reserved = 2.8 + 0.1 TP x PP GiB below 35 GiB, 9.5 + 0.5 TP x PP below
-    90, 12 + 0.5 TP x PP below 160, else 32. 0.4.6-0.4.7 (TP tiers bounded by memory) are not
-    modelled (benchmarks/serve/sglang-logs.md)."""
+    90, 12 + 0.5 TP x PP below 160, else 32. 0.4.6 and 0.4.7 (server_args.py:247-268 in
+    0.4.6.post5, :253-280 in 0.4.7, read from the wheels): the TP tiers up to 81,920 MiB, else 0.88;
+    above 96 GiB min(m + 48 GiB (1 - m) / gpu_mem, (gpu_mem - 18 GiB) / gpu_mem); 0.4.7 gives 0.79
+    above 180,000 MiB. SGLang reads gpu_mem from nvidia-smi, llmcalc from CUDA's total."""
     n = c.tp * c.pp
     mib = c.gpu_total_bytes / 2**20
+    tiers = 0.79 if n >= 16 else 0.81 if n >= 8 else 0.85 if n >= 4 else 0.87 if n >= 2 else 0.88
     if version == "0.4":
-        return 0.79 if n >= 16 else 0.81 if n >= 8 else 0.85 if n >= 4 else 0.87 if n >= 2 else 0.88
+        return tiers
+    if version in ("0.4.6", "0.4.7"):
+        m = tiers if mib <= 81920 else 0.88
+        if version == "0.4.7" and mib > 180_000:
+            return 0.79
+        if mib > 96 * 1024:
+            m = min(m + 48 * 1024 * (1 - m) / mib, (mib - 18 * 1024) / mib)
+        return m
     if version == "0.4.8":
         # 0.4.8-0.5.2 (PR #7054, server_args.py:274-315 in 0.4.8): a reserve in GiB by memory tier
         gib = mib / 1024

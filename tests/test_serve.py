@@ -248,13 +248,18 @@ def test_vllm_v0_profile_run_and_budget():
                                                  "initializing the engine.")
 
 
-def test_no_custom_all_reduce_buffers_on_geforce_cards():
-    # vLLM's custom all-reduce needs P2P, which GeForce drivers refuse: their TP runs log the TP 1
-    # non-torch figure (RTX 4090 at TP 2: 0.25 GiB), datacenter GPUs over NVLink 2.09 GiB
+def test_nccl_nvls_buffers_only_on_nvswitch_boards():
+    # the 1.84 GiB more per rank under TP that vLLM logs on H100 SXM boards (NCCL's NVLink SHARP
+    # buffers) is absent from every TP log without an NVSwitch of Hopper or later: GeForce cards
+    # (RTX 4090 at TP 2: 0.25 GiB), 4 A10s, 8 L4s
     from llmcalc.serving import NON_TORCH_BYTES, NON_TORCH_TP_BYTES, non_torch_bytes
 
-    assert non_torch_bytes(2, 1, "NVIDIA GeForce RTX 4090") == NON_TORCH_BYTES == int(0.25 * GiB)
-    assert non_torch_bytes(2, 1, "NVIDIA H100 80GB HBM3") == NON_TORCH_TP_BYTES == int(2.09 * GiB)
+    for name in ("NVIDIA GeForce RTX 4090", "NVIDIA A10", "NVIDIA L4", "NVIDIA A100 80GB SXM", "NVIDIA H100 80GB PCIe",
+                 "NVIDIA H100 NVL"):
+        assert non_torch_bytes(2, 1, name) == NON_TORCH_BYTES == int(0.25 * GiB), name
+    for name in ("NVIDIA H100 80GB HBM3", "NVIDIA H200 (SXM)", "NVIDIA B200", ""):
+        assert non_torch_bytes(2, 1, name) == NON_TORCH_TP_BYTES == int(2.09 * GiB), name
+    assert non_torch_bytes(1, 1, "NVIDIA H200 (SXM)") == NON_TORCH_BYTES
 
 
 def test_engine_options_quantization_dp_eager_prefix_caching():
@@ -295,14 +300,15 @@ def test_the_profile_run_by_release():
     assert peak["0.17"] == held + workspace + 1024 * 151_936 * (2 + 12) + 132 * 151_936 * 4
 
 
-def test_tp_over_pcie_says_its_non_torch_figure_is_nvlinks():
+def test_tp_over_pcie_charges_no_nvls_buffers():
     runner = CliRunner()
-    doc = json.loads(runner.invoke(app, ["serve", "llama-3.1-8b", "--gpu", "l40s", "--tp", "2", "--json"]).output)
-    assert ("l40s: TP over PCIe: the non-torch memory is the figure vLLM logs over NVLink (2.09 GiB per rank); no "
-            "public log shows it over PCIe, where it may be smaller") in doc["warnings"]
-    nvlink = json.loads(runner.invoke(app, ["serve", "llama-3.1-8b", "--gpu", "h100-sxm-80gb", "--tp", "2",
-                                            "--json"]).output)
-    assert not any("PCIe" in w for w in nvlink["warnings"])
+
+    def non_torch(gpu: str) -> float:
+        doc = json.loads(runner.invoke(app, ["serve", "llama-3.1-8b", "--gpu", gpu, "--tp", "2", "--json"]).output)
+        return doc["serve"]["non_torch_bytes"] / GiB
+
+    assert non_torch("l40s") == pytest.approx(0.25, abs=1e-9)
+    assert non_torch("h100-sxm-80gb") == pytest.approx(2.09, abs=1e-9)
 
 
 def test_sglang_0_4_default_fraction_and_multimodal_cut():
@@ -335,3 +341,25 @@ def test_sglang_0_4_8_default_fraction_by_memory_tier():
     h100 = ServeConfig(engine="sglang", gpu_total_bytes=int(79.19 * 2**30), tp=2)
     assert _sglang_fraction(small, 8192, "0.4.8") == 0.877
     assert _sglang_fraction(h100, 8192, "0.4.8") == 0.867
+
+
+def test_sglang_0_4_6_and_0_4_7_default_fraction():
+    # server_args.py in 0.4.6.post5 / 0.4.7: the TP tiers up to 81,920 MiB, else 0.88; above 96 GiB
+    # min(m + 48 GiB x (1 - m) / gpu_mem, (gpu_mem - 18 GiB) / gpu_mem); 0.4.7: 0.79 above 180,000 MiB
+    from llmcalc import api
+    from llmcalc.serving import _sglang_fraction
+
+    def f(gib: float, version: str, tp: int = 1) -> float:
+        return _sglang_fraction(ServeConfig(engine="sglang", gpu_total_bytes=int(gib * GiB), tp=tp), 8192, version)
+
+    assert f(79.19, "0.4.6") == 0.88 and f(79.19, "0.4.6", tp=4) == 0.85  # 81,090 MiB: the tiers
+    # an H200 (139.8 GiB = 143,155 MiB): min(0.88 + 49,152 x 0.12 / 143,155, (143,155 - 18,432) / 143,155)
+    # = min(0.9212, 0.8712)
+    assert f(139.8, "0.4.6") == pytest.approx((143155.2 - 18432) / 143155.2)
+    # 180 GiB (184,320 MiB): 0.4.7 takes 0.79, 0.4.6 min(0.88 + 0.032, 0.9)
+    assert f(180, "0.4.7") == 0.79
+    assert f(180, "0.4.6") == pytest.approx(min(0.88 + 49152 * 0.12 / 184320, (184320 - 18432) / 184320))
+    # a multimodal model: x 0.90 in ModelRunner, a fraction the user set included
+    d = api.serve("gemma-3-4b", engine="sglang", engine_version="0.4.6", gpu_memory=79.19,
+                  mem_fraction_static=0.8).to_dict()["serve"]
+    assert d["explain"]["budget"].startswith("mem_fraction_static 0.720 ")
