@@ -38,6 +38,9 @@ p = argparse.ArgumentParser()
 p.add_argument("--out", required=True)
 p.add_argument("--layers", type=int, default=32)
 p.add_argument("--cases", default="1:512,1:4096,8:512,8:4096,32:512,32:2048,64:1024,128:512,128:2048,256:512")
+p.add_argument("--decode-attention", default="sdpa", choices=["sdpa", "auto"],
+               help="auto: FlexAttention's decode kernel from 32 sequences, SDPA's flash below (the faster of the "
+                    "two there: benchmarks/engine_attention.py)")
 p.add_argument("--prefill", default="", help="prefill cases batch:prompt,... (one forward over the whole prompt)")
 p.add_argument("--trace", default="1:512,64:1024", help="cases to break down by kernel ('' for none)")
 p.add_argument("--hidden", type=int, default=4096)
@@ -95,6 +98,10 @@ def _sample(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor) -> to
 
 
 compiled = dev == "cuda"
+if args.decode_attention == "auto":
+    from torch.nn.attention.flex_attention import flex_attention
+
+    flex = torch.compile(flex_attention, dynamic=False)
 add_rmsnorm = torch.compile(_add_rmsnorm, dynamic=True) if compiled else _add_rmsnorm
 rotary = torch.compile(_rotary, dynamic=True) if compiled else _rotary
 silu_mul = torch.compile(_silu_mul, dynamic=True) if compiled else _silu_mul
@@ -107,6 +114,7 @@ def make_step(batch: int, context: int):
     pos = torch.full((1,), context - 1, device=dev, dtype=torch.long)
     freqs = pos.float()[:, None] * inv_freq[None, :]
     cos, sin = freqs.cos()[:, None, :], freqs.sin()[:, None, :]  # (1, 1, D/2): one position for all
+    use_flex = args.decode_attention == "auto" and batch >= 32
 
     def step() -> torch.Tensor:
         x = F.embedding(tokens, embed)
@@ -116,9 +124,12 @@ def make_step(batch: int, context: int):
             q, k, v = rotary(F.linear(h, lw["qkv"]), cos, sin)
             kc.index_copy_(1, pos, k[:, None])  # the cache write (vLLM: reshape_and_cache_flash)
             vc.index_copy_(1, pos, v[:, None])
-            with sdpa_kernel(BACKENDS[BACKEND]):
-                a = F.scaled_dot_product_attention(q[:, :, None, :], kc.transpose(1, 2), vc.transpose(1, 2),
-                                                   enable_gqa=True)
+            if use_flex:
+                a = flex(q[:, :, None, :], kc.transpose(1, 2), vc.transpose(1, 2), enable_gqa=True)
+            else:
+                with sdpa_kernel(BACKENDS[BACKEND]):
+                    a = F.scaled_dot_product_attention(q[:, :, None, :], kc.transpose(1, 2), vc.transpose(1, 2),
+                                                       enable_gqa=True)
             x = F.linear(a.reshape(batch, NH * D), lw["o"])
             h, residual = add_rmsnorm(x, residual, lw["n2"])
             x = F.linear(silu_mul(F.linear(h, lw["gate_up"])), lw["down"])
@@ -182,7 +193,7 @@ def backend_check() -> str:
 
 def kernel_kind(name: str) -> str:
     n = name.lower()
-    for kind, keys in (("attention", ("flash", "fmha", "attention")),  # first: FA's names hold "cutlass"
+    for kind, keys in (("attention", ("flash", "fmha", "attention", "flex", "triton_tem")),  # first: FA's names hold "cutlass"
                        ("gemm", ("gemm", "gemv", "cutlass", "sm90", "nvjet", "cublas", "splitk")),
                        ("cache_write", ("index_copy",)),
                        ("argmax", ("argmax",)),
@@ -230,7 +241,9 @@ def main() -> None:
         step, caches = (make_prefill if prefill else make_step)(batch, context)
         for _ in range(3):  # compile (dynamic shapes) and warm up
             step()
-        row: dict = {"batch": batch, "context": context, "phase": "prefill" if prefill else "decode"}
+        row: dict = {"batch": batch, "context": context, "phase": "prefill" if prefill else "decode",
+                     "attention": "flex" if (args.decode_attention == "auto" and batch >= 32 and not prefill)
+                     else f"sdpa {BACKEND}"}
         if dev == "cuda":
             torch.cuda.synchronize()
             graph = torch.cuda.CUDAGraph()
