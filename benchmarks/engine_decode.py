@@ -41,9 +41,9 @@ STEP_RESULTS = ROOT / "benchmarks" / "results" / "engine-step"
 KIND = {"qkv_proj": "GEMMs", "o_proj": "GEMMs", "gate_up_proj": "GEMMs", "down_proj": "GEMMs", "lm_head": "GEMMs",
         "attention": "attention", "cache_write": "cache write", "add_norm": "fused elementwise", "rope": "fused elementwise",
         "act_mul": "fused elementwise", "final_norm": "fused elementwise", "sampling": "sampler",
-        "embedding": "sampler"}
+        "embedding": "other (embedding, copies)"}
 TRACED = {"gemm": "GEMMs", "attention": "attention", "cache_write": "cache write", "triton": "fused elementwise",
-          "argmax": "sampler", "other": "sampler"}
+          "argmax": "sampler", "other": "other (embedding, copies)"}
 
 
 def engine_step_section() -> list[str]:
@@ -75,7 +75,8 @@ def engine_step_section() -> list[str]:
         "",
         "vLLM cannot run on the device, so `benchmarks/engine_step.py` builds that op list in PyTorch",
         "(cuBLAS GEMMs as vLLM calls them, the elementwise groups as torch.compile'd triton kernels as",
-        f"vLLM V1's inductor makes them, SDPA's {meta0['sdpa_backend']} kernel with grouped KV heads) and",
+        f"vLLM V1's inductor makes them, SDPA's {meta0['sdpa_backend']} kernel with grouped KV heads, or",
+        "FlexAttention's in the `-flex` rows) and",
         "replays one whole decode step, or one prefill over the prompt, from a CUDA graph: the median of",
         "20 replays, random bf16 weights.",
         f"Measured on {meta0['gpu']}, torch {meta0['torch']}, CUDA {meta0['cuda']}, driver 580.159.04;",
@@ -110,7 +111,7 @@ def engine_step_section() -> list[str]:
     lines += ["", "; ".join(f"{phase}: {len(e)} rows, llmcalc from {min(e):+.1f}% to {max(e):+.1f}% of the measured step"
                             for phase, e in errors.items()) + ".",
               "", "Where the time goes (one eager step under torch.profiler, GPU time per kernel kind, us; kernels in",
-              "brackets):", "", "| model, batch, context | kind | measured | llmcalc |", "|---|---|---:|---:|"]
+              "brackets):", "", "| model, phase, batch, context | kind | measured | llmcalc |", "|---|---|---:|---:|"]
     for label, r, ops in traces:
         model: dict[str, list[float]] = {}
         for op in ops:
@@ -123,9 +124,10 @@ def engine_step_section() -> list[str]:
             m = measured.setdefault(TRACED[kind], [0, 0.0])
             m[0] += v["kernels"]
             m[1] += v["us"]
-        for kind in ("GEMMs", "attention", "fused elementwise", "cache write", "sampler"):
+        for kind in ("GEMMs", "attention", "fused elementwise", "cache write", "sampler", "other (embedding, copies)"):
             mm, pp = measured.get(kind, [0, 0.0]), model.get(kind, [0, 0.0])
-            lines.append(f"| {label}, {r['batch']}, {r['context']} | {kind} | {mm[1]:,.0f} ({mm[0]:.0f}) | "
+            lines.append(f"| {label}, {r.get('phase', 'decode')}, {r['batch']}, {r['context']} | {kind} | "
+                         f"{mm[1]:,.0f} ({mm[0]:.0f}) | "
                          f"{pp[1]:,.0f} ({pp[0]:.0f}) |")
     lines += [
         "",
@@ -142,12 +144,14 @@ def engine_step_section() -> list[str]:
         "  elementwise kernels of the 70B shard. That, with the extra kernels below, is the -12% to",
         "  -19% of the small-batch rows; it was not corrected here, because the analogue's small",
         "  kernels are not vLLM's (inductor's code for this PyTorch, not for vLLM's build).",
-        "- Attention is where the analogue and the model part at large batch x context: PyTorch's",
-        "  flash kernel (no split-KV above ~32 sequences) reads the cache at 0.51-0.57 of peak there,",
-        "  0.79 with split-KV (batch 8, 4,096 tokens). The model reads the cache at the copy bandwidth",
-        "  (0.87), as vLLM's own FlashAttention 3 decode kernels (grouped heads packed, split-KV)",
-        "  are built to; they could not be timed here, so long-context decode at large batch is the",
-        "  least checked part of the engine view.",
+        "- Attention at large batch x context depends on the kernel. PyTorch's SDPA flash kernel (no",
+        "  split-KV above ~32 sequences, grouped heads not packed) reads the cache at 0.51-0.57 of peak",
+        "  there, 0.70 with split-KV at 8 sequences; FlexAttention's decode kernel, which packs the",
+        "  grouped query heads of a KV head as the engines' FlashAttention 3 and FlashInfer kernels do,",
+        "  reaches 0.78-0.89 from 64 sequences (benchmarks/engine_attention.py,",
+        "  benchmarks/results/engine-attention/h200.json). The `-flex` rows run it from 32 sequences:",
+        "  there the model's attention, at the copy bandwidth (0.87), is within 2-6% of the measured",
+        "  kernels, and the steps within -8% to -19%.",
         "- The analogue runs a few more small kernels than vLLM: two index_copy kernels per layer",
         "  where vLLM's cache write is one, rotary as two triton kernels, cuBLAS's split-K reductions,",
         "  and FlashAttention's split-KV combine. Each costs ~2-5 us: 0.4-0.8 ms of a 5 ms step at",

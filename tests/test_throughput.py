@@ -254,7 +254,7 @@ def test_engine_gemms_agree_with_the_device_step():
 
     doc = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "engine-step"
                       / "engine-step-llama-3.1-8b.json").read_text())
-    row = next(r for r in doc["rows"] if (r["batch"], r["context"]) == (1, 512))
+    row = next(r for r in doc["rows"] if (r["batch"], r["context"], r.get("phase")) == (1, 512, "decode"))
     gemms = [op for op in engine_forward_ops(load_card("llama-3.1-8b"), Workload(seq=512), 1, 1, 512, 1)
              if op.streams_weights]
     predicted = engine_step_time(gemms, get_gpu("h200"), default_efficiency()).kernel_s * 1e6
