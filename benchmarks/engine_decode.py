@@ -215,9 +215,9 @@ def report() -> None:
         "  over its whole length with a mask.",
         "- Against vLLM's own published speeds (its latency benchmarks and serving runs at low concurrency,",
         "  [engine-speed-public.md](engine-speed-public.md), `python benchmarks/engine_speed_public.py`),",
-        "  transformers' op list is 15-55% slower on all 10 rows; the engine op list is within -2% to -9%",
-        "  of vLLM V1's and of its measured GPU forward, and 17-32% faster than vLLM V0's whole-request",
-        "  latency, which adds host work per step.",
+        "  transformers' op list was 15-55% slower on the first 10 rows; the engine op list is -9% against",
+        "  vLLM's GPU forward, -2% to -20% against V1's time per output token, and 17-32% faster than",
+        "  vLLM V0's whole-request latency, which adds host work per step.",
     ]
     DOC.write_text("\n".join(lines) + "\n")
     print(f"wrote {DOC}")
