@@ -13,7 +13,7 @@ from dataclasses import MISSING, dataclass, fields, replace
 from functools import cached_property
 from math import prod
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from llmcalc.diskcache import YamlError, load_yaml
 from llmcalc.errors import InputError
@@ -274,16 +274,14 @@ def skipped(p: Param, patterns: tuple[str, ...]) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class LayerSpec:
+class LayerSpec(NamedTuple):
     """One decoder layer's kind: its token mixer and whether its MLP is a routed MoE."""
 
     mixer: str  # LAYER_TYPES
     moe: bool
 
 
-@dataclass(frozen=True)
-class Param:
+class Param(NamedTuple):
     """One parameter tensor. Linear weights are (out_features, in_features)."""
 
     name: str

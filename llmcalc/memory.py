@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from math import ceil
+from typing import NamedTuple
 
 from llmcalc import calibration
 from llmcalc.cards import ModelCard, Param, skipped
@@ -37,8 +38,7 @@ from llmcalc.workload import (
 COMPONENTS = ("weights", "gradients", "optimizer", "activations", "kv_cache", "cuda_context", "allocator_reserve")
 
 
-@dataclass(frozen=True)
-class Optimizer:
+class Optimizer(NamedTuple):
     """An optimizer's persistent state per parameter and its step's transient."""
 
     name: str
@@ -129,8 +129,7 @@ def validate_workload(w: Workload, card: ModelCard | None = None) -> list[str]:
     return warnings
 
 
-@dataclass(frozen=True)
-class Phase:
+class Phase(NamedTuple):
     """Bytes alive at the peak of one phase, by component."""
 
     name: str
@@ -250,8 +249,7 @@ def _kv_bytes(card: ModelCard, w: Workload) -> tuple[float, float]:
 
 # --- activations: inference ---------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Bytes:
+class _Bytes(NamedTuple):
     """Bytes per element of the three activation kinds a layer holds."""
 
     a: int  # linear outputs

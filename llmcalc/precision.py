@@ -7,14 +7,13 @@ matrix of `rows x cols` elements take when stored this way, scales included.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 from math import ceil
+from typing import NamedTuple
 
 from llmcalc.errors import InputError, close_names
 
 
-@dataclass(frozen=True)
-class Precision:
+class Precision(NamedTuple):
     """A storage format: bits per element and the block-scale overhead of quantized ones."""
 
     name: str
@@ -74,7 +73,7 @@ class _Formats(dict[str, Precision]):
         base = dict.get(self, m.group(1)) if m else None
         if m is None or base is None or base.group is None:
             raise KeyError(name)
-        derived = replace(base, name=name, group=int(m.group(2)), note=f"{base.note.split(',')[0]}, group {m.group(2)}")
+        derived = base._replace(name=name, group=int(m.group(2)), note=f"{base.note.split(',')[0]}, group {m.group(2)}")
         self[name] = derived
         return derived
 
