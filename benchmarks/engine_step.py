@@ -50,6 +50,9 @@ p.add_argument("--kv-heads", type=int, default=8)
 p.add_argument("--vocab", type=int, default=128256)
 p.add_argument("--head-dim", type=int, default=0, help="default: hidden / heads")
 p.add_argument("--label", default="llama-3.1-8b")
+p.add_argument("--experts", type=int, default=0, help="routed experts per layer (0: a dense MLP)")
+p.add_argument("--top-k", type=int, default=8)
+p.add_argument("--moe-intermediate", type=int, default=768)
 args = p.parse_args()
 
 dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -63,8 +66,20 @@ def w(*shape: int) -> torch.Tensor:
     return torch.randn(*shape, device=dev, dtype=dt) * 0.02
 
 
-layers = [dict(n1=torch.ones(H, device=dev, dtype=dt), qkv=w((NH + 2 * KVH) * D, H), o=w(H, NH * D),
-               n2=torch.ones(H, device=dev, dtype=dt), gate_up=w(2 * I, H), down=w(H, I)) for _ in range(L)]
+E, K, IE = args.experts, args.top_k, args.moe_intermediate
+
+
+def layer_weights() -> dict:
+    lw = dict(n1=torch.ones(H, device=dev, dtype=dt), qkv=w((NH + 2 * KVH) * D, H), o=w(H, NH * D),
+              n2=torch.ones(H, device=dev, dtype=dt))
+    if E:  # experts stored as nn.Linear weights, (out, in) per expert
+        lw.update(router=w(E, H), gate_up=w(E, 2 * IE, H), down=w(E, H, IE))
+    else:
+        lw.update(gate_up=w(2 * I, H), down=w(H, I))
+    return lw
+
+
+layers = [layer_weights() for _ in range(L)]
 embed, lm_head, final_norm = w(V, H), w(V, H), torch.ones(H, device=dev, dtype=dt)
 inv_freq = 1.0 / (500000.0 ** (torch.arange(0, D, 2, device=dev, dtype=torch.float32) / D))
 
@@ -91,6 +106,32 @@ def _rotary(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[to
 def _silu_mul(x: torch.Tensor) -> torch.Tensor:
     a, b = x.chunk(2, dim=-1)
     return F.silu(a) * b
+
+
+def moe(h: torch.Tensor, lw: dict) -> torch.Tensor:
+    """Routed experts as an engine runs them (vLLM's fused_moe; here PyTorch's grouped GEMM, as
+    transformers' integrations/moe.py calls it): softmax top-k routing, the token copies sorted by
+    expert, one grouped GEMM for gate_up over the experts that got tokens, SiLU-and-mul, one for
+    down, then the weighted sum of each token's k outputs."""
+    n = h.shape[0]
+    probs = F.linear(h, lw["router"]).float().softmax(-1)
+    weights, experts = probs.topk(K, dim=-1)
+    weights = (weights / weights.sum(-1, keepdim=True)).to(h.dtype)
+    flat = experts.flatten()
+    order = flat.argsort()
+    # tokens per expert without bincount, whose CUDA kernel reads its size back to the host
+    counts = torch.zeros(E, device=h.device, dtype=torch.int32).scatter_add_(0, flat, torch.ones_like(flat, dtype=torch.int32))
+    offs = counts.cumsum(0, dtype=torch.int32)
+    x = h[order // K]  # each routed copy, grouped by expert
+    gu = torch._grouped_mm(x, lw["gate_up"].transpose(-2, -1), offs=offs)
+    y = torch._grouped_mm(silu_mul(gu), lw["down"].transpose(-2, -1), offs=offs)
+    out = torch.empty_like(y)
+    out[order] = y
+    return (out.view(n, K, H) * weights[..., None]).sum(1)
+
+
+def mlp(h: torch.Tensor, lw: dict) -> torch.Tensor:
+    return moe(h, lw) if E else F.linear(silu_mul(F.linear(h, lw["gate_up"])), lw["down"])
 
 
 def _sample(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -132,7 +173,7 @@ def make_step(batch: int, context: int):
                                                        enable_gqa=True)
             x = F.linear(a.reshape(batch, NH * D), lw["o"])
             h, residual = add_rmsnorm(x, residual, lw["n2"])
-            x = F.linear(silu_mul(F.linear(h, lw["gate_up"])), lw["down"])
+            x = mlp(h, lw)
         h = add_rmsnorm(x, residual, final_norm)[0]
         return F.linear(h, lm_head).float().argmax(-1)
 
@@ -170,7 +211,7 @@ def make_prefill(batch: int, prompt: int):
                                                    vc.transpose(1, 2), is_causal=True, enable_gqa=True)
             x = F.linear(a.transpose(1, 2).reshape(batch * prompt, NH * D), lw["o"])
             h, residual = add_rmsnorm(x, residual, lw["n2"])
-            x = F.linear(silu_mul(F.linear(h, lw["gate_up"])), lw["down"])
+            x = mlp(h, lw)
         h = add_rmsnorm(x[last], residual[last], final_norm)[0]
         return F.linear(h, lm_head).float().argmax(-1)
 
@@ -194,6 +235,7 @@ def backend_check() -> str:
 def kernel_kind(name: str) -> str:
     n = name.lower()
     for kind, keys in (("attention", ("flash", "fmha", "attention", "flex", "triton_tem")),  # first: FA's names hold "cutlass"
+                       ("grouped gemm", ("grouped", "ptr_array", "kernel_with_params")),
                        ("gemm", ("gemm", "gemv", "cutlass", "sm90", "nvjet", "cublas", "splitk")),
                        ("cache_write", ("index_copy",)),
                        ("argmax", ("argmax",)),
@@ -232,7 +274,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     meta = {"label": args.label, "gpu": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__,
             "cuda": torch.version.cuda, "layers": L, "hidden": H, "intermediate": I, "heads": NH, "kv_heads": KVH,
-            "vocab": V, "head_dim": D, "sdpa_backend": BACKEND, "rows": []}
+            "vocab": V, "head_dim": D, "sdpa_backend": BACKEND, "experts": E, "top_k": K if E else 0,
+            "moe_intermediate": IE if E else 0, "rows": []}
     traced = set(args.trace.split(",")) if args.trace else set()
     cases = [(c, False) for c in args.cases.split(",") if c] + [(c, True) for c in args.prefill.split(",") if c]
     for case, prefill in cases:
