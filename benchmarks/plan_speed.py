@@ -41,8 +41,14 @@ def plan_all(sweep: bool) -> None:
 
 
 def median(fn, runs: int) -> float:
+    """Each run from empty memo caches, as a fresh `llmcalc plan` starts."""
+    from llmcalc.planning import _device_total, _group_total
+    from llmcalc.serving import weights_per_rank
+
     times = []
     for _ in range(runs):
+        for memo in (_device_total, _group_total, weights_per_rank):
+            memo.cache_clear()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from math import ceil
 
 from llmcalc.cards import ModelCard
@@ -69,6 +70,21 @@ def _rate(o: Option) -> float:
     return o.speed.engine_decode_tokens_per_s if o.speed else 0.0
 
 
+@lru_cache(maxsize=8192)
+def _device_total(card: ModelCard, w: Workload, context: tuple[int, str] | None) -> int:
+    """The device total the searches compare with each GPU's memory. GPUs of the same memory ask
+    the same questions (a plan searches ~30 of them): each workload is estimated once."""
+    return estimate(card, w, context, simulate_allocator=False).device_total_bytes
+
+
+@lru_cache(maxsize=8192)
+def _group_total(card: ModelCard, w: Workload, tp: int, context: tuple[int, str] | None) -> int:
+    """The per-GPU device total of a tensor-parallel group of `tp` (docs/scale.md), memoized alike."""
+    from llmcalc.scale import Scale, scaled_estimate
+
+    return scaled_estimate(card, w, Scale(gpus=tp, tp=tp), context).device_total_bytes
+
+
 def _largest(fits: Callable[[int], bool], start: int) -> int:
     """Largest n >= 1 with fits(n) (fits is monotone), 0 when fits(1) is false: double, then bisect."""
     if not fits(1):
@@ -118,13 +134,12 @@ def plan_option(card: ModelCard, w: Workload, gpu: GpuSpec, price: float | None 
     eff = eff or efficiency_for(gpu)
 
     def fits_batch(b: int) -> bool:
-        return estimate(card, replace(w, batch=b), context, simulate_allocator=False).device_total_bytes <= gpu.memory_bytes
+        return _device_total(card, replace(w, batch=b), context) <= gpu.memory_bytes
 
     longest = max(card.max_position_embeddings - w.gen, 1)  # prompt + output within the model's context
 
     def fits_context(s: int) -> bool:
-        return s <= longest and estimate(card, replace(w, batch=1, seq=s), context,
-                                         simulate_allocator=False).device_total_bytes <= gpu.memory_bytes
+        return s <= longest and _device_total(card, replace(w, batch=1, seq=s), context) <= gpu.memory_bytes
 
     max_batch = _largest(fits_batch, w.batch)
     max_context = _largest(fits_context, w.seq)
@@ -141,16 +156,12 @@ def plan_option(card: ModelCard, w: Workload, gpu: GpuSpec, price: float | None 
     if not fits:
         devices, per_gpu = _tensor_parallel(card, w, gpu, context)
         if devices and gpu.link_bytes_per_s:
-            from llmcalc.scale import Scale, scaled_estimate
-
-            group = Scale(gpus=devices, tp=devices)
-
             def fits_tp(b: int) -> bool:
-                return scaled_estimate(card, replace(w, batch=b), group, context).device_total_bytes <= gpu.memory_bytes
+                return _group_total(card, replace(w, batch=b), devices, context) <= gpu.memory_bytes
 
             def fits_tp_context(n: int) -> bool:
-                return n <= longest and scaled_estimate(card, replace(w, batch=1, seq=n), group,
-                                                        context).device_total_bytes <= gpu.memory_bytes
+                return n <= longest and _group_total(card, replace(w, batch=1, seq=n), devices,
+                                                     context) <= gpu.memory_bytes
 
             max_batch, max_context = _largest(fits_tp, w.batch), _largest(fits_tp_context, w.seq)
             speed = throughput(card, w, gpu, eff, devices)
@@ -169,16 +180,13 @@ TP_SIZES = (2, 4, 8)
 
 def _tensor_parallel(card: ModelCard, w: Workload, gpu: GpuSpec, context: tuple[int, str] | None) -> tuple[int, int]:
     """Smallest tensor-parallel size (2, 4, 8) whose per-GPU memory fits; (0, 0) when none."""
-    from llmcalc.errors import InputError
-    from llmcalc.scale import Scale, scaled_estimate
-
     for t in TP_SIZES:
         try:
-            r = scaled_estimate(card, w, Scale(gpus=t, tp=t), context)
-        except InputError:  # heads or kv heads do not split t ways
+            total = _group_total(card, w, t, context)
+        except InputError:  # heads or kv heads do not split t ways (lru_cache does not keep exceptions)
             continue
-        if r.device_total_bytes <= gpu.memory_bytes:
-            return t, r.device_total_bytes
+        if total <= gpu.memory_bytes:
+            return t, total
     return 0, 0
 
 

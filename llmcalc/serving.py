@@ -18,6 +18,7 @@ The accounting follows the engines' source (docs/serve.md cites file and functio
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from math import ceil
 
 from llmcalc import calibration
@@ -182,6 +183,7 @@ def _rank_share(card: ModelCard, p: Param, tp: int) -> float:
     return 1 / tp
 
 
+@lru_cache(maxsize=256)  # pure; `plan` asks it for every GPU, `serve --concurrency` for every TP size
 def weights_per_rank(card: ModelCard, dtype: str, compute_dtype: str, tp: int, pp: int) -> tuple[int, str]:
     """Bytes of weights on the fullest rank, as vLLM's "Model loading took" counts them: every
     tensor alive after the load (torch's allocated bytes), with the vocabulary padded to a multiple
