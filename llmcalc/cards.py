@@ -115,6 +115,11 @@ class ModelCard:
     # (benchmarks/serve/multimodal-weights.md).
     vision_params: int = 0
     vision_replicated_params: int = 0
+    # The dummy image of vLLM's multimodal profile run (benchmarks/serve/vllm-multimodal-profile.md):
+    # the embeddings it becomes and the pixel values it is fed as (tiles x 3 x height x width), at
+    # the processor's defaults. Unset: the profile's image inputs are not modelled.
+    mm_tokens_per_image: int | None = None
+    mm_image_pixels: int | None = None
     # The rows of each rotary cos/sin cache a serving engine builds, one per distinct RoPE setting
     # (default: one of max_position_embeddings rows). vLLM's linear RoPE scaling by f builds
     # max_position x f rows: Gemma 3's full-attention layers (f = 8) beside its sliding ones.
@@ -396,7 +401,8 @@ _POSITIVE_INTS = (
     "hidden_size intermediate_size num_layers num_heads vocab_size max_position_embeddings "
     "num_kv_heads head_dim norms_per_layer num_experts experts_per_token sliding_window "
     "sliding_window_pattern attention_chunk_size moe_intermediate_size shared_expert_intermediate_size "
-    "moe_layer_step q_lora_rank kv_lora_rank qk_rope_head_dim qk_nope_head_dim v_head_dim conv_kernel"
+    "moe_layer_step q_lora_rank kv_lora_rank qk_rope_head_dim qk_nope_head_dim v_head_dim conv_kernel "
+    "mm_tokens_per_image mm_image_pixels"
 ).split()
 _NON_NEGATIVE_INTS = ("first_dense_layers", "vision_params", "vision_replicated_params")
 _POSITIVE_NUMBERS = ("final_logit_softcapping",)

@@ -352,7 +352,8 @@ def profile_peak(card: ModelCard, tokens: int, requests: int, a: int, tp: int, v
                   top-p by vLLM's Triton kernel in 0.19 (which keeps a [132, V] fp32 row per SM);
                   0.9-0.11 sort in PyTorch instead, ~40 B per entry beside the logits
       held      = the cuBLAS workspace (32 MiB on Hopper); a later pipeline stage's 2 T H a buffer for
-                  the tensors it receives; in 0.19 the persistent MoE workspace
+                  the tensors it receives; a multimodal model's dummy images and their embeddings
+                  (multimodal_profile_bytes); in 0.19 the persistent MoE workspace
                   T k (max(I_e/tp, H) + max(2 I_e/tp, H)) a (none for gpt-oss's monolithic MXFP4 kernel)
       peak = held + max(F, S)
 
@@ -391,8 +392,22 @@ def profile_peak(card: ModelCard, tokens: int, requests: int, a: int, tp: int, v
             # 4.4, 4.5 and 2.7 GiB less for the cache than FlashInfer's 12 B would: the sort path.
             per_entry = logits + 40
         sampler += requests * card.vocab_size * per_entry + (tokens + 2 * requests) * h * a
-    held = calibration.CUBLAS_WORKSPACE_BYTES + moe_workspace + (0 if first_stage else 2 * tokens * h * a)
+    held = (calibration.CUBLAS_WORKSPACE_BYTES + moe_workspace + (0 if first_stage else 2 * tokens * h * a)
+            + multimodal_profile_bytes(card, tokens, a))
     return held + max(forward, sampler)
+
+
+def multimodal_profile_bytes(card: ModelCard, tokens: int, a: int) -> int:
+    """What vLLM V1's profile run keeps of its multimodal inputs until it ends (gpu_model_runner.py
+    profile_run, 0.19.0; benchmarks/serve/vllm-multimodal-profile.md): n = max(T, E) // E dummy
+    images (the encoder budget over E embeddings per image), their pixel values in the model dtype
+    (held by profile_run) and their projected embeddings in the encoder cache, n x E x H (on every
+    TP rank: the projector gathers them whole). Gemma 3 at 8,192 tokens: 32 images, 0.18-0.23 GiB."""
+    e, pixels = card.mm_tokens_per_image, card.mm_image_pixels
+    if not (e and pixels):
+        return 0
+    n = max(tokens, e) // e
+    return n * pixels * a + n * e * card.hidden_size * a
 
 
 def profile_peak_v0(card: ModelCard, tokens: int, seqs: int, a: int, tp: int, gpu_name: str = "",

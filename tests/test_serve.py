@@ -1,6 +1,7 @@
 """`llmcalc serve`: the engines' start-up accounting, by hand."""
 
 import json
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -363,3 +364,22 @@ def test_sglang_0_4_6_and_0_4_7_default_fraction():
     d = api.serve("gemma-3-4b", engine="sglang", engine_version="0.4.6", gpu_memory=79.19,
                   mem_fraction_static=0.8).to_dict()["serve"]
     assert d["explain"]["budget"].startswith("mem_fraction_static 0.720 ")
+
+
+def test_multimodal_profile_keeps_its_images_and_embeddings():
+    """vLLM 0.19's profile run keeps its dummy images (pixel values in bf16) and their embeddings
+    in the encoder cache until it ends (benchmarks/serve/vllm-multimodal-profile.md)."""
+    from llmcalc.serving import multimodal_profile_bytes, profile_peak
+
+    # Gemma 3 at 8,192 batched tokens: 8,192 // 256 = 32 images of 3 x 896 x 896 pixel values,
+    # 32 x 2,408,448 x 2 B = 154,140,672, and 32 x 256 embeddings x 2,560 x 2 B = 41,943,040
+    gemma = load_card("gemma-3-4b")
+    assert multimodal_profile_bytes(gemma, 8192, 2) == 154_140_672 + 41_943_040
+    # Llama 4 Scout: 8,192 // 2,448 = 3 images of 17 tiles: 3 x 5,757,696 x 2 + 3 x 2,448 x 5,120 x 2
+    assert multimodal_profile_bytes(load_card("llama-4-scout"), 8192, 2) == 34_546_176 + 75_202_560
+    # a budget below one image still profiles one: max(T, E) // E
+    assert multimodal_profile_bytes(load_card("llama-4-scout"), 2048, 2) == 5_757_696 * 2 + 2448 * 5120 * 2
+    assert multimodal_profile_bytes(load_card("llama-3.1-8b"), 8192, 2) == 0  # no vision tower
+    text_only = replace(gemma, mm_tokens_per_image=None, mm_image_pixels=None)
+    assert (profile_peak(gemma, 8192, 1024, 2, 1, "0.19") - profile_peak(text_only, 8192, 1024, 2, 1, "0.19")
+            == 196_083_712)
