@@ -137,11 +137,11 @@ def main() -> None:
     lines += ["| " + " | ".join(r) + " |" for r in table]
     lines += ["", f"{len(table)} rows: the engine's GPU time from {min(errors):+.1f}% to {max(errors):+.1f}%; "
               f"with V0's host time on its {len(v0)} latency rows, {min(v0):+.1f}% to {max(v0):+.1f}%.", "",
-              "- The GPU forward itself (row 5, vLLM's own forward timer: -8.9%) and vLLM V1's time per output "
+              "- The GPU forward itself (row 5, vLLM's own forward timer: -5.5%) and vLLM V1's time per output "
               "token at 1-16 requests in flight (0.21-0.23, whose engine core leaves the API server, tokenising and "
-              "detokenising to other processes) are the closest checks of the op list: -2% to -7% under tensor "
-              "parallelism (70B and 72B on 4 H100s), -9% to -20% on one GPU (7-9B models), where the device "
-              "analogue is also 12-18% above the op list at small batch (docs/engine-speed.md: small kernels "
+              "detokenising to other processes) are the closest checks of the op list: -4% to +2% under tensor "
+              "parallelism (70B and 72B on 4 H100s), -5% to -16% on one GPU (7-9B models), where the device "
+              "analogue is also 8-15% above the op list at small batch (docs/engine-speed.md: small kernels "
               "costing more than charged, and gaps between kernels in the graph, ~0.3-1.2 us each).",
               "- vLLM V0's fixed-batch latencies (late 2024) also pay the host's scheduling, input preparation, "
               "sampling and detokenising between steps; charging PR #11081's 1.08 ms per step closes most of the "

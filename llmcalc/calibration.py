@@ -142,6 +142,14 @@ GEMV_EFFICIENCY = 1.978 / 3.35
 # and o at 8 rows (+18%). A whole decode step built from these kernels (benchmarks/engine_step.py)
 # checks it (docs/engine-speed.md).
 ENGINE_GEMV_EFFICIENCY = 0.846
+# A serving engine's decode attention is two kernels, FlashAttention's split-KV pass and the
+# combine of the splits, and at a short context they cost far more than two small kernels:
+# 5.79 + 3.43 = 9.22 us per layer for llama-3.1-8b at batch 1 and 512 cached tokens, of which
+# the cache's 2.1 MB take 0.5 us at the copy bandwidth (torch.profiler over a decode step,
+# benchmarks/engine_step.py, results/engine-step/engine-step-llama-3.1-8b.json; NVIDIA H200,
+# driver 580.159.04, torch 2.11.0's FlashAttention 2). At 8 x 4,096 tokens the same pair took
+# 39.1 us for 134 MB (32 us of bandwidth): the same ~7-9 us beside the bytes.
+ENGINE_DECODE_ATTENTION_S = 9.22e-6 - 2.1e6 / (4.8e12 * 2.919 / 3.35)
 # GPU time charged per small kernel: the mean of the non-GEMM kernels of a batch-1 decode step of
 # a two-layer, 4096-wide Llama (llmcalc.profile.calibrate.small_kernel_mean; three runs on the H100,
 # 1.903, 1.878, 1.891 us). A step's small kernels add up, so their mean counts: the median of a

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import ceil
 
-from llmcalc.calibration import INT8_QUANT_BYTES_PER_INPUT
+from llmcalc.calibration import ENGINE_DECODE_ATTENTION_S, INT8_QUANT_BYTES_PER_INPUT
 from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError
 from llmcalc.hardware import GpuSpec
@@ -99,6 +99,7 @@ class Op:
     count: float = 1.0  # how many such calls (layers x experts)
     quant: tuple[str, bool] | None = None  # timed by Efficiency.quant_linear (bytes = weight bytes)
     link_bytes: float = 0.0  # a tensor-parallel collective: ring all-reduce bytes per GPU
+    fixed_s: float = 0.0  # engine_step_time: the kernels' measured fixed time, in place of kernels x floor
 
 
 @dataclass(frozen=True)
@@ -371,7 +372,7 @@ def _norm_op(card: ModelCard, label: str, n: int, w: Workload) -> Op:
 
 def _scaled(op: Op, times: float) -> Op:
     return Op(op.name, op.flops * times, op.bytes * times, ceil(op.kernels * times), op.rate, op.streams_weights,
-              op.calls, op.count * times, op.quant, op.link_bytes * times)
+              op.calls, op.count * times, op.quant, op.link_bytes * times, op.fixed_s * times)
 
 
 def step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
@@ -502,7 +503,11 @@ def _engine_layer_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, 
         # them); a prompt attends causally, on average over half its keys
         keys = context / 2 if new_tokens > 1 else context
         flops = 2.0 * rows * keys * heads * (score_dim + width)
-        layer.append(Op("attention", flops, seqs * context * cached * kvb + 2 * rows * q * a, 1, w.compute_dtype))
+        if new_tokens > 1:
+            layer.append(Op("attention", flops, seqs * context * cached * kvb + 2 * rows * q * a, 1, w.compute_dtype))
+        else:  # decode: the split-KV pass and its combine, at their measured fixed time
+            layer.append(Op("attention", flops, seqs * context * cached * kvb + 2 * rows * q * a, 2, w.compute_dtype,
+                            fixed_s=ENGINE_DECODE_ATTENTION_S))
         layer.append(_engine_linear("o_proj", rows, h, q, w))
     if allreduce:
         layer.append(allreduce)
@@ -577,7 +582,7 @@ def engine_step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
             compute += t_compute
         else:
             memory += t_memory
-        floor += op.kernels * eff.kernel_floor_s
+        floor += op.fixed_s or op.kernels * eff.kernel_floor_s
         flops += op.flops
         moved += op.bytes
         kernels += op.kernels

@@ -209,10 +209,11 @@ def test_engine_gemm_is_a_latency_plus_its_bandwidth_time():
 def test_engine_decode_kernels_are_vllms_llama_layer():
     from llmcalc.speed import engine_forward_ops
 
-    # Per layer: add+norm, qkv, rotary, cache write, attention, o, add+norm, gate_up, act, down
-    # = 10; then embedding, final norm, lm_head and 3 sampler kernels: 32 x 10 + 6 = 326.
+    # Per layer: add+norm, qkv, rotary, cache write, attention (split-KV and combine: 2), o,
+    # add+norm, gate_up, act, down = 11; then embedding, final norm, lm_head and 3 sampler
+    # kernels: 32 x 11 + 6 = 358.
     ops = engine_forward_ops(load_card("llama-3.1-8b"), Workload(batch=8, seq=512), 8, 1, 512, 8)
-    assert sum(op.kernels for op in ops) == 326
+    assert sum(op.kernels for op in ops) == 358
     names = {op.name for op in ops}
     assert {"qkv_proj", "gate_up_proj"} <= names and not names & {"q_proj", "k_proj", "cache_cat", "attn_out_copy"}
 
@@ -268,3 +269,23 @@ def test_engine_view_is_faster_than_eager_and_none_on_a_cpu():
     cpu = get_gpu("epyc-9654")
     c = throughput(LLAMA7, Workload(batch=8, seq=512, gen=64), cpu, efficiency_for(cpu))
     assert c.engine_decode is None and c.engine_decode_step_s == c.decode.kernel_s
+
+
+def test_engine_decode_attention_has_its_measured_fixed_time():
+    from llmcalc import calibration
+    from llmcalc.speed import engine_forward_ops, engine_step_time
+
+    # 9.22 us measured for the pair at batch 1 and 512 cached tokens less the 2.1 MB they read at
+    # the copy bandwidth (4.8e12 x 2.919 / 3.35 B/s): 9.22 - 0.50 = 8.72 us
+    assert calibration.ENGINE_DECODE_ATTENTION_S == pytest.approx(8.718e-6, rel=1e-3)
+    ops = engine_forward_ops(load_card("llama-3.1-8b"), Workload(seq=512), 1, 1, 512, 1)
+    (attn,) = {op for op in ops if op.name == "attention"}
+    # one layer's op scaled by 32 layers: 32 x 8.72 us fixed, plus the cache: 512 x 2 x 1,024 x 2 B a
+    # layer read at the copy bandwidth
+    t = engine_step_time([attn], get_gpu("h200"), default_efficiency())
+    assert t.floor_s == pytest.approx(32 * 8.718e-6, rel=1e-3)
+    assert t.memory_s == pytest.approx(32 * (512 * 2 * 1024 * 2 + 2 * 4096 * 2) / (4.8e12 * 2.919 / 3.35), rel=1e-3)
+    # a prefill's attention keeps one kernel at the small-kernel time
+    pre = [op for op in engine_forward_ops(load_card("llama-3.1-8b"), Workload(seq=512), 512, 512, 512, 1)
+           if op.name == "attention"]
+    assert pre[0].fixed_s == 0 and pre[0].kernels == 32
