@@ -212,7 +212,11 @@ def print_plan(console: Console, options: list[Option], card: ModelCard, w: Work
             f"{o.price_per_hour:g}" if o.price_per_hour is not None else "-", f"{cost:.3f}" if cost is not None else "-",
             f"{o.serving.max_sequences:,}" if o.serving else "-")
     console.print(table)
-    console.print("speeds as a serving engine runs them (GPU kernel time, launches hidden by CUDA graphs); "
+    if card.is_moe:
+        console.print("MoE: each routed expert's weights are charged at the dense projections' bandwidth; vLLM's "
+                      "published small-expert decode at batch 1 ran up to 2x slower than that (docs/engine-speed-public.md)")
+    console.print("speeds as a serving engine runs them (vLLM's fused kernels replayed from CUDA graphs, "
+                  "docs/engine-speed.md); "
                   "paged seqs: sequences of prompt + output a paged KV cache holds at once "
                   f"(utilization {options[0].serving.utilization if options and options[0].serving else 0.9:g}, "
                   f"blocks of {options[0].serving.block_size if options and options[0].serving else 16}). "

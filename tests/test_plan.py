@@ -100,3 +100,11 @@ def test_tensor_parallel_groups_are_timed_and_priced_for_the_group():
     assert o.devices == 2 and o.speed is not None and o.meets_target
     assert o.cost_per_million_tokens == pytest.approx(2.5 * 2 / (o.speed.engine_decode_tokens_per_s * 3600) * 1e6)
     assert o.max_batch >= 8
+
+
+def test_plan_says_how_far_moe_speeds_are_checked():
+    moe = runner.invoke(app, ["plan", "qwen3-30b-a3b", "--gpu", "h100-sxm-80gb", "--concurrency", "4"])
+    dense = runner.invoke(app, ["plan", "llama-3.1-8b", "--gpu", "h100-sxm-80gb", "--concurrency", "4"])
+    assert moe.exit_code == dense.exit_code == 0
+    note = "MoE: each routed expert's weights are charged at the dense projections' bandwidth"
+    assert note in " ".join(moe.output.split()) and note not in " ".join(dense.output.split())
