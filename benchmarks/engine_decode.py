@@ -41,6 +41,7 @@ STEP_RESULTS = ROOT / "benchmarks" / "results" / "engine-step"
 KIND = {"qkv_proj": "GEMMs", "o_proj": "GEMMs", "gate_up_proj": "GEMMs", "down_proj": "GEMMs", "lm_head": "GEMMs",
         "attention": "attention", "cache_write": "cache write", "add_norm": "fused elementwise", "rope": "fused elementwise",
         "act_mul": "fused elementwise", "final_norm": "fused elementwise", "sampling": "sampler",
+        "qk_norm": "fused elementwise", "norm": "fused elementwise",
         "embedding": "other (embedding, copies)", "router": "GEMMs", "experts_gate_up": "GEMMs",
         "experts_down": "GEMMs", "experts_act_mul": "fused elementwise", "moe_align": "other (embedding, copies)",
         "moe_sum": "other (embedding, copies)"}
@@ -83,6 +84,8 @@ def engine_step_section() -> list[str]:
         "replays one whole decode step, or one prefill over the prompt, from a CUDA graph: the median of",
         "20 replays, random bf16 weights.",
         f"Measured on {meta0['gpu']}, torch {meta0['torch']}, CUDA {meta0['cuda']}, driver 580.159.04;",
+        "`gemma-3-12b-text` is Gemma 3 12B's text model (sliding windows of 1,024 on 5 layers of 6,",
+        "per-head q/k norms, 4 norms a layer, GELU, 262k vocabulary), `qwen3-8b` Qwen3 8B (q/k norms);",
         "the `-tp4-shard` models are one GPU's share of a 4-way tensor-parallel model (heads, KV heads,",
         "MLP width and vocabulary divided by 4) without the all-reduces. Predictions recomputed now;",
         "nothing was fitted to these rows.",
@@ -97,12 +100,18 @@ def engine_step_section() -> list[str]:
     for path in files:
         meta = json.loads(path.read_text())
         d = meta["head_dim"]
-        moe = ({"num_experts": meta["experts"], "experts_per_token": meta["top_k"],
-                "moe_intermediate_size": meta["moe_intermediate"]} if meta.get("experts") else {})
+        moe: dict = ({"num_experts": meta["experts"], "experts_per_token": meta["top_k"],
+                      "moe_intermediate_size": meta["moe_intermediate"]} if meta.get("experts") else {})
+        if meta.get("window"):  # sliding layers, every global_every-th global (Gemma 3)
+            n = meta.get("global_every") or 0
+            moe |= {"sliding_window": meta["window"],
+                    "layer_types": tuple(["sliding"] * (n - 1) + ["full"]) if n else ("sliding",)}
         card = ModelCard(name=meta["label"], family="llama", source=str(path.relative_to(ROOT)),
                          hidden_size=meta["hidden"], intermediate_size=meta["intermediate"],
                          num_layers=meta["layers"], num_heads=meta["heads"], vocab_size=meta["vocab"],
-                         max_position_embeddings=131072, num_kv_heads=meta["kv_heads"], head_dim=d, **moe)
+                         max_position_embeddings=131072, num_kv_heads=meta["kv_heads"], head_dim=d,
+                         qk_norm="head" if meta.get("qk_norm") else None, norms_per_layer=meta.get("norms", 2),
+                         activation="gelu_pytorch_tanh" if meta.get("act") == "gelu" else "silu", **moe)
         for r in meta["rows"]:
             phase = r.get("phase", "decode")
             b, n = r["batch"], r["context"]
@@ -112,7 +121,7 @@ def engine_step_section() -> list[str]:
             ms = engine_step_time(ops, gpu, eff).kernel_s * 1e3
             err = 100 * (ms - r["step_ms"]) / r["step_ms"]
             row = f"| {meta['label']} | {phase} | {b} | {n} | {r['step_ms']:.2f} | {ms:.2f} | {err:+.1f}% |"
-            if moe:
+            if meta.get("experts"):
                 moe_errors.append(err)
                 moe_lines.append(row)
                 continue

@@ -51,6 +51,11 @@ p.add_argument("--vocab", type=int, default=128256)
 p.add_argument("--head-dim", type=int, default=0, help="default: hidden / heads")
 p.add_argument("--label", default="llama-3.1-8b")
 p.add_argument("--experts", type=int, default=0, help="routed experts per layer (0: a dense MLP)")
+p.add_argument("--qk-norm", action="store_true", help="an RMSNorm over each head of q and k (Qwen3, Gemma 3)")
+p.add_argument("--window", type=int, default=0, help="sliding-window layers' window (0: none)")
+p.add_argument("--global-every", type=int, default=0, help="with --window: every Nth layer attends globally")
+p.add_argument("--norms", type=int, default=2, choices=[2, 4], help="4: Gemma's post-attention and post-MLP norms")
+p.add_argument("--act", default="silu", choices=["silu", "gelu"], help="gelu: Gemma's gelu_pytorch_tanh")
 p.add_argument("--top-k", type=int, default=8)
 p.add_argument("--moe-intermediate", type=int, default=768)
 args = p.parse_args()
@@ -71,7 +76,9 @@ E, K, IE = args.experts, args.top_k, args.moe_intermediate
 
 def layer_weights() -> dict:
     lw = dict(n1=torch.ones(H, device=dev, dtype=dt), qkv=w((NH + 2 * KVH) * D, H), o=w(H, NH * D),
-              n2=torch.ones(H, device=dev, dtype=dt))
+              n2=torch.ones(H, device=dev, dtype=dt), nq=torch.ones(D, device=dev, dtype=dt),
+              nk=torch.ones(D, device=dev, dtype=dt), n3=torch.ones(H, device=dev, dtype=dt),
+              n4=torch.ones(H, device=dev, dtype=dt))
     if E:  # experts stored as nn.Linear weights, (out, in) per expert
         lw.update(router=w(E, H), gate_up=w(E, 2 * IE, H), down=w(E, H, IE))
     else:
@@ -91,10 +98,18 @@ def _add_rmsnorm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor) 
     return (y.to(x.dtype) * weight), r
 
 
-def _rotary(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _rms(t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    tf = t.float()
+    return (tf * torch.rsqrt(tf.pow(2).mean(-1, keepdim=True) + EPS)).to(t.dtype) * weight
+
+
+def _rotary(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, wq: torch.Tensor,
+            wk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     b = qkv.shape[0]
     q, k, v = qkv.split([NH * D, KVH * D, KVH * D], dim=-1)
     q, k, v = q.view(b, NH, D), k.view(b, KVH, D), v.view(b, KVH, D)
+    if args.qk_norm:  # per-head RMSNorm, in the same fused kernel as the rotation
+        q, k = _rms(q, wq), _rms(k, wk)
 
     def rot(t: torch.Tensor) -> torch.Tensor:
         t1, t2 = t[..., : D // 2].float(), t[..., D // 2:].float()
@@ -105,7 +120,7 @@ def _rotary(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[to
 
 def _silu_mul(x: torch.Tensor) -> torch.Tensor:
     a, b = x.chunk(2, dim=-1)
-    return F.silu(a) * b
+    return (F.gelu(a, approximate="tanh") if args.act == "gelu" else F.silu(a)) * b
 
 
 def moe(h: torch.Tensor, lw: dict) -> torch.Tensor:
@@ -145,14 +160,22 @@ if args.decode_attention == "auto":
     flex = torch.compile(flex_attention, dynamic=False)
 add_rmsnorm = torch.compile(_add_rmsnorm, dynamic=True) if compiled else _add_rmsnorm
 rotary = torch.compile(_rotary, dynamic=True) if compiled else _rotary
+rms = torch.compile(_rms, dynamic=True) if compiled else _rms
+
+
+def sliding(i: int) -> bool:
+    return bool(args.window) and not (args.global_every and (i + 1) % args.global_every == 0)
 silu_mul = torch.compile(_silu_mul, dynamic=True) if compiled else _silu_mul
 
 
 def make_step(batch: int, context: int):
-    caches = [(torch.zeros(batch, context, KVH, D, device=dev, dtype=dt),
-               torch.zeros(batch, context, KVH, D, device=dev, dtype=dt)) for _ in range(L)]
+    # a sliding layer keeps (and attends over) only its window
+    lengths = [min(context, args.window) if sliding(i) else context for i in range(L)]
+    caches = [(torch.zeros(batch, n, KVH, D, device=dev, dtype=dt),
+               torch.zeros(batch, n, KVH, D, device=dev, dtype=dt)) for n in lengths]
     tokens = torch.randint(0, V, (batch,), device=dev)
     pos = torch.full((1,), context - 1, device=dev, dtype=torch.long)
+    slots = [torch.full((1,), n - 1, device=dev, dtype=torch.long) for n in lengths]
     freqs = pos.float()[:, None] * inv_freq[None, :]
     cos, sin = freqs.cos()[:, None, :], freqs.sin()[:, None, :]  # (1, 1, D/2): one position for all
     use_flex = args.decode_attention == "auto" and batch >= 32
@@ -160,11 +183,11 @@ def make_step(batch: int, context: int):
     def step() -> torch.Tensor:
         x = F.embedding(tokens, embed)
         residual = torch.zeros_like(x)
-        for lw, (kc, vc) in zip(layers, caches):
+        for lw, (kc, vc), slot in zip(layers, caches, slots):
             h, residual = add_rmsnorm(x, residual, lw["n1"])
-            q, k, v = rotary(F.linear(h, lw["qkv"]), cos, sin)
-            kc.index_copy_(1, pos, k[:, None])  # the cache write (vLLM: reshape_and_cache_flash)
-            vc.index_copy_(1, pos, v[:, None])
+            q, k, v = rotary(F.linear(h, lw["qkv"]), cos, sin, lw["nq"], lw["nk"])
+            kc.index_copy_(1, slot, k[:, None])  # the cache write (vLLM: reshape_and_cache_flash)
+            vc.index_copy_(1, slot, v[:, None])
             if use_flex:
                 a = flex(q[:, :, None, :], kc.transpose(1, 2), vc.transpose(1, 2), enable_gqa=True)
             else:
@@ -172,8 +195,12 @@ def make_step(batch: int, context: int):
                     a = F.scaled_dot_product_attention(q[:, :, None, :], kc.transpose(1, 2), vc.transpose(1, 2),
                                                        enable_gqa=True)
             x = F.linear(a.reshape(batch, NH * D), lw["o"])
+            if args.norms == 4:  # Gemma: post-attention norm before the residual add
+                x = rms(x, lw["n3"])
             h, residual = add_rmsnorm(x, residual, lw["n2"])
             x = mlp(h, lw)
+            if args.norms == 4:  # and post-MLP norm
+                x = rms(x, lw["n4"])
         h = add_rmsnorm(x, residual, final_norm)[0]
         return F.linear(h, lm_head).float().argmax(-1)
 
@@ -203,7 +230,7 @@ def make_prefill(batch: int, prompt: int):
         residual = torch.zeros_like(x)
         for lw, (kc, vc) in zip(layers, caches):
             h, residual = add_rmsnorm(x, residual, lw["n1"])
-            q, k, v = rotary(F.linear(h, lw["qkv"]), cos, sin)
+            q, k, v = rotary(F.linear(h, lw["qkv"]), cos, sin, lw["nq"], lw["nk"])
             kc.copy_(k.view(batch, prompt, KVH, D))
             vc.copy_(v.view(batch, prompt, KVH, D))
             with sdpa_kernel(BACKENDS[BACKEND]):
@@ -275,9 +302,13 @@ def main() -> None:
     meta = {"label": args.label, "gpu": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__,
             "cuda": torch.version.cuda, "layers": L, "hidden": H, "intermediate": I, "heads": NH, "kv_heads": KVH,
             "vocab": V, "head_dim": D, "sdpa_backend": BACKEND, "experts": E, "top_k": K if E else 0,
+            "qk_norm": args.qk_norm, "window": args.window, "global_every": args.global_every, "norms": args.norms,
+            "act": args.act,
             "moe_intermediate": IE if E else 0, "rows": []}
     traced = set(args.trace.split(",")) if args.trace else set()
     cases = [(c, False) for c in args.cases.split(",") if c] + [(c, True) for c in args.prefill.split(",") if c]
+    if args.window and args.prefill:
+        raise SystemExit("--prefill with --window: a windowed causal prefill is not built here")
     for case, prefill in cases:
         batch, context = (int(x) for x in case.split(":"))
         t0 = time.time()

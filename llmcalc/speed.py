@@ -511,9 +511,12 @@ def _engine_layer_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, 
         layer.append(_engine_linear("o_proj", rows, h, q, w))
     if allreduce:
         layer.append(allreduce)
-    # Gemma 2/3's post-attention and post-MLP norms: one more kernel each
-    layer += [Op("norm", 0, rows * h * 2 * a, 1)] * (card.norms_per_layer // 2 - 1) + [add_norm]
-    return layer + _engine_mlp_ops(card, w, rows, tp, allreduce)
+    # Gemma 2/3's post-attention and post-MLP norms (vLLM's Gemma layers: plain RMSNorms beside the
+    # two fused add+norms): one kernel each. Parallel attention and MLP (one norm: Cohere, Falcon)
+    # share the first norm's output: no second add+norm.
+    extra = [Op("norm", 0, rows * h * 2 * a, 1)] * max(card.norms_per_layer - 2, 0)
+    layer += extra[:1] + ([add_norm] if card.norms_per_layer >= 2 else [])
+    return layer + _engine_mlp_ops(card, w, rows, tp, allreduce) + extra[1:]
 
 
 def _engine_mlp_ops(card: ModelCard, w: Workload, rows: int, tp: int, allreduce: Op | None) -> list[Op]:
