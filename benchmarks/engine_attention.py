@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from graph_timing import replay_ms
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 p = argparse.ArgumentParser()
@@ -35,32 +36,6 @@ args = p.parse_args()
 NH, KVH, D = 32, 8, 128
 dt = torch.bfloat16
 peak = {"NVIDIA H200": 4.8e12, "NVIDIA H100 80GB HBM3": 3.35e12}.get(torch.cuda.get_device_name(), float("nan"))
-
-
-def timed(fn, reps: int = 50) -> float:
-    """Median microseconds of one call, replayed from a CUDA graph."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    with torch.cuda.graph(g):
-        for _ in range(reps):
-            fn()
-    g.replay()
-    times = []
-    for _ in range(5):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) * 1e3 / reps)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -89,7 +64,7 @@ def main() -> None:
 
         for name, fn in (("sdpa_flash", flash), ("sdpa_efficient", efficient), ("flex", flexed)):
             try:
-                us = timed(fn)
+                us = statistics.median(replay_ms(fn, calls=50, timings=5)) * 1e3
                 row[name] = {"us": us, "fraction_of_peak": nbytes / (us * 1e-6) / peak}
             except Exception as exc:  # a kernel that cannot take this shape
                 row[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}

@@ -96,7 +96,7 @@ def rows(moe: bool = False) -> list[list[str]]:
         log, card, gpu = logs[line], load_card(card_name), get_gpu(gpu_id)
         t = throughput(card, Workload(dtype="bf16", batch=batch, seq=prompt, gen=gen), gpu, efficiency_for(gpu), tp=tp)
         step_ms = t.engine_decode_step_s * 1e3
-        v0 = ("V0" in log["version"] or "late Oct-Nov 2024" in log["version"]) and kind in ("latency", "v0rate")
+        v0 = "V0" in log["version"] and kind in ("latency", "v0rate")
         if kind == "latency":
             predicted = t.engine_ttft_s * 1e3 + gen * step_ms
             what = f"mean latency, batch {batch}, {prompt} + {gen} tokens (ms)"

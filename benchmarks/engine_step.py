@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from graph_timing import replay_ms
 
 p = argparse.ArgumentParser()
 p.add_argument("--out", required=True)
@@ -319,30 +320,11 @@ def main() -> None:
                      "attention": "flex" if (args.decode_attention == "auto" and batch >= 32 and not prefill)
                      else f"sdpa {BACKEND}"}
         if dev == "cuda":
-            torch.cuda.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            s = torch.cuda.Stream()
-            s.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(s):
-                step()
-            torch.cuda.current_stream().wait_stream(s)
-            with torch.cuda.graph(graph):
-                step()
-            for _ in range(3):
-                graph.replay()
-            times = []
-            for _ in range(20):
-                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                a.record()
-                graph.replay()
-                b.record()
-                b.synchronize()
-                times.append(a.elapsed_time(b))
+            times = replay_ms(step, warmup=0)  # warmed up above
             row.update(step_ms=statistics.median(times), min_ms=min(times),
                        kv_cache_gib=sum(c.numel() * c.element_size() for kv in caches for c in kv) / 2**30)
             if case in traced:
                 row["trace"] = trace(step)
-            del graph
         else:
             t = time.perf_counter()
             step()

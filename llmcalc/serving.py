@@ -46,8 +46,7 @@ MOE_WORKSPACE_FROM = (0, 14)
 
 def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in version.split("."))
-V0_VERSIONS = ("0.6", "0.7")  # vLLM's V0 engine, 0.6.5-0.7.3 (and 0.8.x run with VLLM_USE_V1=0)
-OLD_V0_VERSIONS = ("0.4", "0.5", "0.6.4")  # vLLM V0 0.4.0-0.6.4: budgets read off the device (_vllm_old)
+V0_VERSIONS = ("0.4", "0.5", "0.6.4", "0.6", "0.7")  # vLLM's V0 engine, 0.4.0-0.7.3 (and 0.8.x with VLLM_USE_V1=0)
 DEFAULT_VERSION = {"vllm": "0.19", "sglang": "0.5"}
 # Non-torch memory that vLLM V1's budget subtracts: what grows beside PyTorch's allocator after
 # the worker's start-up snapshot (cuBLAS/cuDNN handles and workspaces; with tensor parallelism
@@ -440,20 +439,30 @@ def profile_peak_v0(card: ModelCard, tokens: int, seqs: int, a: int, tp: int, gp
 
 
 def _vllm_v0(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str, version: str) -> ServeEstimate:
-    """vLLM V0 (0.6.5-0.7.3; benchmarks/serve/vllm-v0-accounting.md): Worker.determine_num_available_blocks,
-    available = total x utilization - (weights + activation peak + non-torch growth), one block
-    pool of 16-token blocks over every layer, 4 GiB of CPU swap blocks beside it. Without chunked
-    prefill (its default up to 32,768 tokens of context) the profile prefills max(max_model_len,
-    2,048) tokens over max_num_seqs (256) sequences."""
+    """vLLM V0, 0.4.0-0.8.x (benchmarks/serve/vllm-v0-accounting.md): Worker.determine_num_available_blocks,
+    available = total x utilization - (weights + the profile run's activation peak + non-torch
+    memory), one pool of 16-token blocks over every layer, 4 GiB of CPU swap blocks beside it.
+    The profile (profile_peak_v0) prefills max(max_model_len, 2048) tokens over 256 sequences,
+    unless chunked prefill is on: by default from 0.5.3 above 32,768 tokens of context (not with
+    sliding windows, multimodal models from 0.6.2, MLA in 0.8), with 512 tokens up to 0.6.4 and
+    2,048 from 0.6.5. How the budget is read differs by release (section 1):
+    - 0.4.0-0.6.3 ("0.4", "0.5"): the drop in free memory since start-up, PyTorch's cache not
+      emptied first: the activations as PyTorch still holds them (llmcalc: the allocated peak);
+      the CUDA context is outside;
+    - 0.6.4: PyTorch's allocated peak plus the device's whole use beyond PyTorch's allocation:
+      the CUDA context is inside;
+    - 0.6.5-0.8.x ("0.6", "0.7"): memory_profiling, weights + peak increase + non-torch growth."""
     a = int(PRECISIONS[compute_dtype].bytes_per_element)
     kv_bytes = 1 if c.kv_cache_dtype.startswith("fp8") else a
     max_len = c.max_model_len or card.max_position_embeddings
-    chunked = max_len > 32768 and not card.is_mla
-    batched = c.max_num_batched_tokens or (2048 if chunked else max(max_len, 2048))
+    chunked = (version != "0.4" and max_len > 32768 and not card.sliding_layers
+               and not (card.vision_params and version != "0.5") and not (card.is_mla and version == "0.7"))
+    batched = c.max_num_batched_tokens or ((512 if version in ("0.5", "0.6.4") else 2048) if chunked
+                                           else max(max_len, 2048))
     seqs = c.max_num_seqs or 256
     weights, weights_note = weights_per_rank(card, dtype, compute_dtype, c.tp, c.pp)
     budget = int(c.gpu_total_bytes * (c.memory_fraction or 0.9))
-    non_torch = non_torch_bytes(c.tp, c.pp, c.gpu_name)
+    non_torch = non_torch_bytes(c.tp, c.pp, c.gpu_name) + (calibration.CUDA_CONTEXT_BYTES if version == "0.6.4" else 0)
     activation = profile_peak_v0(card, batched, min(seqs, batched), a, c.tp, c.gpu_name)
     available = budget - weights - non_torch - activation
     block = c.block_size or 16
@@ -469,75 +478,25 @@ def _vllm_v0(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str, ve
         error = (f"The model's max seq len ({max_len}) is larger than the maximum number of tokens that can be "
                  f"stored in KV cache ({tokens}). Try increasing `gpu_memory_utilization` or decreasing "
                  "`max_model_len` when initializing the engine.")
-    explain = {"weights": weights_note,
-               "budget": f"total {c.gpu_total_bytes / GiB:.2f} GiB x gpu_memory_utilization {c.memory_fraction or 0.9}",
-               "activation_peak": f"V0's profile: {batched} tokens over {min(seqs, batched)} sequences"
-                                  + (" (chunked prefill, on above 32,768 tokens)" if chunked else ""),
-               "non_torch": "as for V1 (the medians of vLLM 0.19's logs by layout); V0 builds logged 0.03-0.35 GiB at TP 1",
-               "cuda_graph": "captured after the KV cache is sized: not in the budget",
-               "kv_cache": f"{blocks:,} blocks of {block} tokens over every layer on this rank"}
-    kv = int(blocks * block_bytes) if error is None or blocks > 0 else 0
-    return ServeEstimate("vllm", version, budget, weights, non_torch, activation, 0, available, kv,
-                         tokens if blocks > 0 else 0, block, block_bytes, max_len, seqs, batched,
-                         tokens / max_len if max_len and blocks > 0 else 0.0, error is None, error, explain)
-
-
-
-def _vllm_old(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str, version: str) -> ServeEstimate:
-    """vLLM V0 0.4.0-0.6.4 (benchmarks/serve/vllm-v0-accounting.md, sections 1.1, 1.2, 2.2, 2.3).
-    0.4.0-0.6.3 (`Worker.determine_num_available_blocks`): available = total x utilization -
-    (free at start-up - free after the profile run): the weights, the profile run's activations as
-    PyTorch still holds them (the cache is not emptied before the reading) and the non-torch growth
-    (NCCL, cuBLAS); the CUDA context is outside. 0.6.4: total x utilization - (PyTorch's allocated
-    peak, weights included, + the device's used memory beyond PyTorch's allocation), so the CUDA
-    context is inside. The profile run is V0's (profile_peak_v0), over max(max_model_len, 2048)
-    tokens unless chunked prefill is on (from 0.5.3 by default above 32,768 tokens of context:
-    512 tokens); 16-token blocks over every layer; 4 GiB of CPU swap blocks beside them."""
-    a = int(PRECISIONS[compute_dtype].bytes_per_element)
-    kv_bytes = 1 if c.kv_cache_dtype.startswith("fp8") else a
-    max_len = c.max_model_len or card.max_position_embeddings
-    chunked = (version != "0.4" and max_len > 32768 and not card.sliding_layers
-               and not (card.vision_params and version == "0.6.4"))
-    batched = c.max_num_batched_tokens or (512 if chunked else max(max_len, 2048))
-    seqs = c.max_num_seqs or 256
-    weights, weights_note = weights_per_rank(card, dtype, compute_dtype, c.tp, c.pp)
-    budget = int(c.gpu_total_bytes * (c.memory_fraction or 0.9))
-    non_torch = non_torch_bytes(c.tp, c.pp, c.gpu_name)
-    if version == "0.6.4":
-        non_torch += calibration.CUDA_CONTEXT_BYTES
-    activation = profile_peak_v0(card, batched, min(seqs, batched), a, c.tp, c.gpu_name)
-    available = budget - weights - non_torch - activation
-    block = c.block_size or 16
-    groups = _kv_groups(card, c, kv_bytes, c.pp)
-    block_bytes = _block_bytes(groups, block)
-    blocks = max(available // block_bytes, 0) if block_bytes else 0
-    tokens = blocks * block
-    error = None
-    if blocks <= 0:
-        error = ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
-                 "initializing the engine.")
-    elif max_len > tokens:
-        error = (f"The model's max seq len ({max_len}) is larger than the maximum number of tokens that can be "
-                 f"stored in KV cache ({tokens}). Try increasing `gpu_memory_utilization` or decreasing "
-                 "`max_model_len` when initializing the engine.")
-    span = {"0.4": "0.4.0-0.5.2", "0.5": "0.5.3-0.6.3", "0.6.4": "0.6.4"}[version]
+    span = {"0.4": "0.4.0-0.5.2", "0.5": "0.5.3-0.6.3", "0.6.4": "0.6.4", "0.6": "0.6.5-0.6.6", "0.7": "0.7-0.8"}[version]
+    read = {"0.4": "; read as the drop in free memory: what PyTorch still holds of it, the allocated peak here, "
+                   "a little more in practice", "0.6.4": "; PyTorch's allocated peak"}
+    context = (f"the CUDA context (0.6.4 counts the device's whole use beyond PyTorch's allocation; "
+               f"{calibration.CUDA_CONTEXT_BYTES / GiB:.2f} GiB measured with CUDA 13) plus ") if version == "0.6.4" else ""
     explain = {"weights": weights_note,
                "budget": f"total {c.gpu_total_bytes / GiB:.2f} GiB x gpu_memory_utilization {c.memory_fraction or 0.9}",
                "activation_peak": f"V0's profile ({span}): {batched} tokens over {min(seqs, batched)} sequences"
                                   + (" (chunked prefill, on above 32,768 tokens)" if chunked else "")
-                                  + ("; PyTorch's allocated peak" if version == "0.6.4" else
-                                     "; read as the device's free memory, so what PyTorch still holds of it: the "
-                                     "allocated peak here, a little more in practice"),
-               "non_torch": ("the CUDA context (0.6.4 counts the device's whole use beyond PyTorch's allocation; "
-                             f"{calibration.CUDA_CONTEXT_BYTES / GiB:.2f} GiB measured with CUDA 13) plus "
-                             if version == "0.6.4" else "")
-                            + "the growth beside PyTorch after start-up, as for V1 (the medians of vLLM 0.19's logs by layout)",
+                                  + read.get("0.4" if version == "0.5" else version, ""),
+               "non_torch": context + "the growth beside PyTorch after start-up, as for V1 (the medians of vLLM "
+                                      "0.19's logs by layout); V0 builds logged 0.03-0.35 GiB at TP 1",
                "cuda_graph": "captured after the KV cache is sized: not in the budget",
                "kv_cache": f"{blocks:,} blocks of {block} tokens over every layer on this rank"}
     kv = int(blocks * block_bytes) if blocks > 0 else 0
     return ServeEstimate("vllm", version, budget, weights, non_torch, activation, 0, available, kv,
                          tokens if blocks > 0 else 0, block, block_bytes, max_len, seqs, batched,
                          tokens / max_len if max_len and blocks > 0 else 0.0, error is None, error, explain)
+
 
 # --- the estimate ---------------------------------------------------------------------------
 
@@ -573,8 +532,6 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
     version = validate(card, c)
     if c.engine == "vllm" and version in V0_VERSIONS:
         return _vllm_v0(card, c, dtype, compute_dtype, version)
-    if c.engine == "vllm" and version in OLD_V0_VERSIONS:
-        return _vllm_old(card, c, dtype, compute_dtype, version)
     a = int(PRECISIONS[compute_dtype].bytes_per_element)
     kv_bytes = 1 if c.kv_cache_dtype.startswith("fp8") else a
     max_len = c.max_model_len or card.max_position_embeddings

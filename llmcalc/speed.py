@@ -375,6 +375,21 @@ def _scaled(op: Op, times: float) -> Op:
               op.calls, op.count * times, op.quant, op.link_bytes * times, op.fixed_s * times)
 
 
+def _compute_s(op: Op, hw: GpuSpec, eff: Efficiency) -> float:
+    """An op's FLOPs at its dtype's matrix rate (0 for elementwise work)."""
+    if not (op.flops and op.rate):
+        return 0.0
+    return op.flops / (_rate(hw, op.rate) * eff.matmul.get(op.rate, eff.matmul.get("bf16", 0.5)))
+
+
+def _collective_s(op: Op, hw: GpuSpec, eff: Efficiency) -> float:
+    """A tensor-parallel collective: its latency per call plus its bytes over the interconnect."""
+    if not hw.link_bytes_per_s:
+        raise InputError(f"{hw.id}: no interconnect bandwidth in the catalog, so tensor-parallel time "
+                         "cannot be predicted")
+    return eff.link_latency_s * op.kernels + op.link_bytes / (hw.link_bytes_per_s * eff.link)
+
+
 def step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
     compute = memory = floor = flops = moved = comm = 0.0
     kernels = 0
@@ -382,15 +397,9 @@ def step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
     bw = hw.bytes_per_s * eff.bandwidth
     bw_gemv = hw.bytes_per_s * (eff.gemv or eff.bandwidth)
     for op in ops:
-        t_compute = 0.0
-        if op.flops and op.rate:
-            t_compute = op.flops / (_rate(hw, op.rate) * eff.matmul.get(op.rate, eff.matmul.get("bf16", 0.5)))
+        t_compute = _compute_s(op, hw, eff)
         if op.link_bytes:
-            if not hw.link_bytes_per_s:
-                raise InputError(f"{hw.id}: no interconnect bandwidth in the catalog, so tensor-parallel time "
-                                 "cannot be predicted")
-            t_comm = eff.link_latency_s * op.kernels + op.link_bytes / (hw.link_bytes_per_s * eff.link)
-            comm += t_comm
+            comm += _collective_s(op, hw, eff)
             kernels += op.kernels
             continue
         t_memory = op.bytes / (bw_gemv if op.streams_weights else bw)
@@ -456,8 +465,7 @@ def _engine_linear(name: str, rows: int, out_f: int, in_f: int, w: Workload) -> 
     """One weight GEMM as an engine runs it: the stored weight streamed once, its dequantization
     (AWQ/GPTQ Marlin, fp8) inside the kernel."""
     a = int(PRECISIONS[w.compute_dtype].bytes_per_element)
-    store = PRECISIONS[w.dtype]
-    wbytes = store.matrix_bytes(out_f, in_f) if not store.is_float else out_f * in_f * store.bytes_per_element
+    wbytes = PRECISIONS[w.dtype].matrix_bytes(out_f, in_f)  # a float format's: out x in x its bytes
     rate = "fp8" if w.dtype == "fp8" else w.compute_dtype
     return Op(name, 2.0 * rows * out_f * in_f, wbytes + rows * (in_f + out_f) * a, 1, rate, True)
 
@@ -539,12 +547,8 @@ def _engine_mlp_ops(card: ModelCard, w: Workload, rows: int, tp: int, allreduce:
         e, k = card.num_experts or 1, card.experts_per_token or 1
         active = e * (1 - (1 - k / e) ** rows)  # distinct experts the batch routes to (uniform router)
         routed = rows * k
-        store = PRECISIONS[w.dtype]
+        wbytes = PRECISIONS[w.dtype].matrix_bytes
         gated = 2 if card.mlp == "gated" else 1
-
-        def wbytes(out_f: int, in_f: int) -> float:
-            return store.matrix_bytes(out_f, in_f) if not store.is_float else out_f * in_f * store.bytes_per_element
-
         layer += [_engine_linear("router", rows, e, h, w), Op("moe_align", 0, routed * 16, 3),
                   Op("experts_gate_up", 2.0 * routed * gated * i * h,
                      active * wbytes(gated * i, h) + routed * (h + gated * i) * a, 1, w.compute_dtype, True),
@@ -571,15 +575,10 @@ def engine_step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
     bw_gemm = hw.bytes_per_s * (eff.engine_gemv or eff.gemv or eff.bandwidth)
     for op in ops:
         if op.link_bytes:
-            if not hw.link_bytes_per_s:
-                raise InputError(f"{hw.id}: no interconnect bandwidth in the catalog, so tensor-parallel time "
-                                 "cannot be predicted")
-            comm += eff.link_latency_s * op.kernels + op.link_bytes / (hw.link_bytes_per_s * eff.link)
+            comm += _collective_s(op, hw, eff)
             kernels += op.kernels
             continue
-        t_compute = 0.0
-        if op.flops and op.rate:
-            t_compute = op.flops / (_rate(hw, op.rate) * eff.matmul.get(op.rate, eff.matmul.get("bf16", 0.5)))
+        t_compute = _compute_s(op, hw, eff)
         t_memory = op.bytes / (bw_gemm if op.streams_weights else bw)
         if t_compute > t_memory:
             compute += t_compute
