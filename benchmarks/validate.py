@@ -224,6 +224,15 @@ CASES: list[tuple[str, str]] = [
     ("llama-3.2-3b", "--mode train --dtype bf16 --batch 2 --seq 2048 --grad-checkpointing --allocator expandable"),
     ("tinyllama-1.1b", "--mode train --dtype bf16 --batch 8 --seq 2048 --grad-checkpointing --allocator expandable"),
     ("gpt2-medium", "--mode train --dtype fp32 --batch 8 --seq 512 --allocator expandable"),
+    # LLM.int8 where every input column holds an outlier (session 11, --int8-outliers all): the two
+    # rows whose traces showed it (re-measured with the option), three held out, and a control the
+    # option does not apply to (hidden 2,048: its random activations stay under 6.0).
+    ("olmo-2-7b", "--dtype int8 --batch 4 --seq 1024 --gen 32 --int8-outliers all"),
+    ("mistral-7b", "--dtype int8 --batch 8 --seq 1024 --gen 32 --int8-outliers all"),
+    ("olmo-2-7b", "--dtype int8 --batch 8 --seq 1024 --gen 16 --int8-outliers all"),
+    ("benchmarks/cards/olmo3-mini.yaml", "--dtype int8 --batch 4 --seq 4096 --gen 16 --int8-outliers all"),
+    ("qwen3-8b", "--dtype int8 --batch 4 --seq 2048 --gen 16 --int8-outliers all"),
+    ("llama-3.2-1b", "--dtype int8 --batch 8 --seq 1024 --gen 16"),
 ]
 
 

@@ -48,7 +48,7 @@ def card_for(model: ModelLike, revision: str | None = None, as_family: str | Non
 def make_workload(mode: str = "infer", dtype: str | None = None, autocast: str | None = None, batch: int = 1,
                   seq: int = 512, gen: int = 128, beams: int = 1, kv_dtype: str | None = None,
                   grad_checkpointing: bool = False, optimizer: str = "adamw", attention: str = "sdpa",
-                  allocator: str = "default", card: ModelCard | None = None) -> Workload:
+                  allocator: str = "default", card: ModelCard | None = None, int8_outliers: str = "few") -> Workload:
     """The workload options shared by the commands, validated by the core. Without `dtype`, a
     pre-quantized checkpoint's own format (its config's quantization_config), else bf16."""
     from llmcalc.workload import Workload
@@ -58,7 +58,7 @@ def make_workload(mode: str = "infer", dtype: str | None = None, autocast: str |
         mode=mode, dtype=dtype.lower(), autocast=autocast.lower() if autocast else None, batch=batch, seq=seq,
         gen=gen if mode == "infer" else 0, beams=beams, kv_dtype=kv_dtype.lower() if kv_dtype else None,
         grad_checkpointing=grad_checkpointing, optimizer=optimizer.lower(), attention=attention.lower(),
-        allocator=allocator.lower(),
+        allocator=allocator.lower(), int8_outliers=int8_outliers.lower(),
     )
 
 
@@ -132,12 +132,13 @@ def estimate(model: ModelLike, *, mode: str = "infer", dtype: str | None = None,
              zero: int = 0, fsdp: str | None = None, grad_accum: int = 1, offload: str | None = None,
              cpu_memory: float | None = None, lora_rank: int = 0, lora_targets: str | Sequence[str] = "q,v",
              selective_recompute: bool = False, reduce_bucket_size: int | None = None, revision: str | None = None,
-             as_family: str | None = None) -> EstimateResult:
+             as_family: str | None = None, int8_outliers: str = "few") -> EstimateResult:
     """The memory of a workload (`llmcalc estimate`); `cpu_memory` in GiB per rank,
-    `reduce_bucket_size` in elements (DeepSpeed's, with `zero`)."""
+    `reduce_bucket_size` in elements (DeepSpeed's, with `zero`); `int8_outliers` "all" charges
+    LLM.int8's decomposition of every input column (the bound; "few": a trained checkpoint's)."""
     card = card_for(model, revision, as_family)
     w = make_workload(mode, dtype, autocast, batch, seq, gen, beams, kv_dtype, grad_checkpointing, optimizer,
-                      attention, allocator, card=card)
+                      attention, allocator, card=card, int8_outliers=int8_outliers)
     spec = gpu_spec(gpu) if gpu is not None else None
     context = None
     if spec is not None:

@@ -59,6 +59,8 @@ Optim = Annotated[str, typer.Option(help="adamw (torch, fused), adamw-foreach (t
 Attention = Annotated[str, typer.Option(help="sdpa (flash / memory-efficient kernels) or eager (materialises seq x seq scores).")]
 Allocator = Annotated[str, typer.Option(help="PyTorch's caching allocator: default, or expandable "
                                               "(PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True).")]
+Int8Outliers = Annotated[str, typer.Option(help="LLM.int8's input columns with an outlier (|x| >= 6): few (a trained "
+                                                 "checkpoint's) or all (the bound: every weight dequantized in its matmul).")]
 LoraTargets = Annotated[str, typer.Option(help="LoRA target projections: q,k,v,o,gate,up,down or all.")]
 Gpu = Annotated[Optional[str], typer.Option(help="GPU or CPU id from `llmcalc gpus`: adds a fit verdict and, for inference, the throughput.")]
 Explain = Annotated[bool, typer.Option("--explain", help="Show the formula and numbers behind each row.")]
@@ -80,6 +82,7 @@ def estimate(
     optimizer: Optim = "adamw",
     attention: Attention = "sdpa",
     allocator: Allocator = "default",
+    int8_outliers: Int8Outliers = "few",
     gpu: Gpu = None,
     gpus: Annotated[int, typer.Option(help="GPUs in all (data x tensor x pipeline parallel).")] = 1,
     tp: Annotated[int, typer.Option(help="Tensor-parallel size.")] = 1,
@@ -108,7 +111,8 @@ def estimate(
                          attention=attention, allocator=allocator, gpu=gpu, gpus=gpus, tp=tp, pp=pp, zero=zero,
                          fsdp=fsdp, grad_accum=grad_accum, offload=offload, cpu_memory=cpu_memory, lora_rank=lora_rank,
                          lora_targets=lora_targets, selective_recompute=selective_recompute,
-                         reduce_bucket_size=reduce_bucket_size, revision=revision, as_family=as_family)
+                         reduce_bucket_size=reduce_bucket_size, revision=revision, as_family=as_family,
+                         int8_outliers=int8_outliers)
     if r.per_gpu:
         if json:
             print(render.dumps(r.to_dict()))
@@ -145,6 +149,7 @@ def profile(
     optimizer: Optim = "adamw",
     attention: Attention = "sdpa",
     allocator: Allocator = "default",
+    int8_outliers: Int8Outliers = "few",
     device: Device = "cuda",
     weights: Weights = None,
     snapshot: Snapshot = None,
@@ -164,7 +169,8 @@ def profile(
         card = api.card_for(model, revision, as_family)
         r = api.estimate(card, mode=mode, dtype=dtype, autocast=autocast, batch=batch, seq=seq, gen=gen, beams=beams,
                          kv_dtype=kv_dtype, grad_checkpointing=grad_checkpointing, optimizer=optimizer,
-                         attention=attention, allocator=allocator, lora_rank=lora_rank, lora_targets=lora_targets)
+                         attention=attention, allocator=allocator, lora_rank=lora_rank, lora_targets=lora_targets,
+                         int8_outliers=int8_outliers)
         workload, est = r.workload, r.memory
         lora = (lora_rank, r.memory.scale.lora_targets) if lora_rank else None  # type: ignore[union-attr]
         with err.status("profiling") as status:

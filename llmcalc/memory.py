@@ -28,6 +28,7 @@ from llmcalc.precision import HALF_DTYPES, PRECISIONS, Precision, get_precision
 from llmcalc.workload import (
     ALLOCATORS,
     ATTENTIONS,
+    INT8_OUTLIERS,
     MODES,
     Workload,
     math_sdpa,
@@ -108,6 +109,8 @@ def validate_workload(w: Workload, card: ModelCard | None = None) -> list[str]:
         raise InputError(f"--attention must be one of {', '.join(ATTENTIONS)}, got '{w.attention}'")
     if w.allocator not in ALLOCATORS:
         raise InputError(f"--allocator must be one of {', '.join(ALLOCATORS)}, got '{w.allocator}'")
+    if w.int8_outliers not in INT8_OUTLIERS:
+        raise InputError(f"--int8-outliers must be one of {', '.join(INT8_OUTLIERS)}, got '{w.int8_outliers}'")
     get_precision(w.dtype)
     if w.kv_dtype:
         get_precision(w.kv_dtype, "kv dtype")
@@ -201,13 +204,49 @@ def largest_linear_bytes(card: ModelCard, dtype: str) -> int:
     return PRECISIONS[dtype].tensor_bytes(biggest.numel)
 
 
-def dequant_transient(card: ModelCard, w: Workload, rows: int) -> int:
-    """bitsandbytes 4-bit matmul: one input row takes the fused gemv_4bit kernel; more rows
-    dequantize the whole weight to the compute dtype first (bitsandbytes MatMul4Bit), so the
-    largest linear's 16-bit copy is alive during its matmul, in prefill and in batched decode."""
-    if w.dtype != "nf4" or rows <= 1:
-        return 0
-    return largest_linear_bytes(card, w.compute_dtype)
+def dequant_transient(card: ModelCard, w: Workload, rows: int, layer_per_token: int) -> int:
+    """Weight-sized buffers of a quantized matmul, beyond the `rows` x `layer_per_token` bytes the
+    layer holds per token.
+
+    bitsandbytes 4-bit: one input row takes the fused gemv_4bit kernel; more rows dequantize the
+    whole weight to the compute dtype first (bitsandbytes MatMul4Bit), so the largest linear's
+    16-bit copy is alive during its matmul, in prefill and in batched decode.
+
+    LLM.int8 with every input column an outlier (`--int8-outliers all`): int8_mixed_scaled_mm."""
+    if w.dtype == "nf4":
+        return largest_linear_bytes(card, w.compute_dtype) if rows > 1 else 0
+    if w.dtype == "int8" and w.int8_outliers == "all":
+        return _int8_decomposition(card, w, rows, layer_per_token)
+    return 0
+
+
+def _int8_decomposition(card: ModelCard, w: Workload, rows: int, layer_per_token: int) -> int:
+    """LLM.int8's mixed-precision decomposition when every input column holds an outlier
+    (|x| >= 6.0), bitsandbytes 0.50 (autograd/_functions.py MatMul8bitLt, backends/default/ops.py
+    int8_mixed_scaled_mm). For a linear of k inputs and n outputs over t rows, beside its input
+    and what the layer holds: the input's int8 copy CA (t k) and its outlier columns in 16 bits,
+    subA = A[:, cols] (t k a); then the weight's columns CB[:, cols] (n k, int8) dequantized as
+    CB * SCB (fp32, 4 n k) * 1/127 (fp32, 4 n k): 9 n k at once; those give way to the 16-bit
+    subB (2 n k), beside which the int8 GEMM's int32 accumulator (4 t n) and its 16-bit output
+    (t n a) follow, then output.addmm(subA, subB) (t n a). So at each linear
+        t (kept + k (a + 1)) + max(9 n k, 2 n k + t n (4 + a)),
+    largest at the MLP's (olmo-2-7b on the H200, 4,096 rows at down_proj: the act * up input,
+    CA, subA, CB's columns and two fp32 copies, 90 + 45 + 90 + 45 + 2 x 180 MB). Each call also
+    leaves its outlier columns' indices in the module's state (state.idx: 8 B per input column),
+    every quantized linear's to the end. Returned beyond the per-token model, whose MLP stage is
+    the layer's held residuals (4 s h; see _layer_peak) plus the per-token int8 terms."""
+    b = _dtypes(w)
+    a, h, i = b.a, card.hidden_size, card.intermediate_size
+    base = 4 * b.s * h
+    # (kept per token beside the input's copies, inputs k, outputs n) for the MLP's linears
+    if card.mlp == "gated":
+        linears = [(0, h, i), (i * a, h, i), (i * a, i, h)]  # gate; up beside act(gate); down on act * up
+    else:
+        linears = [(0, h, i), (i * a, i, h)]  # fc; proj on act(fc)
+    stage = max(rows * (kept + k * (a + 1)) + max(9 * n * k, 2 * n * k + rows * n * (4 + a))
+                for kept, k, n in linears)
+    indices = 8 * sum(p.shape[1] for p in card.parameters() if p.kind == "linear" and quantized(card, p, PRECISIONS["int8"]))
+    return max(0, rows * base + stage - rows * layer_per_token) + indices
 
 
 # --- KV cache -----------------------------------------------------------------------------
@@ -458,7 +497,8 @@ def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[st
     # inputs_embeds is still alive here (one residual-sized tensor per token).
     final_norm = tokens * (2 * b.s * card.hidden_size + _norm_transient(card))
     logits = seqs * card.vocab_size * (b.a + 4) + 2 * tokens * b.s * card.hidden_size
-    prefill_act = inputs + max(layer, final_norm, logits) + dequant_transient(card, w, tokens)
+    prefill_act = (inputs + max(layer, final_norm, logits)
+                   + dequant_transient(card, w, tokens, prefill_layer_peak_per_token(card, w)))
     kv_prompt = kv_cache_bytes(card, w, w.seq, windowed=False)  # sliding layers hold the prompt
     phases = [
         load_phase(card, w, weights),
@@ -481,8 +521,9 @@ def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[st
         # layer at a time: kv_b's output (nope + v per head) and the assembled keys (nope + rope).
         expand = seqs * length * (card.num_heads * ((card.qk_nope_head_dim or 0) + (card.v_head_dim or 0))
                                   + card.k_dim) * b.a if card.is_mla else 0
-        step = (seqs * prefill_layer_peak_per_token(card, replace(w, seq=length)) + max(cat_copy, step_logits, expand)
-                + dequant_transient(card, w, seqs))
+        step_layer = prefill_layer_peak_per_token(card, replace(w, seq=length))
+        step = (seqs * step_layer + max(cat_copy, step_logits, expand)
+                + dequant_transient(card, w, seqs, step_layer))
         ids = 8 * seqs * (w.seq + w.gen)
         # The first step still holds the prompt in the sliding layers' caches (each sheds it at its
         # own update), so over the decode the cache is at most the larger of the two.

@@ -177,6 +177,8 @@ def print_profile(console: Console, doc: dict[str, Any]) -> None:
     console.print(table)
     if meas["timings"]:
         console.print("times: " + ", ".join(f"{k} {v:.4g}" for k, v in meas["timings"].items()))
+    for note in doc.get("notes", ()):
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
 
 
 def print_check(console: Console, results: list[CheckResult]) -> None:

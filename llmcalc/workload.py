@@ -12,6 +12,9 @@ from llmcalc.precision import PRECISIONS
 MODES = ("infer", "train")
 ATTENTIONS = ("sdpa", "eager")
 ALLOCATORS = ("default", "expandable")  # PyTorch caching allocator: default, expandable_segments:True
+# LLM.int8's input columns holding an outlier (|x| >= 6.0), which bitsandbytes multiplies in 16 bits:
+# a trained checkpoint's handful (Dettmers et al. 2022), or every column (the bound; random weights).
+INT8_OUTLIERS = ("few", "all")
 
 @dataclass(frozen=True)
 class Workload:
@@ -29,6 +32,7 @@ class Workload:
     optimizer: str = "adamw"
     attention: str = "sdpa"
     allocator: str = "default"  # PyTorch's caching allocator: default, or expandable segments
+    int8_outliers: str = "few"  # INT8_OUTLIERS: LLM.int8's outlier columns (--dtype int8 only)
 
     @property
     def compute_dtype(self) -> str:

@@ -196,6 +196,7 @@ def test_training_quantized_weights_is_rejected():
     ("autocast", "fp32", "--autocast must be one of fp16, bf16, got 'fp32'"),
     ("optimizer", "adam", "unknown optimizer 'adam'; choose one of adamw, adamw-foreach, adamw-8bit, sgd (did you mean adamw, adamw-8bit, adamw-foreach?)"),
     ("allocator", "cuda-malloc", "--allocator must be one of default, expandable, got 'cuda-malloc'"),
+    ("int8_outliers", "some", "--int8-outliers must be one of few, all, got 'some'"),
 ])
 def test_bad_workloads(field, value, message):
     with pytest.raises(InputError) as exc:
@@ -285,6 +286,40 @@ def test_moe_experts_run_as_grouped_gemms_over_all_routed_tokens():
     # per token (measured on an H200: prefill within 0.0%; one expert at a time had said -3.5%).
     mixtral = load_card("mixtral-8x7b")
     assert prefill_layer_peak_per_token(mixtral, Workload(dtype="bf16", batch=8, seq=2048)) == 278_592
+
+
+def test_llm_int8_decomposing_every_column_holds_the_weight_in_fp32_twice():
+    # olmo-2-7b in LLM.int8 (fp16 activations, a = 2; H = 4,096, I = 11,008), 4 x 1,024 = 4,096
+    # rows, every input column an outlier. At down_proj (k = I, n = H): its input act * up (2I),
+    # CA (I) and subA (2I) per row: 55,040 x 4,096 = 225,443,840; CB's columns and two fp32
+    # copies: 9 x 4,096 x 11,008 = 405,798,912 (more than subB + int32 + output: 2nk + 6tn =
+    # 190,840,832). 631,242,752, the largest of gate (456,130,560) and up (546,308,096). Beside the
+    # held residuals (4 x 2 x 4,096 = 32,768 B per row) and beyond the per-token model's MLP stage
+    # (124,928 B per row): 134,217,728 + 631,242,752 - 511,705,088 = 253,755,392. Plus every
+    # linear's outlier indices, 8 B per input column: 32 x 8 x (6 x 4,096 + 11,008) = 9,109,504.
+    # (Measured on the H200: the prefill's peak at down_proj, 11.14 GB allocated; few: -3.2%.)
+    olmo = load_card("olmo-2-7b")
+    w = Workload(dtype="int8", batch=4, seq=1024, gen=32, int8_outliers="all")
+    assert prefill_layer_peak_per_token(olmo, w) == 124_928
+    few, every = estimate(olmo, replace(w, int8_outliers="few")), estimate(olmo, w)
+    assert phase(every, "prefill").total - phase(few, "prefill").total == 253_755_392 + 9_109_504
+    # a decode step of 4 rows, still at down_proj's fp32 copies: 4 x 32,768 + 4 x 55,040 +
+    # 405,798,912 - 4 x 124,928 = 405,650,432, and the same indices
+    assert phase(every, "decode").total - phase(few, "decode").total == 405_650_432 + 9_109_504
+    # the option is LLM.int8's: other formats ignore it
+    nf4 = replace(w, dtype="nf4")
+    assert estimate(olmo, nf4).peak_allocated_bytes == estimate(olmo, replace(nf4, int8_outliers="few")).peak_allocated_bytes
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=st.sampled_from(["llama-2-7b", "qwen2.5-0.5b", "olmo-2-7b", "mistral-7b"]), batch=st.integers(1, 16),
+       seq=st.integers(1, 4096), grow=st.integers(1, 2048))
+def test_int8_decomposition_never_less_and_grows_with_the_batch(name, batch, seq, grow):
+    card = load_card(name)
+    w = Workload(dtype="int8", batch=batch, seq=seq, gen=8, int8_outliers="all")
+    assert estimate(card, w).peak_allocated_bytes >= estimate(card, replace(w, int8_outliers="few")).peak_allocated_bytes
+    assert estimate(card, replace(w, batch=batch + grow)).peak_allocated_bytes >= estimate(card, w).peak_allocated_bytes
+    assert estimate(card, replace(w, seq=seq + grow)).peak_allocated_bytes >= estimate(card, w).peak_allocated_bytes
 
 
 def test_first_layer_backward_holds_every_later_gradient():

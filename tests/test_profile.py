@@ -158,3 +158,32 @@ def test_quantized_training_without_lora_is_refused():
     with pytest.raises(runner.InputError) as info:
         runner._run_training(torch, None, Workload(mode="train", dtype="nf4"), None, None, None, "cuda")
     assert str(info.value) == "nf4 weights are frozen: train LoRA adapters on them with --lora-rank (QLoRA)"
+
+
+def test_int8_outlier_columns_are_counted_from_bitsandbytes_state():
+    # bitsandbytes' MatMul8bitLt leaves the last call's outlier columns in module.state.idx; the
+    # profiler counts the Linear8bitLt modules whose every input column was one (stand-ins here:
+    # bitsandbytes runs on CUDA only).
+    class Linear8bitLt(torch.nn.Module):
+        def __init__(self, k: int, outliers: int | None) -> None:
+            super().__init__()
+            self.in_features = k
+            self.state = type("State", (), {"idx": None if outliers is None else torch.arange(outliers)})()
+
+    model = torch.nn.Sequential(Linear8bitLt(8, 8), Linear8bitLt(8, 3), Linear8bitLt(16, None), torch.nn.Linear(4, 4))
+    with runner._OutlierColumns(model) as seen:
+        pass
+    assert (seen.linears, seen.all_columns) == (3, 1)
+
+
+def test_profile_notes_when_the_run_decomposed_what_the_estimate_did_not():
+    from llmcalc.profile.compare import outlier_notes
+
+    seen = {"int8_outliers": {"linears": 224, "all_columns": 32}}
+    assert outlier_notes(Workload(dtype="int8"), seen) == [
+        "bitsandbytes found an outlier in every input column of 32 of 224 int8 linears and multiplied their "
+        "weights in 16 bits; --int8-outliers all estimates that"]
+    assert outlier_notes(Workload(dtype="int8", int8_outliers="all"), seen) == []
+    assert outlier_notes(Workload(dtype="int8", int8_outliers="all"), {"int8_outliers": {"linears": 7, "all_columns": 0}}) == [
+        "no int8 linear had an outlier in every input column (7 linears); --int8-outliers few estimates that"]
+    assert outlier_notes(Workload(dtype="bf16"), seen) == []

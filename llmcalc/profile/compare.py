@@ -51,7 +51,7 @@ def record(case: str, model: str, est: MemoryBreakdown | ScaledEstimate, measure
         "peak_allocated_pct": pct_error(est.peak_allocated_bytes, measured["peak_allocated_bytes"]),
         "device_total_pct": pct_error(est.device_total_bytes, measured["device_total_bytes"]),
     }
-    return {
+    doc = {
         "case": case,
         "model": model,
         "workload": asdict(est.workload),
@@ -60,3 +60,22 @@ def record(case: str, model: str, est: MemoryBreakdown | ScaledEstimate, measure
         "measured": measured,
         "error": errors,
     }
+    notes = outlier_notes(est.workload, measured)
+    if notes:
+        doc["notes"] = notes
+    return doc
+
+
+def outlier_notes(w: Any, measured: dict[str, Any]) -> list[str]:
+    """Where the estimate's LLM.int8 outlier columns (--int8-outliers) differ from the run's."""
+    seen = measured.get("int8_outliers") or {}
+    full, linears = seen.get("all_columns", 0), seen.get("linears", 0)
+    if not linears or getattr(w, "dtype", None) != "int8":
+        return []
+    if full and w.int8_outliers == "few":
+        return [f"bitsandbytes found an outlier in every input column of {full} of {linears} int8 linears "
+                "and multiplied their weights in 16 bits; --int8-outliers all estimates that"]
+    if not full and w.int8_outliers == "all":
+        return [f"no int8 linear had an outlier in every input column ({linears} linears); "
+                "--int8-outliers few estimates that"]
+    return []

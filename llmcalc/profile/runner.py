@@ -56,6 +56,9 @@ class Measurement:
     oom_phase: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     trainable_params: int = 0
+    # LLM.int8 in the prefill: the quantized linears, and those whose every input column held an
+    # outlier (bitsandbytes' state.idx after the call), which it multiplies in 16 bits
+    int8_outliers: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -418,7 +421,10 @@ def _run_inference(torch: Any, model: Any, card: ModelCard, w: Workload, ids: An
         out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
         state["next"] = out.logits[:, -1, :].float().argmax(-1, keepdim=True)
 
-    phase("prefill", prefill)
+    with _OutlierColumns(model) as outliers:
+        phase("prefill", prefill)
+    if outliers.linears:
+        m.int8_outliers = {"linears": outliers.linears, "all_columns": outliers.all_columns}
     m.timings["prefill_s"] = last_seconds[0]
     steps = max(w.gen - 1, 0)
 
@@ -454,6 +460,24 @@ def _run_inference(torch: Any, model: Any, card: ModelCard, w: Workload, ids: An
         wall.sort()
         m.timings["decode_step_median_s"] = wall[len(wall) // 2]
         m.timings["decode_tokens_per_s"] = w.batch * w.beams / m.timings["decode_step_median_s"]
+
+
+class _OutlierColumns:
+    """Counts the LLM.int8 linears (bitsandbytes Linear8bitLt) whose last call found an outlier
+    in every input column: MatMul8bitLt keeps that call's outlier columns in state.idx."""
+
+    def __init__(self, model: Any) -> None:
+        self.modules = [mod for mod in model.modules() if type(mod).__name__ == "Linear8bitLt"]
+        self.linears = self.all_columns = 0
+
+    def __enter__(self) -> _OutlierColumns:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for mod in self.modules:
+            idx = getattr(mod.state, "idx", None)
+            self.linears += 1
+            self.all_columns += int(idx is not None and idx.numel() == mod.in_features)
 
 
 class _KernelTracer:
