@@ -382,6 +382,10 @@ def report(results_dir: Path, doc_path: Path) -> None:
         if bnb:
             lines += [f"bitsandbytes (NF4, LLM.int8, QLoRA) on them, measured last (h200-families-bnb.jsonl): "
                       f"{_summary(bnb)}."]
+        outliers = [r for r, src in zip(rows, sources) if src == "h200-int8-outliers.jsonl"]
+        if outliers:
+            lines += [f"LLM.int8 with every outlier column decomposed (correction 27; h200-int8-outliers.jsonl, three "
+                      f"held out and a control): {_summary(outliers)}."]
     loading = sorted((results_dir / "loading").glob("*.jsonl")) if (results_dir / "loading").is_dir() else []
     if loading:
         lines += ["", "## The user's loading path", "",
