@@ -22,13 +22,11 @@ out) have device totals within 0.8%.
 
 from __future__ import annotations
 
-import json
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmcalc.cards import ModelCard
-from llmcalc.diskcache import cache_dir, write_json
+from llmcalc.diskcache import cached_peaks
 from llmcalc.precision import PRECISIONS
 from llmcalc.workload import Workload, math_sdpa
 
@@ -55,39 +53,16 @@ def simulate(card: ModelCard, w: Workload) -> CachingAllocator:
     return simulate_training(card, w) if w.mode == "train" else simulate_inference(card, w)
 
 
-_PEAKS: dict[str, tuple[int, int]] = {}
-
-
 def replayed_peaks(card: ModelCard, w: Workload) -> tuple[int, int]:
-    """(peak allocated, peak reserved) of simulate(card, w), cached: a replay is 4 us per event
-    (60-90 ms for an 8B model's 17,500-event inference order on a 2-core machine), the same
-    for the same card and workload, so it is kept in memory and on disk under cache_dir().
-    The key covers the card, the workload and the two modules that define the replay (their size
-    and modification time), so an edit to either invalidates it."""
+    """(peak allocated, peak reserved) of simulate(card, w), cached (diskcache.cached_peaks) under
+    the card, the workload and the two modules that define the replay."""
     here = Path(__file__).resolve()
-    stamp = [(f.stat().st_size, f.stat().st_mtime_ns) for f in (here, here.with_name("allocator.py"))]
-    # A 64-bit checksum of the key's text plus its length: two checksums zlib computes in C
-    # (hashlib would load OpenSSL, ~5 ms of the start); among the 512 entries kept, the chance of
-    # a collision is about 512^2 / 2^65 = 7e-15.
-    text = repr((card, w, stamp)).encode()
-    key = f"{zlib.crc32(text):08x}{zlib.adler32(text):08x}-{len(text):x}"
-    if key in _PEAKS:
-        return _PEAKS[key]
-    path = cache_dir() / "alloc-order-peaks.json"
-    stored: dict[str, list[int]] = {}
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError):
-        pass
-    if isinstance(stored.get(key), list) and len(stored[key]) == 2:
-        _PEAKS[key] = (int(stored[key][0]), int(stored[key][1]))
-        return _PEAKS[key]
-    sim = simulate(card, w)
-    _PEAKS[key] = (sim.peak_allocated, sim.peak_reserved)
-    stored = {k: v for k, v in list(stored.items())[-511:] if isinstance(v, list)}  # the 512 most recent
-    stored[key] = list(_PEAKS[key])
-    write_json(path, stored)
-    return _PEAKS[key]
+
+    def replay() -> tuple[int, int]:
+        sim = simulate(card, w)
+        return sim.peak_allocated, sim.peak_reserved
+
+    return cached_peaks((card, w), (here, here.with_name("allocator.py")), replay)
 
 
 def _covers_inference(card: ModelCard, w: Workload) -> bool:

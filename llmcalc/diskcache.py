@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,36 @@ def load_yaml(path: Path) -> Any:
     except (TypeError, ValueError):  # dates, non-string keys, NaN: not cached
         pass
     return data
+
+
+_PEAKS: dict[str, tuple[int, int]] = {}
+
+
+def cached_peaks(key: object, sources: Sequence[Path], replay: Callable[[], tuple[int, int]]) -> tuple[int, int]:
+    """replay() = (peak allocated, peak reserved) of an allocation order, kept in memory and on
+    disk: a replay is ~4 us per event (60-90 ms for an 8B model's 17,500-event inference order,
+    0.6 s for a recorded 80,000-allocation one, on a 2-core machine) and the same for the same
+    key. The key covers `key` and the size and modification time of the files that define the
+    replay (`sources`), so an edit to any of them invalidates it."""
+    stamp = [(f.stat().st_size, f.stat().st_mtime_ns) for f in sources]
+    # A 64-bit checksum of the key's text plus its length: two checksums zlib computes in C
+    # (hashlib would load OpenSSL, ~5 ms of the start); among the 512 entries kept, the chance of
+    # a collision is about 512^2 / 2^65 = 7e-15.
+    text = repr((key, stamp)).encode()
+    name = f"{zlib.crc32(text):08x}{zlib.adler32(text):08x}-{len(text):x}"
+    if name in _PEAKS:
+        return _PEAKS[name]
+    path = cache_dir() / "alloc-order-peaks.json"
+    stored: dict[str, list[int]] = {}
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    if isinstance(stored.get(name), list) and len(stored[name]) == 2:
+        _PEAKS[name] = (int(stored[name][0]), int(stored[name][1]))
+        return _PEAKS[name]
+    _PEAKS[name] = replay()
+    stored = {k: v for k, v in list(stored.items())[-511:] if isinstance(v, list)}  # the 512 most recent
+    stored[name] = list(_PEAKS[name])
+    write_json(path, stored)
+    return _PEAKS[name]

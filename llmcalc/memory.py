@@ -777,6 +777,17 @@ def estimate(card: ModelCard, w: Workload, cuda_context: tuple[int, str] | None 
             reserve_source = (f"PyTorch's caching allocator simulated over the workload's allocation order "
                               f"(llmcalc.alloc_order): {100 * reserve / max(sim_allocated, 1):.1f}% of its "
                               f"peak allocated")
+        else:
+            from llmcalc import recorded
+
+            peaks = recorded.replayed_peaks(card, w)
+            if peaks is not None:
+                # an order generated from PyTorch's traces of this card and workload at three
+                # smaller shapes (held-out rows' reserves exact; docs/validation-corrections.md, 28)
+                reserve = peaks[1] - peaks[0]
+                reserve_source = (f"PyTorch's caching allocator simulated over an allocation order generated from "
+                                  f"recorded traces (llmcalc.recorded, {recorded.find(card, w)['case']} scaled): "
+                                  f"{100 * reserve / max(peaks[0], 1):.1f}% of its peak allocated")
     context, context_source = cuda_context or (calibration.CUDA_CONTEXT_BYTES, calibration.CUDA_CONTEXT_SOURCE)
     # Kernel modules load lazily as the workload first runs them (flash: 16-bit SDPA).
     flash = w.attention == "sdpa" and PRECISIONS[w.compute_dtype].bits == 16

@@ -226,12 +226,12 @@ def test_replayed_peaks_are_cached_on_disk(tmp_path, monkeypatch):
     in-memory cache) reads it instead of replaying; a damaged file is ignored."""
     import json as _json
 
-    from llmcalc import alloc_order
+    from llmcalc import alloc_order, diskcache
     from llmcalc.memory import Workload
     from llmcalc.resolve import load_card
 
     monkeypatch.setenv("LLMCALC_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(alloc_order, "_PEAKS", {})
+    monkeypatch.setattr(diskcache, "_PEAKS", {})
     card, w = load_card("llama-3.2-1b"), Workload(mode="infer", dtype="bf16", batch=2, seq=256, gen=16)
     sim = alloc_order.simulate(card, w)
     assert alloc_order.replayed_peaks(card, w) == (sim.peak_allocated, sim.peak_reserved)
@@ -240,10 +240,10 @@ def test_replayed_peaks_are_cached_on_disk(tmp_path, monkeypatch):
     # a stored value is what a fresh process returns: prove it by planting a different one
     key = next(iter(stored))
     (tmp_path / "alloc-order-peaks.json").write_text(_json.dumps({key: [1, 2]}))
-    monkeypatch.setattr(alloc_order, "_PEAKS", {})
+    monkeypatch.setattr(diskcache, "_PEAKS", {})
     assert alloc_order.replayed_peaks(card, w) == (1, 2)
     (tmp_path / "alloc-order-peaks.json").write_text("{not json")
-    monkeypatch.setattr(alloc_order, "_PEAKS", {})
+    monkeypatch.setattr(diskcache, "_PEAKS", {})
     assert alloc_order.replayed_peaks(card, w) == (sim.peak_allocated, sim.peak_reserved)
 
 
