@@ -36,33 +36,34 @@ from validate import workload_from_options  # noqa: E402
 
 from llmcalc import recorded  # noqa: E402
 from llmcalc.resolve import load_card  # noqa: E402
+from llmcalc.workload import reference_attention  # noqa: E402
 
 G = 2**30
 SHAPES = ROOT / "benchmarks" / "results" / "allocator" / "shapes"
 ROWS = ROOT / "benchmarks" / "results" / "allocator"
 # (model, options without batch/seq, B, S, held out: (B, S) of a validation row measured at
 # another shape, or None). Templates ship for the workloads the generated orders do not cover.
-WORKLOADS: list[tuple[str, str, int, int, tuple[int, int] | None, bool]] = [
+WORKLOADS: list[tuple[str, str, int, int, tuple[tuple[int, ...], ...], bool]] = [
     # (..., ship): False for workloads alloc_order already covers (kept as checks of the method)
-    ("gemma-3-1b", "--mode train --dtype bf16 --grad-checkpointing", 2, 1024, (4, 2048), False),
-    ("smollm3-3b", "--mode train --dtype bf16 --grad-checkpointing", 1, 1024, (2, 2048), False),
-    ("benchmarks/cards/cohere2-mini.yaml", "--mode train --dtype bf16 --grad-checkpointing", 1, 1024, (2, 2048), True),
+    ("gemma-3-1b", "--mode train --dtype bf16 --grad-checkpointing", 2, 1024, ((4, 2048),), False),
+    ("smollm3-3b", "--mode train --dtype bf16 --grad-checkpointing", 1, 1024, ((2, 2048),), False),
+    ("benchmarks/cards/cohere2-mini.yaml", "--mode train --dtype bf16 --grad-checkpointing", 1, 1024, ((2, 2048),), True),
     # session 11 (cases-11.txt): every training and inference workload of the validation that used
     # the measured reserve fraction and has a row at a larger shape to hold out
-    ("benchmarks/cards/cohere2-mini.yaml", "--mode train --dtype bf16", 1, 512, (4, 1024), True),
-    ("lfm2-1.2b", "--mode train --dtype bf16", 1, 1024, (4, 2048), True),
-    ("ernie-4.5-0.3b", "--mode train --dtype bf16", 2, 512, (8, 1024), True),
-    ("granite-3.1-3b-a800m", "--mode train --dtype bf16 --grad-checkpointing", 1, 512, (2, 1024), True),
-    ("benchmarks/cards/phimoe-mini.yaml", "--mode train --dtype bf16 --grad-checkpointing", 1, 512, (2, 1024), True),
-    ("benchmarks/cards/gpt-oss-20b-6l.yaml", "--mode train --dtype bf16 --grad-checkpointing", 1, 256, (1, 1024), True),
-    ("benchmarks/cards/glm-4.5-air-4l.yaml", "--mode train --dtype bf16 --grad-checkpointing", 1, 256, (1, 1024), True),
-    ("deepseek-v2-lite", "--dtype bf16 --gen 32", 1, 512, (4, 1024), True),
-    ("qwen1.5-moe-a2.7b", "--dtype bf16 --gen 32", 1, 512, (4, 1024), True),
-    ("phi-4", "--dtype bf16 --gen 32", 1, 1024, (4, 2048), True),
-    ("granite-3.1-3b-a800m", "--dtype bf16 --gen 16", 4, 512, (16, 1024), True),
-    ("qwen3-30b-a3b", "--dtype bf16 --gen 16", 2, 1024, (8, 2048), True),
-    ("gpt-oss-20b", "--dtype bf16 --gen 16", 1, 1024, (1, 4096), True),
-    ("ernie-4.5-21b-a3b", "--dtype bf16 --gen 32", 1, 512, (4, 1024), True),
+    ("benchmarks/cards/cohere2-mini.yaml", "--mode train --dtype bf16", 1, 512, ((4, 1024),), True),
+    ("lfm2-1.2b", "--mode train --dtype bf16", 1, 1024, ((4, 2048),), True),
+    ("ernie-4.5-0.3b", "--mode train --dtype bf16", 2, 512, ((8, 1024),), True),
+    ("granite-3.1-3b-a800m", "--mode train --dtype bf16 --grad-checkpointing", 1, 512, ((2, 1024),), True),
+    ("benchmarks/cards/phimoe-mini.yaml", "--mode train --dtype bf16 --grad-checkpointing", 1, 512, ((2, 1024),), True),
+    ("benchmarks/cards/gpt-oss-20b-6l.yaml", "--mode train --dtype bf16 --grad-checkpointing", 1, 256, ((1, 1024),), True),
+    ("benchmarks/cards/glm-4.5-air-4l.yaml", "--mode train --dtype bf16 --grad-checkpointing", 1, 256, ((1, 1024),), True),
+    ("deepseek-v2-lite", "--dtype bf16 --gen 32", 1, 512, ((4, 1024), (2, 4096, 64)), True),
+    ("qwen1.5-moe-a2.7b", "--dtype bf16 --gen 32", 1, 512, ((4, 1024),), True),
+    ("phi-4", "--dtype bf16 --gen 32", 1, 1024, ((4, 2048),), True),
+    ("granite-3.1-3b-a800m", "--dtype bf16 --gen 16", 4, 512, ((16, 1024), (8, 1024, 32)), True),
+    ("qwen3-30b-a3b", "--dtype bf16 --gen 16", 2, 1024, ((8, 2048), (4, 1024, 32)), True),
+    ("gpt-oss-20b", "--dtype bf16 --gen 16", 1, 1024, ((1, 4096), (2, 2048, 32)), True),
+    ("ernie-4.5-21b-a3b", "--dtype bf16 --gen 32", 1, 512, ((4, 1024),), True),
 ]
 
 
@@ -131,34 +132,77 @@ def exponents(base: tuple, other: tuple) -> tuple[list[float], int]:
     return [round(e, 4) if e is not None else 0.0 for e in out], sum(e is None for e in out)
 
 
+def step_ends(keys: list[tuple[str, str]]) -> list[int]:
+    """Where the prefill and each decode step end in an inference trace: the last of the
+    profiler's own allocations after the model's forward (the logits' fp32 copy and argmax, first
+    frame runner.py's prefill or decode_step)."""
+    ends: list[int] = []
+    for i, (kind, tag) in enumerate(keys):
+        top = tag.split(" <- ")[0]
+        if kind == "a" and top.startswith("runner.py:") and top.endswith((":prefill", ":decode_step")):
+            if ends and i - ends[-1] <= 8:
+                ends[-1] = i
+            else:
+                ends.append(i)
+    return ends
+
+
 def template(model: str, options: str, b: int, s: int) -> dict[str, Any]:
     docs = [load(SHAPES / f"{slug(case(model, options, bb, ss))}.json.xz") for bb, ss in ((b, s), (2 * b, s), (b, 2 * s))]
     base, wide, long_ = (skeleton(d) for d in docs)
     eb, lost_b = exponents(base, wide)
     es, lost_s = exponents(base, long_)
-    ops, sizes, _ = base
+    ops, sizes, keys = base
+    doc: dict[str, Any] = {"case": docs[0]["case"], "env": docs[0]["env"], "base": [b, s], "unaligned": [lost_b, lost_s]}
+    if "--mode train" not in options:
+        # Inference: the load and prefill (sizes by the power laws), then the decode steps, whose
+        # allocations grow with the context (S + t): affine in S at each step (the (B, 2S) trace's
+        # size minus the (B, S) one, per token of S: `cs`), and, in the last recorded step, by
+        # its growth over the step before (`ds`), which extends the steps beyond the recorded ones.
+        ends = step_ends(keys)
+        cut = [0, *(e + 1 for e in ends)]
+        spans = [cut[k + 1] - cut[k] for k in range(len(ends))]  # ops of the prefill, then of each step
+        doc["head"], doc["steps"] = spans[0], spans[1:]
+        first_step_alloc = sum(1 for kind, _ in ops[:cut[1]] if kind == "a")
+        cs = [0.0] * len(sizes)
+        for j in range(first_step_alloc, len(sizes)):
+            cs[j] = round(sizes[j] * (2 ** es[j] - 1) / s, 4)
+            es[j] = 0.0
+        ds = [0] * len(sizes)
+        if len(spans) >= 3:
+            last = [i for kind, i in ops[cut[-2]:cut[-1]] if kind == "a"]
+            before = [i for kind, i in ops[cut[-3]:cut[-2]] if kind == "a"]
+            if len(last) == len(before):
+                for mine, prev in zip(last, before):
+                    ds[mine] = sizes[mine] - sizes[prev]
+        doc["cs"], doc["ds"] = cs, ds
+        ops = ops[:cut[-1]]  # the trace's end (the profiler's own frees) raises no peak
     frees, latest = [], -1
     for kind, ident in ops:
         if kind == "a":
             latest = ident
         else:
             frees.append(latest - ident)
+    n = sum(1 for kind, _ in ops if kind == "a")
     initial = [[total, kind == "small", [size for size, state, _ in blocks if state == "active_allocated"]]
                for _addr, total, kind, _exp, blocks in docs[0]["initial_segments"]]
-    return {"case": docs[0]["case"], "env": docs[0]["env"], "base": [b, s], "unaligned": [lost_b, lost_s],
-            "initial": initial, "sizes": sizes, "eb": eb, "es": es,
-            "ops": "".join(kind for kind, _ in ops), "frees": frees}
+    doc.update(initial=initial, sizes=sizes[:n], eb=eb[:n], es=es[:n], ops="".join(kind for kind, _ in ops), frees=frees)
+    for key in ("cs", "ds"):
+        if key in doc:
+            doc[key] = doc[key][:n]
+    return doc
 
 
 def build() -> None:
     recorded.ORDERS.mkdir(parents=True, exist_ok=True)
     index_path = recorded.ORDERS / "index.json"
     index: dict[str, Any] = {}
-    for model, options, b, s, _held, ship in WORKLOADS:
+    for model, options, b, s, _held_out, ship in WORKLOADS:
         if not ship:
             continue
         doc = template(model, options, b, s)
         card, w = load_card(model), workload_from_options(f"{options} --batch {b} --seq {s}")
+        w, _ = reference_attention(card, w)  # as the estimate keys it (gpt-oss: eager, not SDPA)
         name = f"{slug(case(model, options, b, s))}.json.xz"
         with lzma.open(recorded.ORDERS / name, "wt", preset=9) as f:
             json.dump(doc, f, separators=(",", ":"))
@@ -167,6 +211,10 @@ def build() -> None:
         print(f"{name}: {len(doc['sizes'])} allocations, unaligned {doc['unaligned']}")
     index_path.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
     print(f"wrote {index_path} ({len(index)} templates)")
+
+
+def w_gen(text: str) -> int:
+    return int(text.split(" --gen ")[1].split()[0]) if " --gen " in text else 0
 
 
 def _measured(text: str) -> dict[str, Any]:
@@ -190,21 +238,22 @@ def check() -> None:
     print("| workload | traces at | held-out row | allocated: scaled order / measured GiB | "
           "reserve: scaled order / measured GiB | device total error: with the order / with the fraction |")
     print("|---|---|---|---:|---:|---:|")
-    for model, options, b, s, held, _ship in WORKLOADS:
-        if held is None:
-            continue
+    for model, options, b, s, held_out, _ship in WORKLOADS:
         doc = template(model, options, b, s)
-        text = case(model, options, *held)
-        measured = _measured(text)
-        sim = recorded.replay(doc, *held)
-        card, w = load_card(model), workload_from_options(text.split(" ", 1)[1])
-        with_order, fraction = estimate(card, w), estimate(card, w, simulate_allocator=False)
-        total = measured["device_total_bytes"]
-        print(f"| {model} {options} | {b}-{2 * b} x {s}-{2 * s} | --batch {held[0]} --seq {held[1]} | "
-              f"{sim.peak_allocated / G:.2f} / {measured['peak_allocated_bytes'] / G:.2f} | "
-              f"{(sim.peak_reserved - sim.peak_allocated) / G:.2f} / "
-              f"{(measured['peak_reserved_bytes'] - measured['peak_allocated_bytes']) / G:.2f} | "
-              f"{pct_error(with_order.device_total_bytes, total):+.1f}% / {pct_error(fraction.device_total_bytes, total):+.1f}% |")
+        for held in held_out:
+            shown = options if len(held) == 2 else options.replace(f"--gen {w_gen(options)}", f"--gen {held[2]}")
+            text = case(model, shown, held[0], held[1])
+            measured = _measured(text)
+            sim = recorded.replay(doc, held[0], held[1], gen=w_gen(text))
+            card, w = load_card(model), workload_from_options(text.split(" ", 1)[1])
+            with_order, fraction = estimate(card, w), estimate(card, w, simulate_allocator=False)
+            total = measured["device_total_bytes"]
+            print(f"| {model} {options} | {b}-{2 * b} x {s}-{2 * s} | {text.split(' ', 1)[1].split('--batch ')[1]} | "
+                  f"{sim.peak_allocated / G:.2f} / {measured['peak_allocated_bytes'] / G:.2f} | "
+                  f"{(sim.peak_reserved - sim.peak_allocated) / G:.2f} / "
+                  f"{(measured['peak_reserved_bytes'] - measured['peak_allocated_bytes']) / G:.2f} | "
+                  f"{pct_error(with_order.device_total_bytes, total):+.1f}% / "
+                  f"{pct_error(fraction.device_total_bytes, total):+.1f}% |")
 
 
 def main() -> None:

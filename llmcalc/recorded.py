@@ -11,9 +11,14 @@ scaled trace keeps: generated this way, the held-out rows' reserves came out as 
 them (cohere2-mini training with checkpointing at 2 x 2,048 from traces at 1-2 x 1,024-2,048:
 5.23 GiB against 5.23; docs/validation-corrections.md, 28).
 
+An inference template also serves any number of tokens generated: its decode steps run as
+recorded, and beyond them the last one again, each allocation grown by what it grew from the
+step before (a step's allocations are affine in the context: (B, 2S) gives the slope in S).
+
 A template applies to the card it was recorded with (its shape fields, whatever it is called),
-to the same workload options but batch and sequence, and while a sliding window binds at the
-target shape exactly where it bound at the recorded ones (a binding window takes another path).
+to the same workload options but batch, sequence and tokens generated, and while a sliding
+window binds at the target shape exactly where it bound at the recorded ones (a binding window
+takes another path).
 Pure standard library; the template is read only when the estimate needs it.
 """
 
@@ -44,9 +49,9 @@ def card_key(card: ModelCard) -> str:
 
 
 def workload_key(w: Workload) -> str:
-    """Every workload option but batch and sequence (and, in training, the absent generation)."""
-    return repr((w.mode, w.dtype, w.autocast, w.gen if w.mode == "infer" else 0, w.beams, w.kv_dtype,
-                 w.grad_checkpointing, w.optimizer, w.attention, w.allocator, w.int8_outliers))
+    """Every workload option but batch, sequence and the tokens generated."""
+    return repr((w.mode, w.dtype, w.autocast, w.beams, w.kv_dtype, w.grad_checkpointing, w.optimizer,
+                 w.attention, w.allocator, w.int8_outliers))
 
 
 def window_binds(card: ModelCard, w: Workload) -> bool:
@@ -84,15 +89,20 @@ def _template(name: str) -> dict[str, Any]:
 
 
 def scaled_sizes(doc: dict[str, Any], batch: int, seq: int) -> list[int]:
-    """Every allocation's size at (batch, seq): s0 (B / B0)^eB (S / S0)^eS."""
+    """Every recorded allocation's size at (batch, seq): s0 (B / B0)^eB (S / S0)^eS, and in a decode
+    step (B / B0)^eB (s0 + cS (S - S0))."""
     b0, s0 = doc["base"]
     rb, rs = batch / b0, seq / s0
-    return [round(size * rb ** eb * rs ** es) for size, eb, es in zip(doc["sizes"], doc["eb"], doc["es"])]
+    cs = doc.get("cs") or [0.0] * len(doc["sizes"])
+    return [round(rb ** eb * (size * rs ** es + c * (seq - s0)))
+            for size, eb, es, c in zip(doc["sizes"], doc["eb"], doc["es"], cs)]
 
 
-def replay(doc: dict[str, Any], batch: int, seq: int) -> Any:
-    """The llmcalc.allocator.CachingAllocator The allocator model after the template's order at (batch, seq): the segments the trace began
-    with (and their live blocks), then its allocs and frees in order."""
+def replay(doc: dict[str, Any], batch: int, seq: int, gen: int = 0) -> Any:
+    """The llmcalc.allocator.CachingAllocator after the template's order at (batch, seq): the
+    segments the trace began with (and their live blocks), then its allocs and frees in order. An
+    inference template runs its load and prefill, then gen - 1 decode steps: the recorded ones,
+    and beyond them its last step again, each time grown by what that step had grown (`ds`)."""
     from llmcalc.allocator import CachingAllocator  # only on a replay, not on a cached one
 
     sim = CachingAllocator()
@@ -101,13 +111,34 @@ def replay(doc: dict[str, Any], batch: int, seq: int) -> Any:
         for size in live:
             sim.malloc(size)
     sizes = scaled_sizes(doc, batch, seq)
+    ops, frees = doc["ops"], doc["frees"]
+    segments = [(0, len(ops), 0)]  # (first op, end, extra steps of growth)
+    if "head" in doc:
+        cut = [doc["head"]]
+        for n in doc["steps"]:
+            cut.append(cut[-1] + n)
+        steps = max(gen - 1, 0)
+        segments = [(0, cut[0], 0)] + [(cut[k], cut[k + 1], 0) for k in range(min(steps, len(doc["steps"])))]
+        if steps > len(doc["steps"]) and doc["steps"]:
+            segments += [(cut[-2], cut[-1], k) for k in range(1, steps - len(doc["steps"]) + 1)]
+    # the allocs and frees before each op, to index sizes and frees in any segment
+    alloc_at, free_at, a, f = [], [], 0, 0
+    for op in ops:
+        alloc_at.append(a)
+        free_at.append(f)
+        a, f = a + (op == "a"), f + (op == "f")
+    rb = batch / doc["base"][0]
     handles: list[int] = []
-    frees = iter(doc["frees"])
-    for op in doc["ops"]:
-        if op == "a":
-            handles.append(sim.malloc(sizes[len(handles)]))
-        else:
-            sim.free(handles[len(handles) - 1 - next(frees)])
+    for start, end, grow in segments:
+        offset = len(handles) - alloc_at[start]  # handles made so far beyond the recorded ones
+        for i in range(start, end):
+            if ops[i] == "a":
+                j = alloc_at[i]
+                # a repeated step grows each allocation by what the last recorded step grew it
+                size = sizes[j] + (round(grow * doc["ds"][j] * rb ** doc["eb"][j]) if grow else 0)
+                handles.append(sim.malloc(size))
+            else:
+                sim.free(handles[alloc_at[i] + offset - 1 - frees[free_at[i]]])
     return sim
 
 
@@ -117,10 +148,12 @@ def replayed_peaks(card: ModelCard, w: Workload) -> tuple[int, int] | None:
     if entry is None:
         return None
 
+    gen = w.gen if w.mode == "infer" else 0
+
     def run() -> tuple[int, int]:
-        sim = replay(_template(entry["file"]), w.batch, w.seq)
+        sim = replay(_template(entry["file"]), w.batch, w.seq, gen)
         return sim.peak_allocated, sim.peak_reserved
 
     here = Path(__file__).resolve()
-    return cached_peaks((entry["file"], w.batch, w.seq),
+    return cached_peaks((entry["file"], w.batch, w.seq, gen),
                         (here, here.with_name("allocator.py"), ORDERS / entry["file"]), run)

@@ -56,6 +56,12 @@ def test_a_template_applies_to_its_card_and_workload_kind_only():
     # its 4,096-token sliding window binds beyond 4,096 tokens: another path, no template
     assert recorded.find(card, replace(GC, seq=8192)) is None
     assert estimate(card, replace(GC, seq=8192)).explain["allocator_reserve"].startswith("median")
+    # an inference template serves any number of tokens generated
+    qwen = load_card("qwen3-30b-a3b")
+    assert recorded.find(qwen, Workload(dtype="bf16", batch=3, seq=700, gen=500)) is not None
+    # gpt-oss has no SDPA path in transformers: its template is keyed as the estimate runs it (eager)
+    assert "llmcalc.recorded" in estimate(load_card("gpt-oss-20b"), Workload(dtype="bf16", seq=1024, gen=8)).explain[
+        "allocator_reserve"]
 
 
 def test_every_indexed_template_is_shipped_and_consistent():
@@ -74,3 +80,28 @@ def test_every_indexed_template_is_shipped_and_consistent():
                 made += 1
             else:
                 assert 0 <= next(frees) < made
+
+
+def test_decode_steps_run_as_recorded_then_repeat_the_last_one_grown():
+    # head: 10 MiB kept. Two recorded steps, each allocating the new cache (12, then 14 MiB: it
+    # grew 2 MiB) and freeing the previous step's (the first step frees nothing of the head).
+    # At gen 5 (4 steps): 12, 14, then the last step again grown 2 MiB each time: 16, 18. Each
+    # step holds the new cache beside the old one: 10 + 16 + 18 = 44 MiB at the peak. (Sizes in
+    # whole 2 MiB: the allocator gives a block of 10 MiB or more exactly what was asked.)
+    mib = 1 << 20
+    doc = {"base": [1, 1], "initial": [], "sizes": [10 * mib, 12 * mib, 14 * mib], "eb": [0, 0, 1], "es": [0, 0, 0],
+           "cs": [0, 0, 0], "ds": [0, 0, 2 * mib], "head": 1, "steps": [1, 2], "ops": "aaaf", "frees": [1]}
+    assert recorded.replay(doc, 1, 1, gen=5).peak_allocated == 44 * mib
+    assert recorded.replay(doc, 1, 1, gen=2).peak_allocated == 22 * mib  # one step: 10 + 12
+    assert recorded.replay(doc, 1, 1, gen=1).peak_allocated == 10 * mib  # the prefill only
+    # twice the batch: the step allocation with eB = 1 and its growth double: 10 + 28 + 32
+    assert recorded.replay(doc, 2, 1, gen=4).peak_allocated == (10 + 28 + 32) * mib
+
+
+def test_more_tokens_generated_than_recorded_reproduce_the_held_out_row():
+    # deepseek-v2-lite's template was recorded at 1-2 x 512-1,024 tokens generating 32; the row at
+    # 2 x 4,096 generating 64 reported peak allocated 33,130,751,488 and peak reserved
+    # 34,105,982,976 (h200-families-heldout.jsonl; the measured fraction: device total +6.4%)
+    card = load_card("deepseek-v2-lite")
+    w = Workload(dtype="bf16", batch=2, seq=4096, gen=64)
+    assert recorded.replayed_peaks(card, w) == (33_130_751_488, 34_105_982_976)
