@@ -233,6 +233,15 @@ CASES: list[tuple[str, str]] = [
     ("benchmarks/cards/olmo3-mini.yaml", "--dtype int8 --batch 4 --seq 4096 --gen 16 --int8-outliers all"),
     ("qwen3-8b", "--dtype int8 --batch 4 --seq 2048 --gen 16 --int8-outliers all"),
     ("llama-3.2-1b", "--dtype int8 --batch 8 --seq 1024 --gen 16"),
+    # Held out from correction 28 (the orders generated from recorded traces), estimated before the
+    # run: larger batches, sequences and generations than the templates' traces and rows.
+    ("lfm2-1.2b", "--mode train --dtype bf16 --batch 8 --seq 2048"),
+    ("ernie-4.5-0.3b", "--mode train --dtype bf16 --batch 16 --seq 2048"),
+    ("benchmarks/cards/cohere2-mini.yaml", "--mode train --dtype bf16 --batch 4 --seq 4096 --grad-checkpointing"),
+    ("qwen3-30b-a3b", "--dtype bf16 --batch 4 --seq 4096 --gen 128"),
+    ("phi-4", "--dtype bf16 --batch 8 --seq 1024 --gen 256"),
+    ("deepseek-v2-lite", "--dtype bf16 --batch 8 --seq 2048 --gen 128"),
+    ("gpt-oss-20b", "--dtype bf16 --batch 4 --seq 1024 --gen 64"),
 ]
 
 
@@ -382,6 +391,10 @@ def report(results_dir: Path, doc_path: Path) -> None:
         if bnb:
             lines += [f"bitsandbytes (NF4, LLM.int8, QLoRA) on them, measured last (h200-families-bnb.jsonl): "
                       f"{_summary(bnb)}."]
+        traced = [r for r, src in zip(rows, sources) if src == "h200-recorded-heldout.jsonl"]
+        if traced:
+            lines += [f"Held out from correction 28 (orders generated from recorded traces), estimated before the run "
+                      f"(h200-recorded-heldout.jsonl): {_summary(traced)}."]
         outliers = [r for r, src in zip(rows, sources) if src == "h200-int8-outliers.jsonl"]
         if outliers:
             lines += [f"LLM.int8 with every outlier column decomposed (correction 27; h200-int8-outliers.jsonl, three "
