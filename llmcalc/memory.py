@@ -780,7 +780,11 @@ def estimate(card: ModelCard, w: Workload, cuda_context: tuple[int, str] | None 
         else:
             from llmcalc import recorded
 
-            peaks = recorded.replayed_peaks(card, w)
+            length = recorded.events(card, w)
+            peaks = recorded.replayed_peaks(card, w) if 0 < length <= alloc_order.MAX_EVENTS else None
+            if length > alloc_order.MAX_EVENTS:
+                reserve_source += (f" (this workload's recorded allocation order, ~{length:,} events, is too long "
+                                   f"to replay quickly)")
             if peaks is not None:
                 # an order generated from PyTorch's traces of this card and workload at three
                 # smaller shapes (held-out rows' reserves exact; docs/validation-corrections.md, 28)

@@ -142,6 +142,19 @@ def replay(doc: dict[str, Any], batch: int, seq: int, gen: int = 0) -> Any:
     return sim
 
 
+def events(card: ModelCard, w: Workload) -> int:
+    """How many allocs and frees the recorded order replays for `w` (0 without a template)."""
+    entry = find(card, w)
+    if entry is None:
+        return 0
+    doc = _template(entry["file"])
+    if "head" not in doc:
+        return len(doc["ops"])
+    steps, recorded_steps = max(w.gen - 1, 0), doc["steps"]
+    extra = max(steps - len(recorded_steps), 0) * (recorded_steps[-1] if recorded_steps else 0)
+    return int(doc["head"]) + sum(recorded_steps[:steps]) + extra
+
+
 def replayed_peaks(card: ModelCard, w: Workload) -> tuple[int, int] | None:
     """(peak allocated, peak reserved) of the recorded order scaled to `w`, or None without one."""
     entry = find(card, w)

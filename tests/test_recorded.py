@@ -105,3 +105,17 @@ def test_more_tokens_generated_than_recorded_reproduce_the_held_out_row():
     card = load_card("deepseek-v2-lite")
     w = Workload(dtype="bf16", batch=2, seq=4096, gen=64)
     assert recorded.replayed_peaks(card, w) == (33_130_751_488, 34_105_982_976)
+
+
+def test_an_order_too_long_to_replay_quickly_falls_back_to_the_fraction():
+    # qwen3-30b-a3b's decode step is 8,306 allocs and frees: 2,000 tokens generated are ~16.6 M
+    # events, past alloc_order.MAX_EVENTS (400,000), so the estimate takes the measured fraction
+    from llmcalc.alloc_order import MAX_EVENTS
+
+    card = load_card("qwen3-30b-a3b")
+    long_run = Workload(dtype="bf16", batch=1, seq=512, gen=2000)
+    assert recorded.events(card, long_run) > MAX_EVENTS
+    m = estimate(card, long_run)
+    assert m.explain["allocator_reserve"].startswith("median")
+    assert "recorded allocation order" in m.explain["allocator_reserve"]
+    assert 0 < recorded.events(card, replace(long_run, gen=16)) <= MAX_EVENTS
