@@ -108,8 +108,9 @@ def test_more_tokens_generated_than_recorded_reproduce_the_held_out_row():
 
 
 def test_an_order_too_long_to_replay_quickly_falls_back_to_the_fraction():
-    # qwen3-30b-a3b's decode step is 8,306 allocs and frees: 2,000 tokens generated are ~16.6 M
-    # events, past alloc_order.MAX_EVENTS (400,000), so the estimate takes the measured fraction
+    # qwen3-30b-a3b at 1 x 512: the load, prefill and 15 recorded decode steps, then each further
+    # step's large-pool operations: 2,000 tokens generated pass alloc_order.MAX_EVENTS (400,000),
+    # so the estimate takes the measured fraction
     from llmcalc.alloc_order import MAX_EVENTS
 
     card = load_card("qwen3-30b-a3b")
