@@ -64,6 +64,11 @@ WORKLOADS: list[tuple[str, str, int, int, tuple[tuple[int, ...], ...], bool]] = 
     ("qwen3-30b-a3b", "--dtype bf16 --gen 16", 2, 1024, ((8, 2048), (4, 1024, 32)), True),
     ("gpt-oss-20b", "--dtype bf16 --gen 16", 1, 1024, ((1, 4096), (2, 2048, 32)), True),
     ("ernie-4.5-21b-a3b", "--dtype bf16 --gen 32", 1, 512, ((4, 1024),), True),
+    # cases-11b.txt: Gemma 3 inference past its 1,024-token window, and Mixtral
+    ("gemma-3-4b", "--dtype bf16 --gen 16", 1, 2048, ((2, 8192), (4, 4096, 32)), True),
+    ("gemma-3-12b", "--dtype bf16 --gen 16", 1, 2048, (), True),
+    ("gemma-3-27b", "--dtype bf16 --gen 16", 1, 2048, (), True),
+    ("mixtral-8x7b", "--dtype bf16 --gen 16", 2, 1024, ((8, 2048), (16, 4096)), True),
 ]
 
 

@@ -242,6 +242,9 @@ CASES: list[tuple[str, str]] = [
     ("phi-4", "--dtype bf16 --batch 8 --seq 1024 --gen 256"),
     ("deepseek-v2-lite", "--dtype bf16 --batch 8 --seq 2048 --gen 128"),
     ("gpt-oss-20b", "--dtype bf16 --batch 4 --seq 1024 --gen 64"),
+    ("gemma-3-12b", "--dtype bf16 --batch 4 --seq 8192 --gen 64"),
+    ("gemma-3-27b", "--dtype bf16 --batch 2 --seq 8192 --gen 128"),
+    ("gemma-3-4b", "--dtype bf16 --batch 8 --seq 4096 --gen 256"),
 ]
 
 
