@@ -69,6 +69,7 @@ WORKLOADS: list[tuple[str, str, int, int, tuple[tuple[int, ...], ...], bool]] = 
     ("gemma-3-12b", "--dtype bf16 --gen 16", 1, 2048, (), True),
     ("gemma-3-27b", "--dtype bf16 --gen 16", 1, 2048, (), True),
     ("mixtral-8x7b", "--dtype bf16 --gen 16", 2, 1024, ((8, 2048), (16, 4096)), True),
+    ("benchmarks/cards/cohere2-mini.yaml", "--dtype bf16 --gen 16", 2, 1024, ((8, 2048, 32),), True),
 ]
 
 
