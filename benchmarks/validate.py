@@ -334,6 +334,21 @@ def _summary(rows: list[tuple[str, Any, Any]]) -> str:
             f"max {max(total):.1f}%, {sum(x <= 10 for x in total)} within 10%")
 
 
+# The result files summarised apart under the table: (file, what its rows are).
+SUMMARIES = [
+    ("h200-families.jsonl", "The 2025-26 families (docs/models.md), on an H200: the first measurement of each family, "
+                            "corrected after it"),
+    ("h200-families-heldout.jsonl", "Measured after those corrections, at other shapes"),
+    ("h200-structural-heldout.jsonl", "Held out from correction 26 (the allocation order by the layers' structure), "
+                                      "measured after it"),
+    ("h200-families-bnb.jsonl", "bitsandbytes (NF4, LLM.int8, QLoRA) on them, measured last"),
+    ("h200-recorded-heldout.jsonl", "Held out from correction 28 (orders generated from recorded traces), estimated "
+                                    "before the run"),
+    ("h200-int8-outliers.jsonl", "LLM.int8 with every outlier column decomposed, correction 27: three held out and "
+                                 "a control"),
+]
+
+
 def report(results_dir: Path, doc_path: Path) -> None:
     rows, envs, sources = [], set(), []
     for path in sorted(results_dir.glob("*.jsonl")):
@@ -378,30 +393,11 @@ def report(results_dir: Path, doc_path: Path) -> None:
             f"max {max(peak_errors):.1f}%. Device total: median |error| {statistics.median(total_errors):.1f}%, "
             f"max {max(total_errors):.1f}%.",
         ]
-        families = [r for r, src in zip(rows, sources) if src == "h200-families.jsonl"]
-        heldout = [r for r, src in zip(rows, sources) if src == "h200-families-heldout.jsonl"]
-        structural = [r for r, src in zip(rows, sources) if src == "h200-structural-heldout.jsonl"]
-        if families:
-            lines += ["", "The 2025-26 families (docs/models.md), on an H200: the first measurement of each family "
-                      f"(h200-families.jsonl), corrected after it: {_summary(families)}."]
-        if heldout:
-            lines += [f"Measured after those corrections, at other shapes (h200-families-heldout.jsonl): "
-                      f"{_summary(heldout)}."]
-        if structural:
-            lines += [f"Held out from correction 26 (the allocation order by the layers' structure), measured after "
-                      f"it (h200-structural-heldout.jsonl): {_summary(structural)}."]
-        bnb = [r for r, src in zip(rows, sources) if src == "h200-families-bnb.jsonl"]
-        if bnb:
-            lines += [f"bitsandbytes (NF4, LLM.int8, QLoRA) on them, measured last (h200-families-bnb.jsonl): "
-                      f"{_summary(bnb)}."]
-        traced = [r for r, src in zip(rows, sources) if src == "h200-recorded-heldout.jsonl"]
-        if traced:
-            lines += [f"Held out from correction 28 (orders generated from recorded traces), estimated before the run "
-                      f"(h200-recorded-heldout.jsonl): {_summary(traced)}."]
-        outliers = [r for r, src in zip(rows, sources) if src == "h200-int8-outliers.jsonl"]
-        if outliers:
-            lines += [f"LLM.int8 with every outlier column decomposed (correction 27; h200-int8-outliers.jsonl, three "
-                      f"held out and a control): {_summary(outliers)}."]
+        lines.append("")
+        for src, text in SUMMARIES:
+            chosen = [r for r, name in zip(rows, sources) if name == src]
+            if chosen:
+                lines.append(f"{text} ({src}): {_summary(chosen)}.")
     loading = sorted((results_dir / "loading").glob("*.jsonl")) if (results_dir / "loading").is_dir() else []
     if loading:
         lines += ["", "## The user's loading path", "",

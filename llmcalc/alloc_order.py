@@ -62,7 +62,8 @@ def replayed_peaks(card: ModelCard, w: Workload) -> tuple[int, int]:
         sim = simulate(card, w)
         return sim.peak_allocated, sim.peak_reserved
 
-    return cached_peaks((card, w), (here, here.with_name("allocator.py")), replay)
+    allocated, reserved = cached_peaks((card, w), (here, here.with_name("allocator.py")), replay)
+    return allocated, reserved
 
 
 def _covers_inference(card: ModelCard, w: Workload) -> bool:

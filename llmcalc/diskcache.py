@@ -77,12 +77,12 @@ def load_yaml(path: Path) -> Any:
     return data
 
 
-_PEAKS: dict[str, tuple[int, int]] = {}
+_PEAKS: dict[str, tuple[int, ...]] = {}
 
 
-def cached_peaks(key: object, sources: Sequence[Path], replay: Callable[[], tuple[int, int]]) -> tuple[int, int]:
-    """replay() = (peak allocated, peak reserved) of an allocation order, kept in memory and on
-    disk: a replay is ~4 us per event (60-90 ms for an 8B model's 17,500-event inference order,
+def cached_peaks(key: object, sources: Sequence[Path], replay: Callable[[], tuple[int, ...]]) -> tuple[int, ...]:
+    """replay() = a replayed allocation order's figures (alloc_order: peak allocated and peak
+    reserved; recorded: its events first), kept in memory and on disk: a replay is ~4 us per event (60-90 ms for an 8B model's 17,500-event inference order,
     0.6 s for a recorded 80,000-allocation one, on a 2-core machine) and the same for the same
     key. The key covers `key` and the size and modification time of the files that define the
     replay (`sources`), so an edit to any of them invalidates it."""
@@ -100,8 +100,8 @@ def cached_peaks(key: object, sources: Sequence[Path], replay: Callable[[], tupl
         stored = json.loads(path.read_text())
     except (OSError, ValueError):
         pass
-    if isinstance(stored.get(name), list) and len(stored[name]) == 2:
-        _PEAKS[name] = (int(stored[name][0]), int(stored[name][1]))
+    if isinstance(stored.get(name), list) and stored[name]:
+        _PEAKS[name] = tuple(int(v) for v in stored[name])
         return _PEAKS[name]
     _PEAKS[name] = replay()
     stored = {k: v for k, v in list(stored.items())[-511:] if isinstance(v, list)}  # the 512 most recent

@@ -780,18 +780,19 @@ def estimate(card: ModelCard, w: Workload, cuda_context: tuple[int, str] | None 
         else:
             from llmcalc import recorded
 
-            length = recorded.events(card, w)
-            peaks = recorded.replayed_peaks(card, w) if 0 < length <= alloc_order.MAX_EVENTS else None
-            if length > alloc_order.MAX_EVENTS:
-                reserve_source += (f" (this workload's recorded allocation order, ~{length:,} events, is too long "
-                                   f"to replay quickly)")
-            if peaks is not None:
-                # an order generated from PyTorch's traces of this card and workload at three
-                # smaller shapes (held-out rows' reserves exact; docs/validation-corrections.md, 28)
-                reserve = peaks[1] - peaks[0]
-                reserve_source = (f"PyTorch's caching allocator simulated over an allocation order generated from "
-                                  f"recorded traces (llmcalc.recorded, {recorded.find(card, w)['case']} scaled): "
-                                  f"{100 * reserve / max(peaks[0], 1):.1f}% of its peak allocated")
+            entry = recorded.find(card, w)
+            if entry is not None:
+                length, sim_allocated, sim_reserved = recorded.replayed_peaks(entry, w, alloc_order.MAX_EVENTS)
+                if length > alloc_order.MAX_EVENTS:
+                    reserve_source += (f" (this workload's recorded allocation order, ~{length:,} events, is too "
+                                       f"long to replay quickly)")
+                else:
+                    # an order generated from PyTorch's traces of this card and workload at three
+                    # smaller shapes (held-out rows' reserves exact; docs/validation-corrections.md, 28)
+                    reserve = sim_reserved - sim_allocated
+                    reserve_source = (f"PyTorch's caching allocator simulated over an allocation order generated "
+                                      f"from recorded traces (llmcalc.recorded, {entry['case']} scaled): "
+                                      f"{100 * reserve / max(sim_allocated, 1):.1f}% of its peak allocated")
     context, context_source = cuda_context or (calibration.CUDA_CONTEXT_BYTES, calibration.CUDA_CONTEXT_SOURCE)
     # Kernel modules load lazily as the workload first runs them (flash: 16-bit SDPA).
     flash = w.attention == "sdpa" and PRECISIONS[w.compute_dtype].bits == 16

@@ -98,7 +98,7 @@ def scaled_sizes(doc: dict[str, Any], batch: int, seq: int) -> list[int]:
             for size, eb, es, c in zip(doc["sizes"], doc["eb"], doc["es"], cs)]
 
 
-SMALL_SIZE = 1 << 20  # llmcalc.allocator.SMALL_SIZE: requests up to this come from the small pool
+SMALL_SIZE = 1 << 20  # llmcalc.allocator.SMALL_SIZE (tests/test_allocator.py keeps them equal)
 
 
 def _plan(doc: dict[str, Any], batch: int, seq: int, gen: int) -> tuple[int, list[tuple[bool, int]], int, int]:
@@ -142,15 +142,6 @@ def _plan(doc: dict[str, Any], batch: int, seq: int, gen: int) -> tuple[int, lis
     return prefix, block, repeats, count
 
 
-def events(card: ModelCard, w: Workload) -> int:
-    """How many allocs and frees the recorded order replays for `w` (0 without a template)."""
-    entry = find(card, w)
-    if entry is None:
-        return 0
-    prefix, block, repeats, _ = _plan(_template(entry["file"]), w.batch, w.seq, w.gen if w.mode == "infer" else 0)
-    return prefix + repeats * len(block)
-
-
 def replay(doc: dict[str, Any], batch: int, seq: int, gen: int = 0) -> Any:
     """The llmcalc.allocator.CachingAllocator after the template's order at (batch, seq): the
     segments the trace began with (and their live blocks), then its allocs and frees in order. An
@@ -190,18 +181,22 @@ def replay(doc: dict[str, Any], batch: int, seq: int, gen: int = 0) -> Any:
     return sim
 
 
-def replayed_peaks(card: ModelCard, w: Workload) -> tuple[int, int] | None:
-    """(peak allocated, peak reserved) of the recorded order scaled to `w`, or None without one."""
-    entry = find(card, w)
-    if entry is None:
-        return None
-
+def replayed_peaks(entry: dict[str, Any], w: Workload, max_events: int) -> tuple[int, int, int]:
+    """(events, peak allocated, peak reserved) of the recorded order of `entry` (find) scaled to
+    `w`; the peaks are 0 where it would replay more than `max_events` allocs and frees. Cached
+    (diskcache.cached_peaks): a cached answer reads no template."""
     gen = w.gen if w.mode == "infer" else 0
 
-    def run() -> tuple[int, int]:
-        sim = replay(_template(entry["file"]), w.batch, w.seq, gen)
-        return sim.peak_allocated, sim.peak_reserved
+    def run() -> tuple[int, int, int]:
+        doc = _template(entry["file"])
+        prefix, block, repeats, _ = _plan(doc, w.batch, w.seq, gen)
+        length = prefix + repeats * len(block)
+        if length > max_events:
+            return length, 0, 0
+        sim = replay(doc, w.batch, w.seq, gen)
+        return length, sim.peak_allocated, sim.peak_reserved
 
     here = Path(__file__).resolve()
-    return cached_peaks((entry["file"], w.batch, w.seq, gen),
-                        (here, here.with_name("allocator.py"), ORDERS / entry["file"]), run)
+    length, allocated, reserved = cached_peaks((entry["file"], w.batch, w.seq, gen, max_events),
+                                               (here, here.with_name("allocator.py"), ORDERS / entry["file"]), run)
+    return length, allocated, reserved

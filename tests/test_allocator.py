@@ -249,9 +249,9 @@ def test_replayed_peaks_are_cached_on_disk(tmp_path, monkeypatch):
 
 def test_the_order_and_the_allocator_agree_on_the_small_pool():
     # alloc_order keeps its own copy so that a cached replay never loads the allocator module
-    from llmcalc import alloc_order, allocator
+    from llmcalc import alloc_order, allocator, recorded
 
-    assert alloc_order.SMALL_SIZE == allocator.SMALL_SIZE == 1 << 20
+    assert alloc_order.SMALL_SIZE == allocator.SMALL_SIZE == recorded.SMALL_SIZE == 1 << 20
 
 
 @pytest.mark.parametrize(("model", "covered"), [

@@ -40,7 +40,8 @@ def test_the_held_out_row_is_reproduced_to_the_byte():
     # PyTorch reported peak allocated 18,212,937,216 and peak reserved 23,829,938,176 for the row
     # (h200-families-heldout.jsonl); the measured fraction had put its device total -17.3% off
     card = load_card(COHERE)
-    assert recorded.replayed_peaks(card, GC) == (18_212_937_216, 23_829_938_176)
+    _, allocated, reserved = recorded.replayed_peaks(recorded.find(card, GC), GC, 400_000)
+    assert (allocated, reserved) == (18_212_937_216, 23_829_938_176)
     m = estimate(card, GC)
     assert m.components["allocator_reserve"] == 23_829_938_176 - 18_212_937_216
     assert "llmcalc.recorded" in m.explain["allocator_reserve"]
@@ -104,7 +105,8 @@ def test_more_tokens_generated_than_recorded_reproduce_the_held_out_row():
     # 34,105,982,976 (h200-families-heldout.jsonl; the measured fraction: device total +6.4%)
     card = load_card("deepseek-v2-lite")
     w = Workload(dtype="bf16", batch=2, seq=4096, gen=64)
-    assert recorded.replayed_peaks(card, w) == (33_130_751_488, 34_105_982_976)
+    _, allocated, reserved = recorded.replayed_peaks(recorded.find(card, w), w, 400_000)
+    assert (allocated, reserved) == (33_130_751_488, 34_105_982_976)
 
 
 def test_an_order_too_long_to_replay_quickly_falls_back_to_the_fraction():
@@ -115,8 +117,9 @@ def test_an_order_too_long_to_replay_quickly_falls_back_to_the_fraction():
 
     card = load_card("qwen3-30b-a3b")
     long_run = Workload(dtype="bf16", batch=1, seq=512, gen=2000)
-    assert recorded.events(card, long_run) > MAX_EVENTS
+    assert recorded.replayed_peaks(recorded.find(card, long_run), long_run, MAX_EVENTS)[1:] == (0, 0)
     m = estimate(card, long_run)
     assert m.explain["allocator_reserve"].startswith("median")
     assert "recorded allocation order" in m.explain["allocator_reserve"]
-    assert 0 < recorded.events(card, replace(long_run, gen=16)) <= MAX_EVENTS
+    short = replace(long_run, gen=16)
+    assert 0 < recorded.replayed_peaks(recorded.find(card, short), short, MAX_EVENTS)[0] <= MAX_EVENTS

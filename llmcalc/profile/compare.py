@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from llmcalc.memory import MemoryBreakdown
+from llmcalc.memory import MemoryBreakdown, Workload
 
 if TYPE_CHECKING:
     from llmcalc.scale import ScaledEstimate
@@ -66,11 +66,11 @@ def record(case: str, model: str, est: MemoryBreakdown | ScaledEstimate, measure
     return doc
 
 
-def outlier_notes(w: Any, measured: dict[str, Any]) -> list[str]:
+def outlier_notes(w: Workload, measured: dict[str, Any]) -> list[str]:
     """Where the estimate's LLM.int8 outlier columns (--int8-outliers) differ from the run's."""
     seen = measured.get("int8_outliers") or {}
     full, linears = seen.get("all_columns", 0), seen.get("linears", 0)
-    if not linears or getattr(w, "dtype", None) != "int8":
+    if not linears or w.dtype != "int8":
         return []
     if full and w.int8_outliers == "few":
         return [f"bitsandbytes found an outlier in every input column of {full} of {linears} int8 linears "

@@ -421,10 +421,10 @@ def _run_inference(torch: Any, model: Any, card: ModelCard, w: Workload, ids: An
         out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
         state["next"] = out.logits[:, -1, :].float().argmax(-1, keepdim=True)
 
-    with _OutlierColumns(model) as outliers:
-        phase("prefill", prefill)
-    if outliers.linears:
-        m.int8_outliers = {"linears": outliers.linears, "all_columns": outliers.all_columns}
+    phase("prefill", prefill)
+    linears, all_columns = _outlier_columns(model)
+    if linears:
+        m.int8_outliers = {"linears": linears, "all_columns": all_columns}
     m.timings["prefill_s"] = last_seconds[0]
     steps = max(w.gen - 1, 0)
 
@@ -462,22 +462,13 @@ def _run_inference(torch: Any, model: Any, card: ModelCard, w: Workload, ids: An
         m.timings["decode_tokens_per_s"] = w.batch * w.beams / m.timings["decode_step_median_s"]
 
 
-class _OutlierColumns:
-    """Counts the LLM.int8 linears (bitsandbytes Linear8bitLt) whose last call found an outlier
-    in every input column: MatMul8bitLt keeps that call's outlier columns in state.idx."""
-
-    def __init__(self, model: Any) -> None:
-        self.modules = [mod for mod in model.modules() if type(mod).__name__ == "Linear8bitLt"]
-        self.linears = self.all_columns = 0
-
-    def __enter__(self) -> _OutlierColumns:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for mod in self.modules:
-            idx = getattr(mod.state, "idx", None)
-            self.linears += 1
-            self.all_columns += int(idx is not None and idx.numel() == mod.in_features)
+def _outlier_columns(model: Any) -> tuple[int, int]:
+    """(LLM.int8 linears, those whose last call found an outlier in every input column): bitsandbytes'
+    MatMul8bitLt leaves that call's outlier columns in the Linear8bitLt module's state.idx."""
+    modules = [mod for mod in model.modules() if type(mod).__name__ == "Linear8bitLt"]
+    full = sum(1 for mod in modules if getattr(mod.state, "idx", None) is not None
+               and mod.state.idx.numel() == mod.in_features)
+    return len(modules), full
 
 
 class _KernelTracer:
