@@ -201,7 +201,7 @@ def throughput(model: ModelLike, gpu: str | GpuSpec, *, dtype: str | None = None
 def plan(model: ModelLike, *, gpu: str | Sequence[str] | None = None, dtype: str | None = None, seq: int = 512,
          gen: int = 128, kv_dtype: str | None = None, concurrency: int | None = None,
          target_tokens_per_s: float | None = None, price: Mapping[str, float] | None = None,
-         gpu_memory_utilization: float = 0.9, block_size: int = 16, revision: str | None = None,
+         gpu_memory_utilization: float | None = None, block_size: int = 16, revision: str | None = None,
          as_family: str | None = None) -> PlanResult:
     """Size the hardware over the catalog, or over `gpu` (`llmcalc plan`); `price`: GPU id ->
     USD per hour."""
@@ -211,7 +211,7 @@ def plan(model: ModelLike, *, gpu: str | Sequence[str] | None = None, dtype: str
 
     card = card_for(model, revision, as_family)
     prices = {gpu_spec(g).id: float(usd) for g, usd in (price or {}).items()}
-    if not 0 < gpu_memory_utilization <= 1:
+    if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
         raise InputError(f"--gpu-memory-utilization must be in (0, 1], got {gpu_memory_utilization}")
     if block_size < 1:
         raise InputError(f"--block-size must be a positive integer, got {block_size}")

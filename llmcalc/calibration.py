@@ -81,6 +81,18 @@ def kernel_modules_bytes(mode: str, flash: bool, quantized: str | None) -> int:
 # The cuBLAS workspace PyTorch allocates through its caching allocator at the first matmul on
 # Hopper: 32 MiB, counted by max_memory_allocated (measured: allocated before/after a matmul).
 CUBLAS_WORKSPACE_BYTES = 32 * MiB
+# What a captured CUDA graph holds beyond its pool's tensors (serving.cuda_graph_estimate):
+# - per graph: 112 KiB, the driver's memory for one instantiated graph, measured on an H200 (driver
+#   580.159.04, CUDA 13.0, torch 2.11.0+cu130) by benchmarks/cuda_graph_memory.py: the free-memory
+#   drop of graphs of 16-4,096 kernels, captured alone and as 8-81 pieces, fits 112 KiB per graph +
+#   2.5 KiB per elementwise kernel node (3.5 KiB a GEMM node) (results/cuda-graph/h200.json);
+# - per kernel of llmcalc's engine op list (speed.engine_forward_ops): 11 KiB, the median over the
+#   103 per-graph samples that 57 vLLM 0.19 start-up logs print (benchmarks/serve/cudagraph-019.jsonl,
+#   H100: (drop - graphs x 112 KiB) / kernels; quartiles 6.8 and 13.6). At the measured 2.5-3.5 KiB
+#   a node that is 3-4 driver nodes per kernel of the list: vLLM's compiled graphs hold more, smaller
+#   kernels (inductor's) and the custom ops' launches, which the op list does not enumerate.
+CUDA_GRAPH_BYTES_PER_GRAPH = 112 * 1024
+CUDA_GRAPH_BYTES_PER_KERNEL = 11 * 1024
 
 # Caching allocator: (peak reserved - peak allocated) / peak allocated, the blocks cached but free
 # when the peak is reached (fragmentation: it depends on the order of allocations). Its median

@@ -317,7 +317,7 @@ GpuList = Annotated[Optional[list[str]], typer.Option("--gpu", help="Device id t
 Concurrency = Annotated[Optional[int], typer.Option(help="Sequences decoded at once (default 1, or what a --target-tokens-per-s needs).")]
 Target = Annotated[Optional[float], typer.Option("--target-tokens-per-s", help="Aggregate decode rate wanted.")]
 Prices = Annotated[Optional[list[str]], typer.Option("--price", help="ID=USD per hour, e.g. h100-sxm-80gb=2.49 (repeat).")]
-Utilization = Annotated[float, typer.Option("--gpu-memory-utilization", help="Share of device memory a paged serving engine takes (vLLM's default 0.9).")]
+Utilization = Annotated[Optional[float], typer.Option("--gpu-memory-utilization", help="Share of device memory a paged serving engine takes (vLLM's default: 0.92 from 0.20).")]
 BlockSize = Annotated[int, typer.Option("--block-size", help="KV-cache block size in tokens (vLLM's default 16).")]
 
 
@@ -332,7 +332,7 @@ def plan(
     concurrency: Concurrency = None,
     target_tokens_per_s: Target = None,
     price: Prices = None,
-    gpu_memory_utilization: Utilization = 0.9,
+    gpu_memory_utilization: Utilization = None,
     block_size: BlockSize = 16,
     json: Json = False,
     revision: Revision = None,
@@ -365,11 +365,11 @@ def serve(
     model: Model,
     gpu: Annotated[Optional[str], typer.Option(help="GPU id from `llmcalc gpus` (its CUDA-reported total where the catalog has it).")] = None,
     engine: Annotated[str, typer.Option(help="vllm (V1) or sglang.")] = "vllm",
-    engine_version: Annotated[Optional[str], typer.Option(help="The engine's version whose accounting to follow (vllm 0.19 (default), 0.8-0.18, V0 0.7, 0.6 (0.6.5-0.6.6), 0.6.4, 0.5 (0.5.3-0.6.3), 0.4 (0.4.0-0.5.2); sglang 0.5 (default), 0.4.8 (0.4.8-0.5.2), 0.4.7, 0.4.6, 0.4 (0.4.1-0.4.5)).")] = None,
+    engine_version: Annotated[Optional[str], typer.Option(help="The engine's version whose accounting to follow (vllm 0.33 (default), 0.8-0.32, V0 0.7, 0.6 (0.6.5-0.6.6), 0.6.4, 0.5 (0.5.3-0.6.3), 0.4 (0.4.0-0.5.2); sglang 0.5 (default), 0.4.8 (0.4.8-0.5.2), 0.4.7, 0.4.6, 0.4 (0.4.1-0.4.5)).")] = None,
     gpu_memory: Annotated[Optional[float], typer.Option(help="The GPU's memory in GiB as CUDA reports it (overrides the catalog's).")] = None,
     tp: Annotated[int, typer.Option(help="Tensor-parallel size.")] = 1,
     pp: Annotated[int, typer.Option(help="Pipeline-parallel size.")] = 1,
-    gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="vLLM: the share of the GPU's total the engine may use (0.9).")] = None,
+    gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="vLLM: the share of the GPU's total the engine may use (0.92 from 0.20, 0.9 before).")] = None,
     mem_fraction_static: Annotated[Optional[float], typer.Option(help="SGLang: the share of free memory for weights and KV cache (default by GPU).")] = None,
     max_model_len: Annotated[Optional[int], typer.Option(help="Longest request in tokens (default: the model's context). SGLang: --context-length.")] = None,
     context_length: Annotated[Optional[int], typer.Option(help="SGLang's name for --max-model-len.")] = None,

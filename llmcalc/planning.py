@@ -104,13 +104,14 @@ def _largest(fits: Callable[[int], bool], start: int) -> int:
 
 
 def serving_view(card: ModelCard, w: Workload, gpu: GpuSpec, context: tuple[int, str] | None,
-                 utilization: float = 0.9, block_size: int = 16) -> Serving | None:
-    """vLLM's own start-up accounting (llmcalc.serving, vLLM 0.19 by default): the budget (the CUDA-reported
-    total x utilization) less the weights as its loader holds them, its profile run and its
-    non-torch memory, cut into blocks of `block_size` tokens of every layer; sequences of prompt +
+                 utilization: float | None = None, block_size: int = 16) -> Serving | None:
+    """vLLM's own start-up accounting (llmcalc.serving, its default version): the budget (the
+    CUDA-reported total x utilization, vLLM's default when None) less the weights as its loader
+    holds them, its profile run, its non-torch memory and its CUDA-graph estimate, cut into blocks
+    of `block_size` tokens of every layer; sequences of prompt +
     output tokens held at once. `context` (a calibrated CUDA context) plays no part: vLLM's budget
     does not subtract it."""
-    from llmcalc.serving import ServeConfig, serve  # only when plan shows the serving view
+    from llmcalc.serving import DEFAULT_VERSION, ServeConfig, default_utilization, serve  # only when plan shows it
 
     config = ServeConfig(gpu_total_bytes=gpu.cuda_total_bytes or gpu.memory_bytes, gpu_name=gpu.name,
                          memory_fraction=utilization, max_model_len=w.seq + w.gen, block_size=block_size,
@@ -121,12 +122,12 @@ def serving_view(card: ModelCard, w: Workload, gpu: GpuSpec, context: tuple[int,
         return None
     budget, block = max(r.kv_available_bytes, 0), r.kv_block_bytes
     blocks = r.kv_cache_bytes // block if block else 0
-    return Serving(utilization=utilization, block_size=block_size, kv_budget_bytes=budget, block_bytes=block,
+    return Serving(utilization=utilization or default_utilization(DEFAULT_VERSION["vllm"]), block_size=block_size, kv_budget_bytes=budget, block_bytes=block,
                    blocks=blocks, max_sequences=int(r.max_concurrency))
 
 
 def plan_option(card: ModelCard, w: Workload, gpu: GpuSpec, price: float | None = None,
-                target_tokens_per_s: float | None = None, utilization: float = 0.9, block_size: int = 16,
+                target_tokens_per_s: float | None = None, utilization: float | None = None, block_size: int = 16,
                 eff: Efficiency | None = None, concurrency_given: bool = True) -> Option:
     """`w.batch` is the concurrency. With a tokens/s target and no concurrency given, the batch
     is the smallest that reaches the target within memory (or the largest that fits)."""

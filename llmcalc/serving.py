@@ -36,7 +36,9 @@ VOCAB_PADDING = 64  # vLLM's DEFAULT_VOCAB_PADDING_SIZE: the global vocabulary i
 # device-wide formula), "0.6" 0.6.5-0.6.6 and "0.7" 0.7.x (V0, memory_profiling), "0.8" (V1's
 # default engine in 0.8.x, the device-wide formula), then V1 0.9-0.19.
 VERSIONS = {"vllm": ("0.4", "0.5", "0.6.4", "0.6", "0.7", "0.8", "0.9", "0.10", "0.11", "0.12", "0.13", "0.14",
-                     "0.15", "0.16", "0.17", "0.18", "0.19"), "sglang": ("0.4", "0.4.6", "0.4.7", "0.4.8", "0.5")}
+                     "0.15", "0.16", "0.17", "0.18", "0.19", "0.20", "0.21", "0.22", "0.23", "0.24", "0.25", "0.26",
+                     "0.27", "0.28", "0.29", "0.30", "0.31", "0.32", "0.33"),
+            "sglang": ("0.4", "0.4.6", "0.4.7", "0.4.8", "0.5")}
 # Where vLLM V1's profile run changed (benchmarks/serve/vllm-0.12-0.18.md, read from every wheel):
 # the in-place Triton top-k/top-p sampler from 0.17 (before: a PyTorch sort), the persistent MoE
 # workspace from 0.14 (before: fused_moe's caches per call); the budget and defaults are the same.
@@ -47,7 +49,12 @@ MOE_WORKSPACE_FROM = (0, 14)
 def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in version.split("."))
 V0_VERSIONS = ("0.4", "0.5", "0.6.4", "0.6", "0.7")  # vLLM's V0 engine, 0.4.0-0.7.3 (and 0.8.x with VLLM_USE_V1=0)
-DEFAULT_VERSION = {"vllm": "0.19", "sglang": "0.5"}
+DEFAULT_VERSION = {"vllm": "0.33", "sglang": "0.5"}
+# From 0.20.0 vLLM subtracts its CUDA-graph memory estimate from the KV budget by default
+# (envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS "1"; 0.19 computed and logged it only) and
+# raised gpu_memory_utilization's default from 0.9 to 0.92 to keep the cache about the same size
+# (config/cache.py; PR #38284). benchmarks/serve/vllm-0.20-latest.md reads every release to 0.33.0.
+CUDA_GRAPH_BUDGET_FROM = (0, 20)
 # Non-torch memory that vLLM V1's budget subtracts: what grows beside PyTorch's allocator after
 # the worker's start-up snapshot (cuBLAS/cuDNN handles and workspaces; with tensor parallelism
 # NCCL's communicators, non_torch_bytes below). vLLM 0.19 logs it per rank
@@ -89,6 +96,118 @@ def non_torch_bytes(tp: int, pp: int, gpu_name: str = "") -> int:
     if tp > 1 and nvls(gpu_name):
         return NON_TORCH_TP_BYTES
     return NON_TORCH_PP_BYTES if pp > 1 and tp == 1 else NON_TORCH_BYTES
+
+
+def default_utilization(version: str) -> float:
+    """vLLM's default gpu_memory_utilization: 0.92 from 0.20.0, 0.9 before (config/cache.py)."""
+    return 0.92 if version_tuple(version) >= CUDA_GRAPH_BUDGET_FROM else 0.9
+
+
+# Which model runner a release picks when VLLM_USE_V2_MODEL_RUNNER is unset (config/vllm.py
+# use_v2_model_runner, benchmarks/serve/vllm-0.20-latest.md section 4), by the model's HF
+# model_type: V1 up to 0.21; then the V2 runner for a growing list of dense architectures; from
+# 0.25 every model that is neither MoE nor hybrid (besides listed MoE types); from 0.29 all.
+_V2_DENSE = {(0, 22): {"qwen3"}, (0, 23): {"qwen3", "llama", "mistral"}}
+_V2_LISTED = ("qwen3", "deepseek_v2", "qwen2_moe", "granitemoe", "llama", "mistral")  # 0.24
+_V2_MOE_FROM_25 = ("deepseek_v2", "qwen2_moe", "granitemoe")
+
+
+def model_runner(card: ModelCard, version: str, quantized_weights: bool) -> str:
+    """"v1" or "v2": the GPU model runner vLLM `version` picks for this card."""
+    v = version_tuple(version)
+    if v < (0, 22):
+        return "v1"
+    if v >= (0, 29):
+        return "v2"
+    hybrid = len({(g.sliding_window if g.sliding_layers else None, g.layer_specs[0].mixer)
+                  for _, g in card.layer_groups}) > 1
+    if v in _V2_DENSE:
+        return "v2" if card.family in _V2_DENSE[v] and not card.is_moe and not quantized_weights else "v1"
+    if v == (0, 24):
+        return "v2" if card.family in _V2_LISTED else "v1"
+    return "v2" if (not card.is_moe and not hybrid) or card.family in _V2_MOE_FROM_25 else "v1"
+
+
+_HOPPER = ("h100", "h200", "h800", "h20", "gh200")
+_BLACKWELL_DC = ("b200", "b300", "gb200", "gb300")
+
+
+def capture_sizes(card: ModelCard, version: str, seqs: int, batched: int, gpu_name: str = "") -> list[int]:
+    """The batch sizes vLLM captures as CUDA graphs (VllmConfig._set_cudagraph_sizes): [1, 2, 4],
+    every 8 to 248, every 16 from 256, up to min(2 max_num_seqs, cap, max_num_batched_tokens); cap
+    512, 1024 for gpt-oss (GptOssForCausalLMConfig, 0.19 on) and on data-center Blackwell from
+    0.28; max_num_batched_tokens joins the list from 0.20.1, max_num_seqs from 0.31 (when <= top)."""
+    name = gpu_name.lower()
+    cap = 1024 if card.family == "gpt_oss" or (
+        version_tuple(version) >= (0, 28) and any(n in name for n in _BLACKWELL_DC)) else 512
+    top = min(2 * seqs, cap, batched)
+    sizes = {s for s in [1, 2, 4, *range(8, 256, 8), *range(256, top + 1, 16)] if s <= top}
+    if version_tuple(version) >= CUDA_GRAPH_BUDGET_FROM and batched <= top:
+        sizes.add(batched)
+    if version_tuple(version) >= (0, 31) and seqs <= top:
+        sizes.add(seqs)
+    return sorted(sizes)
+
+
+def _graph_nodes(card: ModelCard, dtype: str, compute_dtype: str, rows: int, tp: int, pp: int) -> tuple[int, int]:
+    """(kernels in one forward of this rank, of them attention's): the engine's kernel list
+    (speed.engine_forward_ops) at `rows` decode tokens, a pipeline stage's share of the layers."""
+    from llmcalc.speed import engine_forward_ops  # the op list; speed does not import serving
+    from llmcalc.workload import Workload
+
+    w = Workload(dtype=dtype, autocast=compute_dtype if compute_dtype != dtype else None, batch=rows, seq=1)
+    ops = engine_forward_ops(card, w, rows, 1, 1, rows, tp)
+    kernels = sum(op.kernels for op in ops)
+    attention = sum(op.kernels for op in ops if op.name == "attention")
+    return ceil(kernels / pp), ceil(attention / pp)
+
+
+def cuda_graph_estimate(card: ModelCard, c: ServeConfig, version: str, runner: str, seqs: int, batched: int,
+                        dtype: str, compute_dtype: str) -> tuple[int, str]:
+    """vLLM's CUDA-graph memory estimate, per rank, and how it was reached.
+
+    V1 runner (gpu_model_runner.py profile_cudagraph_memory, the same formula 0.19-0.33): with
+    FULL_AND_PIECEWISE, for each mode it captures the two largest sizes and takes the free-memory
+    drop of each: estimate = max over modes of the first + sum over modes of the second x (graphs
+    of the mode - 1). PIECEWISE captures every size (one graph per compiled piece: layers + 1),
+    FULL the sizes up to max_num_seqs (one graph each). V2 runner from 0.29 (gpu/cudagraph_utils.py):
+    every PIECEWISE graph captured for real, FULL extrapolated as above, so the two firsts add.
+    V2 in 0.22-0.28 returns 0.
+
+    A graph's drop, modelled: the driver's memory for the instantiated graph, G per graph (measured)
+    plus N per kernel of the engine op list (from the 0.19 logs; calibration.CUDA_GRAPH_*), and in
+    the first capture the pool's
+    tensors: on Hopper, FlashAttention 3's split-KV buffers of a FULL graph (vLLM fixes 32 splits
+    under CUDA graphs: [32, tokens, heads, head_dim + 1] fp32 for the partial outputs and their
+    log-sum-exp); for PIECEWISE the forward's widest activations at the largest size."""
+    v = version_tuple(version)
+    if c.enforce_eager or (runner == "v2" and v < (0, 29)):
+        return 0, "no CUDA graphs to estimate" if c.enforce_eager else f"{version}'s V2 model runner estimates 0"
+    sizes = capture_sizes(card, version, seqs, batched, c.gpu_name)
+    full_sizes = [s for s in sizes if s <= seqs]
+    top = sizes[-1]
+    nodes, attention = _graph_nodes(card, dtype, compute_dtype, top, c.tp, c.pp)
+    layers = ceil(card.num_layers / c.pp)
+    per_node, per_graph = calibration.CUDA_GRAPH_BYTES_PER_KERNEL, calibration.CUDA_GRAPH_BYTES_PER_GRAPH
+    piecewise = (layers + 1) * per_graph + (nodes - attention) * per_node
+    full = per_graph + nodes * per_node
+    a = int(PRECISIONS[compute_dtype].bytes_per_element)
+    h = card.hidden_size
+    heads = card.num_heads // c.tp
+    width = (card.kv_lora_rank or card.dim_head) if card.is_mla else card.dim_head
+    hopper = any(n in c.gpu_name.lower() for n in _HOPPER) or not c.gpu_name
+    flash = hopper and a < 4 and not card.attention_sinks
+    splits = 32 * max(full_sizes) * heads * (width + 1) * 4 if flash and full_sizes else 0
+    widest = max(g.intermediate_size if not g.is_moe else (g.moe_intermediate_size or g.intermediate_size)
+                 * (g.experts_per_token or 1) for _, g in card.layer_groups)
+    pool = top * a * (card.q_dim // c.tp + 2 * h + 3 * widest // c.tp)
+    first_pw, first_full = pool + piecewise, splits + full
+    tail = (len(sizes) - 1) * piecewise + (len(full_sizes) - 1) * full
+    est = (first_pw + first_full if runner == "v2" else max(first_pw, first_full)) + tail
+    return int(est), (f"{runner.upper()} runner: {len(sizes)} PIECEWISE sizes (largest {top}) and {len(full_sizes)} "
+                      f"FULL; {nodes} kernels a forward, {per_node / 2**10:.0f} KiB each and "
+                      f"{per_graph / 2**10:.0f} KiB a graph" + (f"; FlashAttention 3's 32 splits "
+                                                                f"{splits / GiB:.2f} GiB" if splits else ""))
 
 
 @dataclass(frozen=True)
@@ -543,7 +662,8 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
     if c.engine == "vllm":
         seqs = min(c.max_num_seqs or seqs_default, batched)
         block = c.block_size or (64 if card.is_mla else 16)
-        budget = int(c.gpu_total_bytes * (c.memory_fraction or 0.9))
+        utilization = c.memory_fraction or default_utilization(version)
+        budget = int(c.gpu_total_bytes * utilization)
         non_torch = non_torch_bytes(c.tp, c.pp, c.gpu_name)
         if version == "0.8":
             # 0.8.x (gpu_worker.py determine_available_memory, the 0.6.4 formula): non-torch is
@@ -553,25 +673,30 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
         # the engine takes the smallest cache of all stages
         activation = profile_peak(card, batched, min(batched, seqs), a, c.tp, version, first_stage=c.pp == 1,
                                   mxfp4_experts=dtype == "mxfp4")
-        available = budget - weights - non_torch - activation
+        runner = model_runner(card, version, not PRECISIONS[dtype].is_float)
+        cuda_graph, graph_note = 0, "captured after the KV cache is sized: not in the budget (0.8-0.19)"
+        if version_tuple(version) >= CUDA_GRAPH_BUDGET_FROM:
+            cuda_graph, graph_note = cuda_graph_estimate(card, c, version, runner, seqs, batched, dtype, compute_dtype)
+        available = budget - weights - non_torch - activation - cuda_graph
         kv, tokens, concurrency, error = _vllm_kv(card, c, groups, available, block, max_len, batched)
         free = c.gpu_total_bytes - calibration.CUDA_CONTEXT_BYTES  # the context exists before the check
         if free < budget and version != "0.8":  # Worker.init_device (0.9 and later)
             error = (f"Free memory on device ({free / GiB:.2f}/{c.gpu_total_bytes / GiB:.2f} GiB) on startup is less "
-                     f"than desired GPU memory utilization ({c.memory_fraction or 0.9}, {budget / GiB:.2f} GiB). "
+                     f"than desired GPU memory utilization ({utilization}, {budget / GiB:.2f} GiB). "
                      "Decrease GPU memory utilization or reduce GPU memory used by other processes.")
             kv, tokens, concurrency = 0, 0, 0.0
         explain |= {
-            "budget": f"total {c.gpu_total_bytes / GiB:.2f} GiB x gpu_memory_utilization {c.memory_fraction or 0.9}",
+            "budget": f"total {c.gpu_total_bytes / GiB:.2f} GiB x gpu_memory_utilization {utilization}",
             "non_torch": ("the CUDA context (0.8.x counts the device's whole use beyond PyTorch's allocation; "
                           f"{calibration.CUDA_CONTEXT_BYTES / GiB:.2f} GiB measured with CUDA 13) plus " if version == "0.8" else "")
                          + "growth beside PyTorch after start-up (cuBLAS handles; NCCL under TP): the median of vLLM 0.19's logs on H100 for this layout (0.25 GiB at TP 1, 2.09 "
                          "at TP > 1, 0.07 under PP alone); other builds and GPUs logged 0.03-0.35 GiB at TP 1",
             "activation_peak": f"the profile run: {batched} tokens, then the sampler over {min(batched, seqs)} rows",
-            "cuda_graph": "captured after the KV cache is sized: not in the budget (0.9-0.11, 0.19)",
+            "cuda_graph": graph_note,
             "kv_cache": f"blocks of {block} tokens; {sum(g.layers for g in groups)} layers on this rank",
         }
-        return ServeEstimate("vllm", version, budget, weights, non_torch, activation, 0, available, kv, tokens, block,
+        return ServeEstimate("vllm", version, budget, weights, non_torch, activation, cuda_graph, available, kv, tokens,
+                             block,
                              _block_bytes(groups, block), max_len, seqs, batched, concurrency, error is None, error,
                              explain)
     # SGLang: mem_fraction_static of the memory free before the weights (after the CUDA context and

@@ -67,18 +67,33 @@ def test_a_request_too_long_is_vllms_message():
 
 
 def test_the_worked_example_of_docs_serve():
-    est = serve(load_card("llama-3.1-8b"), ServeConfig(gpu_total_bytes=RTX_3090, max_model_len=20000), "bf16", "bf16")
-    assert (est.max_num_batched_tokens, est.max_num_seqs) == (2048, 256)  # a GPU under 70 GiB
-    # the profile run's peak, vLLM 0.19: the sampler phase (256 rows x 128,256 entries x (2 B bf16
-    # logits + 12 B), the returned and gathered hidden states (2,048 + 2 x 256) x 4,096 x 2 B, the
-    # Triton top-k/top-p kernel's 132 fp32 rows) beats the forward's 2,048 x 2 x 55,296 B; plus
-    # the 32 MiB cuBLAS workspace
+    card = load_card("llama-3.1-8b")
+    est = serve(card, ServeConfig(gpu_total_bytes=RTX_3090, gpu_name="NVIDIA GeForce RTX 3090", max_model_len=20000),
+                "bf16", "bf16")
+    assert est.version == "0.33" and (est.max_num_batched_tokens, est.max_num_seqs) == (2048, 256)  # under 70 GiB
+    # the profile run's peak: the sampler phase (256 rows x 128,256 entries x (2 B bf16 logits +
+    # 12 B), the returned and gathered hidden states (2,048 + 2 x 256) x 4,096 x 2 B, the Triton
+    # top-k/top-p kernel's 132 fp32 rows) beats the forward's 2,048 x 2 x 55,296 B; plus the 32 MiB
+    # cuBLAS workspace
     assert est.activation_peak_bytes == 33_554_432 + 256 * 128_256 * 14 + 2_560 * 4_096 * 2 + 132 * 128_256 * 4
     assert est.activation_peak_bytes == 581_914_624
-    # budget 0.9 x 23.58 GiB less 14.99 GiB of weights, 0.25 GiB non-torch and the peak: 5.44 GiB,
-    # 2,785 blocks of 2 MiB (16 tokens x 32 layers x 2 x 8 heads x 128 x 2 B)
-    assert est.kv_available_bytes // est.kv_block_bytes == 2_785 and est.kv_block_bytes == 2_097_152
-    assert (est.kv_cache_tokens, round(est.max_concurrency, 2)) == (44_560, 2.23)  # 2,785 blocks / 1,250
+    # the CUDA-graph estimate 0.33 subtracts (V2 runner: every PIECEWISE graph, FULL extrapolated).
+    # Sizes 1, 2, 4, 8-248 by 8, 256-512 by 16: 51 PIECEWISE, 35 of them <= 256 sequences FULL.
+    # 358 kernels a forward at 512 tokens, 64 of them attention (outside the PIECEWISE graphs):
+    # PIECEWISE 33 graphs x 112 KiB + 294 x 11 KiB = 6,930 KiB a size; FULL 112 + 358 x 11 = 4,050 KiB;
+    # the first PIECEWISE capture adds the pool, 512 x 2 B x (4,096 + 2 x 4,096 + 3 x 14,336) =
+    # 55,296 KiB; no FlashAttention-3 split buffers off Hopper:
+    # 55,296 + 6,930 + 4,050 + 50 x 6,930 + 34 x 4,050 = 550,476 KiB
+    assert est.cuda_graph_bytes == 550_476 * 1024
+    # budget 0.92 x 23.58 GiB = 23,293,325,632 B, less 16,094,076,928 B of weights, 0.25 GiB
+    # non-torch, the peak and the graphs: 5,785,211,200 B, 2,758 blocks of 2 MiB (16 tokens x 32
+    # layers x 2 x 8 heads x 128 x 2 B)
+    assert est.budget_bytes == 23_293_325_632 and est.kv_available_bytes == 5_785_211_200
+    assert est.kv_available_bytes // est.kv_block_bytes == 2_758 and est.kv_block_bytes == 2_097_152
+    assert (est.kv_cache_tokens, round(est.max_concurrency, 2)) == (44_128, 2.21)  # 2,758 blocks / 1,250
+    # vLLM 0.19: utilization 0.9 and the graphs outside the budget: 2,785 blocks
+    old = serve(card, ServeConfig(gpu_total_bytes=RTX_3090, max_model_len=20000, version="0.19"), "bf16", "bf16")
+    assert (old.cuda_graph_bytes, old.kv_cache_tokens) == (0, 44_560)
 
 
 def test_too_little_free_memory_for_the_budget():
@@ -102,7 +117,8 @@ def test_sglang_token_pool_by_hand():
 def test_unmodelled_versions_are_refused():
     # 0.3 predates every release llmcalc read (0.4.0-0.8.5, benchmarks/serve/vllm-v0-accounting.md)
     with pytest.raises(InputError, match=r"^--engine-version 0.3: llmcalc models vllm 0.4, 0.5, 0.6.4, 0.6, 0.7, 0.8, 0.9, "
-                                         r"0.10, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.19 \(docs/serve.md"):
+                                         r"0.10, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.19, 0.20, 0.21, 0.22, 0.23, 0.24, 0.25, 0.26, "
+                                         r"0.27, 0.28, 0.29, 0.30, 0.31, 0.32, 0.33 \(docs/serve.md"):
         serve(load_card("llama-3-8b"), ServeConfig(version="0.3", gpu_total_bytes=GiB), "bf16", "bf16")
 
 
@@ -151,7 +167,7 @@ def test_cli_json_contract_and_exit_code():
     doc = json.loads(ok.output)["serve"]
     assert set(doc) >= {"weights_bytes", "non_torch_bytes", "activation_peak_bytes", "cuda_graph_bytes",
                         "kv_cache_bytes", "kv_cache_tokens", "kv_block_size", "max_concurrency", "starts", "error"}
-    assert doc["kv_cache_tokens"] == 44_560  # the worked example above
+    assert doc["kv_cache_tokens"] == 44_128 and doc["cuda_graph_bytes"] == 550_476 * 1024  # the worked example
     failed = runner.invoke(app, ["serve", "llama-3.1-8b", "--gpu", "rtx-3090", "--max-model-len", "131072"])
     assert failed.exit_code == 1
     missing = runner.invoke(app, ["serve", "llama-3.1-8b"])
@@ -191,12 +207,12 @@ def test_the_inverse_finds_the_least_fraction_then_the_fewest_gpus():
     h100 = ServeConfig(gpu_total_bytes=int(79.22 * GiB), gpu_name="NVIDIA H100 80GB HBM3", max_model_len=8192)
     card = load_card("llama-3.1-8b")
     one = size_for(card, h100, "bf16", "bf16", 16)
-    # 16 x 8,192 tokens x 128 KiB = 16 GiB of cache, 14.99 GiB of weights, 0.25 non-torch and the
-    # profile run's 1.88 GiB: 33.12 GiB of 79.22 = 0.418, so 0.42
-    assert (one.tp, one.memory_fraction) == (1, 0.42)
+    # 16 x 8,192 tokens x 128 KiB = 16 GiB of cache, 14.99 GiB of weights, 0.25 non-torch, the
+    # profile run's 1.88 GiB and the CUDA-graph estimate's 0.84: 33.96 GiB of 79.22 = 0.429, so 0.43
+    assert (one.tp, one.memory_fraction) == (1, 0.43)
     # the answer holds the requests, and one hundredth less does not
-    assert serve(card, ServeConfig(**{**h100.__dict__, "memory_fraction": 0.42}), "bf16", "bf16").max_concurrency >= 16
-    assert serve(card, ServeConfig(**{**h100.__dict__, "memory_fraction": 0.41}), "bf16", "bf16").max_concurrency < 16
+    assert serve(card, ServeConfig(**{**h100.__dict__, "memory_fraction": 0.43}), "bf16", "bf16").max_concurrency >= 16
+    assert serve(card, ServeConfig(**{**h100.__dict__, "memory_fraction": 0.42}), "bf16", "bf16").max_concurrency < 16
     # 64 requests need 64 x 8,192 x 128 KiB = 64 GiB of cache besides 15 GiB of weights: two GPUs
     assert size_for(card, h100, "bf16", "bf16", 64).tp == 2
     assert size_for(load_card("llama-3.1-405b"), ServeConfig(gpu_total_bytes=RTX_3090), "bf16", "bf16", 2).tp is None
@@ -274,10 +290,17 @@ def test_engine_options_quantization_dp_eager_prefix_caching():
     # two replicas, each an engine with this budget: twice the concurrency in all
     assert fp8["serve"]["data_parallel"] == 2
     assert fp8["serve"]["max_concurrency_all_replicas"] == pytest.approx(2 * fp8["serve"]["max_concurrency"], abs=0.01)
-    # eager mode and prefix caching change nothing at start-up in the modelled versions
-    assert plain["serve"]["kv_cache_tokens"] < fp8["serve"]["kv_cache_tokens"]  # only the smaller weights differ
-    same = json.loads(runner.invoke(app, [*args, "--enforce-eager", "--enable-prefix-caching"]).output)
-    assert same["serve"]["kv_cache_tokens"] == plain["serve"]["kv_cache_tokens"]
+    assert plain["serve"]["kv_cache_tokens"] < fp8["serve"]["kv_cache_tokens"]  # smaller weights, no graphs
+    # prefix caching changes nothing at start-up; eager mode captures no graphs, so from 0.20 the
+    # budget keeps what their estimate took (0.84 GiB here, 6,880 tokens of 128 KiB), and in 0.19 it
+    # changes nothing (the graphs were outside the budget)
+    eager = json.loads(runner.invoke(app, [*args, "--enforce-eager", "--enable-prefix-caching"]).output)
+    assert plain["serve"]["cuda_graph_bytes"] > 0 == eager["serve"]["cuda_graph_bytes"]
+    gained = (eager["serve"]["kv_cache_tokens"] - plain["serve"]["kv_cache_tokens"]) * 131_072
+    assert abs(plain["serve"]["cuda_graph_bytes"] - gained) < 16 * 131_072  # within one block of 16 tokens
+    old = [*args, "--engine-version", "0.19"]
+    same = json.loads(runner.invoke(app, [*old, "--enforce-eager", "--enable-prefix-caching"]).output)
+    assert same["serve"]["kv_cache_tokens"] == json.loads(runner.invoke(app, old).output)["serve"]["kv_cache_tokens"]
     awq = runner.invoke(app, [*args, "--quantization", "awq"])
     assert awq.exit_code == 2 and awq.stderr.strip() == (
         "error: --quantization awq reads a quantized checkpoint's config, and llama-3.1-8b has none: name the "
@@ -383,3 +406,48 @@ def test_multimodal_profile_keeps_its_images_and_embeddings():
     text_only = replace(gemma, mm_tokens_per_image=None, mm_image_pixels=None)
     assert (profile_peak(gemma, 8192, 1024, 2, 1, "0.19") - profile_peak(text_only, 8192, 1024, 2, 1, "0.19")
             == 196_083_712)
+
+
+def test_capture_sizes_by_version_gpu_and_model():
+    from llmcalc.serving import capture_sizes
+
+    llama, oss = load_card("llama-3.1-8b"), load_card("gpt-oss-20b")
+    # [1, 2, 4] + 8..248 by 8 (31) + 256..512 by 16 (17) = 51 sizes up to min(2 x 1,024, 512, 8,192)
+    assert len(capture_sizes(llama, "0.19", 1024, 8192)) == 51 and capture_sizes(llama, "0.19", 1024, 8192)[-1] == 512
+    # gpt-oss raises the cap to 1,024 (GptOssForCausalLMConfig): 256..1,024 by 16 is 49, 83 in all,
+    # as the 0.19 logs' "PIECEWISE=83 (largest=1024)"
+    assert len(capture_sizes(oss, "0.19", 1024, 8192)) == 83
+    # from 0.28 the cap is 1,024 on data-center Blackwell, 512 elsewhere
+    assert len(capture_sizes(llama, "0.28", 1024, 16384, "NVIDIA B200")) == 83
+    assert len(capture_sizes(llama, "0.27", 1024, 16384, "NVIDIA B200")) == 51
+    # max_num_batched_tokens joins the list from 0.20(.1), max_num_seqs from 0.31, when <= the top
+    assert 100 not in capture_sizes(llama, "0.30", 100, 8192) and 100 in capture_sizes(llama, "0.31", 100, 8192)
+    assert capture_sizes(llama, "0.19", 256, 300)[-1] == 288 and capture_sizes(llama, "0.20", 256, 300)[-1] == 300
+
+
+def test_which_model_runner_and_its_graph_estimate():
+    from llmcalc.serving import default_utilization, model_runner
+
+    llama, moe, gemma = load_card("llama-3.1-8b"), load_card("qwen3-30b-a3b"), load_card("gemma-2-9b")
+    assert [model_runner(llama, v, False) for v in ("0.21", "0.22", "0.23", "0.25", "0.29")] == \
+        ["v1", "v1", "v2", "v2", "v2"]
+    assert model_runner(llama, "0.23", True) == "v1"  # 0.23 keeps quantized models on V1
+    # 0.25-0.28: V2 for models neither MoE nor hybrid (Gemma 2's sliding layers make it hybrid)
+    assert (model_runner(moe, "0.28", False), model_runner(gemma, "0.28", False)) == ("v1", "v1")
+    assert (model_runner(moe, "0.29", False), model_runner(gemma, "0.29", False)) == ("v2", "v2")
+    assert (default_utilization("0.19"), default_utilization("0.20"), default_utilization("0.33")) == (0.9, 0.92, 0.92)
+    h100 = ServeConfig(gpu_total_bytes=int(79.19 * GiB), gpu_name="NVIDIA H100 80GB HBM3", max_model_len=8192,
+                       memory_fraction=0.9)
+
+    def graphs(card, version, **kw):
+        return serve(card, replace(h100, version=version, **kw), "bf16", "bf16").cuda_graph_bytes
+
+    # 0.19 keeps the graphs out of the budget; V2 in 0.22-0.28 estimates 0; V1 there and V2 from
+    # 0.29 subtract an estimate; --enforce-eager captures none
+    assert graphs(llama, "0.19") == 0 == graphs(llama, "0.25") == graphs(llama, "0.33", enforce_eager=True)
+    assert graphs(moe, "0.25") > 0 and graphs(llama, "0.21") > 0
+    # V2 from 0.29 captures every PIECEWISE graph and adds the FULL graphs' first capture to it
+    # instead of taking the larger of the two: more than V1's extrapolation
+    assert graphs(llama, "0.29") > graphs(llama, "0.21")
+    # fewer sequences, fewer FULL graphs (sizes up to max_num_seqs) and a smaller estimate
+    assert graphs(llama, "0.33", max_num_seqs=64) < graphs(llama, "0.33")
