@@ -165,11 +165,13 @@ def main() -> None:
               "projections' GEMV bandwidth. Where the experts are large (Mixtral's 235 MB gate_up) and a batch of 8 "
               "touches most of them, V0's latencies with its host time are within -3% to -12%. Where they are small "
               "and the batch is 1 (DeepSeek-V2-Lite: 64 routed experts of 6 MB, 6 per token, and 2 shared), vLLM "
-              "took 6.5 ms a token against 2.8 charged (3.9 with V0's host time): small expert GEMMs and routing "
-              "cost far more than their bytes, as PyTorch's grouped GEMM did on the device (docs/engine-speed.md). "
+              "took 6.5 ms a token against 2.8 charged (3.9 with V0's host time). The expert GEMMs do not explain it: "
+              "vLLM's Triton fused_moe, timed on an H200 at DeepSeek-V2-Lite's shape and one token, takes 37 us a "
+              "layer against 33 charged (docs/engine-moe.md), 0.1 ms over its 26 MoE layers; the MLA decode kernel, "
+              "the grouped top-k routing and alignment kernels and the host remain unmeasured. "
               "The V1 Qwen3-30B-A3B row (-1.5%) mixes prefills into its decode steps, so it bounds the decode "
-              "step from above rather than checking it. Small-expert MoE decode at low batch is where the engine "
-              "view is least reliable: it may be 2x optimistic."]
+              "step from above rather than checking it. Small-expert MoE decode at batch 1 is where the engine "
+              "view is least reliable: that log is 2x slower than predicted."]
     (ROOT / "docs" / "engine-speed-public.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[8:8 + len(table) + 3]))
 

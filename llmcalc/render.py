@@ -215,8 +215,9 @@ def print_plan(console: Console, options: list[Option], card: ModelCard, w: Work
             f"{o.serving.max_sequences:,}" if o.serving else "-")
     console.print(table)
     if card.is_moe:
-        console.print("MoE: each routed expert's weights are charged at the dense projections' bandwidth; vLLM's "
-                      "published small-expert decode at batch 1 ran up to 2x slower than that (docs/engine-speed-public.md)")
+        console.print("MoE: the routed experts as vLLM's Triton fused_moe runs them (within -17% to +16% on an H200, "
+                      "docs/engine-moe.md); a published small-expert decode at batch 1 ran 2x slower than the whole "
+                      "step predicted, not explained by the experts (docs/engine-speed-public.md)")
     console.print("speeds as a serving engine runs them (vLLM's fused kernels replayed from CUDA graphs, "
                   "docs/engine-speed.md); "
                   "paged seqs: sequences of prompt + output a paged KV cache holds at once "
