@@ -70,14 +70,31 @@ WORKLOADS: list[tuple[str, str, int, int, tuple[tuple[int, ...], ...], bool]] = 
     ("gemma-3-27b", "--dtype bf16 --gen 16", 1, 2048, (), True),
     ("mixtral-8x7b", "--dtype bf16 --gen 16", 2, 1024, ((8, 2048), (16, 4096)), True),
     ("benchmarks/cards/cohere2-mini.yaml", "--dtype bf16 --gen 16", 2, 1024, ((8, 2048, 32),), True),
+    # session 12 (cases-12.txt): bitsandbytes (NF4, LLM.int8) inference and fp32 training, rows the
+    # fraction left 6-9% off on the device total (QLoRA runs through llmcalc.scale, which the
+    # templates' key, without the LoRA options, does not describe: left on the fraction)
+    ("llama-3.1-8b", "--dtype nf4 --gen 32", 2, 512, ((8, 1024),), True),
+    ("qwen3-8b", "--dtype nf4 --gen 32", 2, 512, ((8, 1024),), True),
+    # falcon-7b's NF4 traces do not align (800 allocations, the scaled order 24 GiB at the held-out
+    # shape) and tinyllama's LLM.int8 traces decompose different columns at each shape (its random
+    # weights cross the outlier threshold with the batch): kept as checks, not shipped
+    ("falcon-7b", "--dtype nf4 --gen 32", 1, 512, ((4, 1024),), False),
+    ("gemma-3-4b", "--dtype nf4 --gen 32", 1, 2048, ((4, 2048),), True),
+    ("tinyllama-1.1b", "--dtype int8 --gen 32", 4, 512, ((16, 1024),), False),
+    ("mistral-7b", "--dtype int8 --gen 32 --int8-outliers all", 2, 512, ((8, 1024),), True),
+    ("gpt2-medium", "--mode train --dtype fp32", 2, 256, ((8, 512),), True),
 ]
 
 
 def case(model: str, options: str, b: int, s: int) -> str:
-    """The case text as validate.py writes it: batch and seq after the dtype, checkpointing last."""
-    head = options.replace(" --grad-checkpointing", "").split(" --gen ")[0]
-    tail = options[len(head):].replace(" --grad-checkpointing", "") if " --gen " in options else ""
-    return f"{model} {head} --batch {b} --seq {s}{tail}" + (" --grad-checkpointing" if "--grad-checkpointing" in options else "")
+    """The case text as validate.py writes it: --mode, --dtype and --autocast, then batch and seq,
+    then the other options in their order."""
+    words = options.split()
+    n = 0
+    while n + 1 < len(words) and words[n] in ("--mode", "--dtype", "--autocast"):
+        n += 2
+    rest = " ".join(words[n:])
+    return f"{model} {' '.join(words[:n])} --batch {b} --seq {s}" + (f" {rest}" if rest else "")
 
 
 def skeleton(doc: dict[str, Any]) -> tuple[list[tuple[str, int]], list[int], list[tuple[str, str]]]:
