@@ -245,6 +245,13 @@ CASES: list[tuple[str, str]] = [
     ("gemma-3-12b", "--dtype bf16 --batch 4 --seq 8192 --gen 64"),
     ("gemma-3-27b", "--dtype bf16 --batch 2 --seq 8192 --gen 128"),
     ("gemma-3-4b", "--dtype bf16 --batch 8 --seq 4096 --gen 256"),
+    # Held out from the session-12 templates (NF4 and LLM.int8 inference, fp32 training), estimated
+    # before the run: larger batches, sequences and generations than their traces and rows.
+    ("llama-3.1-8b", "--dtype nf4 --batch 16 --seq 2048 --gen 64"),
+    ("qwen3-8b", "--dtype nf4 --batch 4 --seq 4096 --gen 32"),
+    ("gemma-3-4b", "--dtype nf4 --batch 2 --seq 8192 --gen 32"),
+    ("mistral-7b", "--dtype int8 --batch 4 --seq 2048 --gen 32 --int8-outliers all"),
+    ("gpt2-medium", "--mode train --dtype fp32 --batch 16 --seq 1024"),
 ]
 
 
@@ -346,6 +353,8 @@ SUMMARIES = [
                                     "before the run"),
     ("h200-int8-outliers.jsonl", "LLM.int8 with every outlier column decomposed, correction 27: three held out and "
                                  "a control"),
+    ("h200-recorded-heldout-12.jsonl", "Held out from the session-12 templates (bitsandbytes inference, fp32 "
+                                       "training), estimated before the run"),
 ]
 
 
