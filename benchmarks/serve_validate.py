@@ -22,6 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from llmcalc import calibration  # noqa: E402
 from llmcalc.resolve import load_card  # noqa: E402
 from llmcalc.serving import GiB, ServeConfig, _kv_groups, _vllm_kv, profile_peak, serve  # noqa: E402
 
@@ -77,6 +78,28 @@ SGLANG_CASES: list[tuple[int, str, str, dict[str, Any], tuple[str, ...]]] = [
                                  "max_model_len": 131072}, ("weights", "tokens")),
 ]
 
+# sglang-logs-new.jsonl (session 12, a helper's search): SGLang 0.5.10-0.5.19 logs of models with a
+# card (benchmarks/serve/sglang-latest.md). Each GPU's total is the memory the log shows free before
+# the weights plus the CUDA context llmcalc charges (an H100 NVL shared with other processes: 36.54
+# GiB free); the B200's fraction is its default, from nvidia-smi's 183,359 MiB. The README-prose
+# row (Qwen3-32B) and the forks (ktransformers) are left out, as is a B300-class log whose total is
+# not known.
+SGLANG_NEW = ROOT / "benchmarks" / "serve" / "sglang-logs-new.jsonl"
+_CTX = calibration.CUDA_CONTEXT_BYTES / GiB
+SGLANG_NEW_CASES: list[tuple[int, str, str, dict[str, Any], tuple[str, ...]]] = [
+    (1, "qwen3-8b", "bf16", {"engine": "sglang", "version": "0.5.10", "gpu_total_bytes": int((177.57 + _CTX) * GiB),
+                             "gpu_smi_bytes": 183359 * 2**20, "max_model_len": 40960, "block_size": 64},
+     ("weights", "tokens")),
+    (3, "qwen3-0.6b", "bf16", {"engine": "sglang", "version": "0.5.10", "gpu_total_bytes": int((78.47 + _CTX) * GiB),
+                               "memory_fraction": 0.3, "max_model_len": 40960}, ("weights", "tokens")),
+    (4, "qwen2.5-0.5b", "bf16", {"engine": "sglang", "version": "0.5.10",
+                                 "gpu_total_bytes": int((36.54 + _CTX) * GiB), "memory_fraction": 0.86},
+     ("weights", "tokens")),
+    (5, "qwen3-30b-a3b", "fp8-block", {"engine": "sglang", "version": "0.5.10",
+                                       "gpu_total_bytes": int((78.48 + _CTX) * GiB), "memory_fraction": 0.83},
+     ("weights", "tokens")),
+]
+
 
 def _pct(est: float, meas: float) -> str:
     return f"{100 * (est - meas) / abs(meas):+.1f}%" if meas else "n/a"
@@ -85,13 +108,15 @@ def _pct(est: float, meas: float) -> str:
 def rows() -> list[list[str]]:
     logs = [json.loads(line) for line in LOGS.read_text().splitlines()]
     sglang = [json.loads(line) for line in SGLANG.read_text().splitlines()]
+    sglang_new = [json.loads(line) for line in SGLANG_NEW.read_text().splitlines()]
     out = []
     for index, card_name, dtype, fields, checks, source in [(*case, logs) for case in CASES] + \
-            [(*case, sglang) for case in SGLANG_CASES]:
+            [(*case, sglang) for case in SGLANG_CASES] + [(*case, sglang_new) for case in SGLANG_NEW_CASES]:
         log, card = source[index], load_card(card_name)
         n = dict(log.get("numbers") or {})
-        if "load_weight_mem_usage_GB" in n or "load_weight_begin_avail_GB" in n:  # SGLang's loader line
-            n.setdefault("weights_GiB", n.get("load_weight_mem_usage_GB")
+        if "load_weight_mem_usage_GB" in n or "load_weight_begin_avail_GB" in n or "weights_mem_usage_GB" in n:
+            # SGLang's loader line
+            n.setdefault("weights_GiB", n.get("load_weight_mem_usage_GB") or n.get("weights_mem_usage_GB")
                          or round(n["load_weight_begin_avail_GB"] - n["load_weight_end_avail_GB"], 2))
         config = ServeConfig(**fields)
         est = serve(card, config, dtype, "bf16")
@@ -323,14 +348,17 @@ def main() -> None:
              "card and whose version llmcalc models, each number the log shows that llmcalc predicts, with the "
              "version's accounting (`--engine-version`, in the setup column). The accounting and its sources: "
              "docs/serve.md, docs/serve-accounting.md, benchmarks/serve/vllm-*.md.", "",
-             "## Issue threads and blogs: vLLM V0 0.6-0.7, V1 0.10-0.11 and 0.19, SGLang 0.4-0.5", "",
+             "## Issue threads and blogs: vLLM V0 0.6-0.7, V1 0.10-0.11 and 0.19, SGLang 0.4-0.5.19", "",
              "| log | setup | number | llmcalc | logged | error |", "|---|---|---|---:|---:|---:|"]
     lines += ["| " + " | ".join(r) + " |" for r in table]
-    lines += ["", f"{len(table)} numbers from {len(CASES) + len(SGLANG_CASES)} logs (SGLang 0.4: "
+    lines += ["", f"{len(table)} numbers from {len(CASES) + len(SGLANG_CASES) + len(SGLANG_NEW_CASES)} logs (SGLang 0.4: "
               "benchmarks/serve/sglang-logs.jsonl, the 4 of its 14 logs that show the memory free before and after "
               "the weights and the fraction; the 24 GB card ran under Docker Desktop, whose VM held 0.5 GiB "
               "more than a bare card: +9.8% tokens; SGLang 0.4.4's loader logged gemma-3-4b-it 0.45 GiB below vLLM "
-              "0.19's 8.58 GiB, which llmcalc matches: not explained)."]
+              "0.19's 8.58 GiB, which llmcalc matches: not explained). SGLang 0.5.10-0.5.19 "
+              "(benchmarks/serve/sglang-logs-new.jsonl, sglang-latest.md): the token pool within 0.6% on 4 logs, "
+              "the B200's default fraction (0.854) as the log implies; the loader logged 0.06 GiB more than "
+              "llmcalc's weights for the two sub-1B models (Qwen3-0.6B, Qwen2.5-0.5B: -5%, -6%), not explained."]
     old = old_rows()
     lines += ["", "## vLLM 0.4.0-0.6.4 and V1 0.8 (`--engine-version 0.4`, `0.5`, `0.6.4`, `0.8`)", "",
               "The logs of these releases that name their GPU, model and options: two from one RTX 3090 (0.6.4, "
@@ -387,7 +415,7 @@ def main() -> None:
               "half the estimate: the linear extrapolation vLLM issue #45178 reports), Gemma 3 and gpt-oss, whose FULL "
               "captures allocate no FlashAttention split buffers in these logs, and Llama 4 Scout (PIECEWISE only).",
               "", "Targets (issue 15): weights within 3%, KV cache within 10%, the start verdict right. "
-              f"Logs in all: {len(CASES) + len(SGLANG_CASES) + len(OLD_CASES) + len(more)}."]
+              f"Logs in all: {len(CASES) + len(SGLANG_CASES) + len(SGLANG_NEW_CASES) + len(OLD_CASES) + len(more)}."]
     (ROOT / "docs" / "serve-validation.md").write_text("\n".join(lines) + "\n")
     for r in table:
         print(" | ".join(r[1:]))

@@ -288,6 +288,7 @@ def serve(model: ModelLike, *, gpu: str | GpuSpec | None = None, engine: str = "
     vllm = engine.lower() == "vllm"
     config = ServeConfig(
         engine=engine.lower(), version=engine_version, gpu_total_bytes=total, gpu_name=spec.name if spec else "",
+        gpu_smi_bytes=spec.memory_bytes if spec and not gpu_memory else 0,
         tp=tp, pp=pp, memory_fraction=gpu_memory_utilization if vllm else mem_fraction_static,
         max_model_len=max_model_len or context_length, max_num_seqs=max_num_seqs if vllm else max_running_requests,
         max_num_batched_tokens=max_num_batched_tokens if vllm else chunked_prefill_size,

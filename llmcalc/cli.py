@@ -365,7 +365,7 @@ def serve(
     model: Model,
     gpu: Annotated[Optional[str], typer.Option(help="GPU id from `llmcalc gpus` (its CUDA-reported total where the catalog has it).")] = None,
     engine: Annotated[str, typer.Option(help="vllm (V1) or sglang.")] = "vllm",
-    engine_version: Annotated[Optional[str], typer.Option(help="The engine's version whose accounting to follow (vllm 0.33 (default), 0.8-0.32, V0 0.7, 0.6 (0.6.5-0.6.6), 0.6.4, 0.5 (0.5.3-0.6.3), 0.4 (0.4.0-0.5.2); sglang 0.5 (default), 0.4.8 (0.4.8-0.5.2), 0.4.7, 0.4.6, 0.4 (0.4.1-0.4.5)).")] = None,
+    engine_version: Annotated[Optional[str], typer.Option(help="The engine's version whose accounting to follow (vllm 0.33 (default), 0.8-0.32, V0 0.7, 0.6 (0.6.5-0.6.6), 0.6.4, 0.5 (0.5.3-0.6.3), 0.4 (0.4.0-0.5.2); sglang 0.5.20 (0.5.20-0.5.23, default), 0.5.10 (0.5.10-0.5.19), 0.5 (0.5.3-0.5.9), 0.4.8 (0.4.8-0.5.2), 0.4.7, 0.4.6, 0.4 (0.4.1-0.4.5)).")] = None,
     gpu_memory: Annotated[Optional[float], typer.Option(help="The GPU's memory in GiB as CUDA reports it (overrides the catalog's).")] = None,
     tp: Annotated[int, typer.Option(help="Tensor-parallel size.")] = 1,
     pp: Annotated[int, typer.Option(help="Pipeline-parallel size.")] = 1,

@@ -38,7 +38,7 @@ VOCAB_PADDING = 64  # vLLM's DEFAULT_VOCAB_PADDING_SIZE: the global vocabulary i
 VERSIONS = {"vllm": ("0.4", "0.5", "0.6.4", "0.6", "0.7", "0.8", "0.9", "0.10", "0.11", "0.12", "0.13", "0.14",
                      "0.15", "0.16", "0.17", "0.18", "0.19", "0.20", "0.21", "0.22", "0.23", "0.24", "0.25", "0.26",
                      "0.27", "0.28", "0.29", "0.30", "0.31", "0.32", "0.33"),
-            "sglang": ("0.4", "0.4.6", "0.4.7", "0.4.8", "0.5")}
+            "sglang": ("0.4", "0.4.6", "0.4.7", "0.4.8", "0.5", "0.5.10", "0.5.20")}
 # Where vLLM V1's profile run changed (benchmarks/serve/vllm-0.12-0.18.md, read from every wheel):
 # the in-place Triton top-k/top-p sampler from 0.17 (before: a PyTorch sort), the persistent MoE
 # workspace from 0.14 (before: fused_moe's caches per call); the budget and defaults are the same.
@@ -49,7 +49,13 @@ MOE_WORKSPACE_FROM = (0, 14)
 def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in version.split("."))
 V0_VERSIONS = ("0.4", "0.5", "0.6.4", "0.6", "0.7")  # vLLM's V0 engine, 0.4.0-0.7.3 (and 0.8.x with VLLM_USE_V1=0)
-DEFAULT_VERSION = {"vllm": "0.33", "sglang": "0.5"}
+DEFAULT_VERSION = {"vllm": "0.33", "sglang": "0.5.20"}
+# SGLang's releases after 0.5.2, read from every wheel to 0.5.23 (benchmarks/serve/sglang-latest.md):
+# "0.5" is 0.5.3-0.5.9, "0.5.10" 0.5.10-0.5.19 (prefill CUDA graphs on by default: a reserve per
+# captured prefill size; GPT-OSS and Llama 4 get the hybrid sliding-window pool), "0.5.20"
+# 0.5.20-0.5.23 (24-32 GB cards chunk 4,096 tokens; 100 MiB for a multimodal model's cache).
+SGLANG_SWA_FAMILIES = ("gpt_oss", "llama4")  # the hybrid SWA pool by default (0.5.8-0.5.10 on)
+SGLANG_SWA_RATIO = 0.8  # --swa-full-tokens-ratio's default
 # From 0.20.0 vLLM subtracts its CUDA-graph memory estimate from the KV budget by default
 # (envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS "1"; 0.19 computed and logged it only) and
 # raised gpu_memory_utilization's default from 0.9 to 0.92 to keep the cache about the same size
@@ -217,6 +223,7 @@ class ServeConfig:
     engine: str = "vllm"
     version: str | None = None
     gpu_total_bytes: int = 0  # what torch.cuda.mem_get_info reports as total
+    gpu_smi_bytes: int = 0  # nvidia-smi's total, which SGLang sizes its defaults from (0: gpu_total_bytes)
     gpu_name: str = ""
     tp: int = 1
     pp: int = 1
@@ -627,6 +634,8 @@ def _defaults(c: ServeConfig, version: str = "") -> tuple[int, int]:
     cap by memory tier."""
     big = c.gpu_total_bytes >= 70 * GiB and "a100" not in c.gpu_name.lower()
     if c.engine == "sglang":
+        if version in ("0.5", "0.5.10", "0.5.20"):
+            return _sglang_tier(c, version)[0], 0
         return (8192 if big else 2048 if c.gpu_total_bytes < 35 * GiB else 4096), 0
     if version == "0.8":
         big = c.gpu_total_bytes >= 70 * GiB
@@ -701,7 +710,7 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
                              explain)
     # SGLang: mem_fraction_static of the memory free before the weights (after the CUDA context and
     # NCCL) holds the weights and the pool
-    fraction = c.memory_fraction or _sglang_fraction(c, batched, version)
+    fraction = c.memory_fraction or _sglang_fraction(c, batched, version, bool(card.vision_params), card.is_mla)
     if version == "0.4" and card.vision_params:
         # 0.4.1-0.4.5's ModelRunner cuts the fraction of a multimodal model by 5%, a value the user
         # set included (model_runner.py:130 in 0.4.1.post7; benchmarks/serve/sglang-logs.md)
@@ -710,14 +719,28 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
         fraction *= 0.90  # ModelRunner.__init__ (model_runner.py:394 in 0.4.6.post5): a set fraction too
     elif version == "0.4.8" and card.vision_params and not c.memory_fraction:
         fraction *= 0.90  # 0.4.9-0.4.9.post2's server_args: the default only
+    elif version in ("0.5", "0.5.10", "0.5.20") and card.vision_params and not c.memory_fraction:
+        fraction *= _sglang_vlm_factor(card)
     non_torch = calibration.CUDA_CONTEXT_BYTES + (NON_TORCH_BYTES if c.tp * c.pp > 1 else 0)
     free_before = c.gpu_total_bytes - non_torch
     rest = free_before - weights - free_before * (1 - fraction)
+    if version == "0.5.20" and card.vision_params:
+        rest -= 100 * 2**20  # SGLANG_VLM_CACHE_SIZE_MB (kv_cache_configurator.py, 0.5.18 on)
     cell = sum(g.layers * g.bytes_per_token for g in groups)
+    if version in ("0.5.10", "0.5.20") and card.family in SGLANG_SWA_FAMILIES and any(g.window for g in groups):
+        # HybridSWAPoolConfigurator: full-attention layers a token each, sliding ones 0.8 of one;
+        # the pool's size is the full layers' token count
+        cell = sum(g.layers * g.bytes_per_token * (SGLANG_SWA_RATIO if g.window else 1) for g in groups)
     page = c.block_size or (64 if card.is_mla else 1)
     tokens = max(int(rest // cell) // page * page, 0) if cell else 0
+    prefix = "self.server_args." if version in ("0.4", "0.4.6", "0.4.7", "0.4.8", "0.5") else ""
     error = None if tokens > 0 else ("Not enough memory. Please try to increase --mem-fraction-static. "
-                                     f"Current value: self.server_args.mem_fraction_static={fraction}")
+                                     f"Current value: {prefix}mem_fraction_static={fraction}")
+    if version == "0.5.20" and rest <= 0:
+        floor = 1 - (free_before - weights) / free_before
+        error = (f"Loaded weights leave no GPU memory for the KV cache under --mem-fraction-static={fraction}. "
+                 f"Raise --mem-fraction-static above {ceil(1000 * floor) / 1000:.3f} (minimum viable = 1 - "
+                 f"available/pre = {floor:.4f}). If using speculative decoding, draft weights are now counted.")
     running = c.max_num_seqs or min(tokens // 2, max(min(int(tokens / max_len * 512), 4096), 2048))
     explain |= {"budget": f"mem_fraction_static {fraction:.3f} of the memory free before the weights",
                 "kv_cache": f"cell {cell:,.0f} B per token over {sum(g.layers for g in groups)} layers"}
@@ -726,19 +749,55 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
                          tokens / max_len if max_len else 0.0, error is None, error, explain)
 
 
-def _sglang_fraction(c: ServeConfig, chunked: int, version: str = "0.5") -> float:
-    """SGLang's default mem_fraction_static (server_args.py). 0.5 (0.5.3 on): (gpu_mem - reserved)
-    / gpu_mem, reserved = 512 MiB + 1.5 x chunked_prefill_size + 2 x cuda_graph_max_bs + TP x PP / 8
-    GiB MiB, at least 10 GiB on GPUs of more than 60 GiB (cuda_graph_max_bs 256 there, else 160).
+def _sglang_tier(c: ServeConfig, version: str) -> tuple[int, int]:
+    """SGLang 0.5.3 on: (chunked_prefill_size, the decode CUDA graphs' max batch) by the GPU's
+    memory and TP (server_args.py in 0.5.3; arg_groups/memory_hook.py:89-180 in 0.5.23)."""
+    gib = (c.gpu_smi_bytes or c.gpu_total_bytes) / GiB
+    wide = c.tp >= 4
+    if gib < 20:
+        return 2048, 8
+    if gib < 35:
+        return (4096, 160 if wide else 48) if version == "0.5.20" else (2048, 80 if wide else 24)
+    if gib < 60:
+        return 4096, 160 if wide else 32
+    if gib < 160:
+        return 8192, 512 if wide else 256
+    return 16384, 512
+
+
+def _prefill_buckets(top: int) -> int:
+    """How many prefill sizes SGLang captures as CUDA graphs up to `top` tokens
+    (cuda_graph_hook.py:480-497 in 0.5.23): 4-32 by 4, 48-256 by 16, 288-512 by 32, 576-1,024 by
+    64, 1,280-4,096 by 256, then by 512."""
+    sizes = [*range(4, 33, 4), *range(48, 257, 16), *range(288, 513, 32), *range(576, 1025, 64),
+             *range(1280, 4097, 256), *range(4608, max(top, 4608) + 1, 512)]
+    return sum(1 for x in sizes if x <= top)
+
+
+def _sglang_vlm_factor(card: ModelCard) -> float:
+    """adjust_mem_fraction_for_vlm (memory_hook.py:417-462 in 0.5.23, unchanged since 0.5.3):
+    0.95 x clamp(1 - 0.1 (L H^2 / (24 x 1,024^2) - 1), 0.8, 1.05) of the vision tower, whose L H^2
+    llmcalc takes as its parameters / 12 (a transformer layer holds ~12 H^2 weights)."""
+    ratio = card.vision_params / 12 / (24 * 1024**2)
+    return 0.95 * max(0.8, min(1.05, 1 - 0.1 * (ratio - 1)))
+
+
+def _sglang_fraction(c: ServeConfig, chunked: int, version: str = "0.5", multimodal: bool = False,
+                     mla: bool = False) -> float:
+    """SGLang's default mem_fraction_static (server_args.py; arg_groups/memory_hook.py from 0.5.21).
+    0.5 (0.5.3-0.5.9), 0.5.10 (0.5.10-0.5.19) and 0.5.20 (0.5.20-0.5.23): round((gpu_mem -
+    reserved) / gpu_mem, 3), reserved = 512 MiB + 1.5 x max(chunked_prefill_size, 2,048) + 2 x the
+    decode graphs' max batch (_sglang_tier) + TP x PP / 8 GiB, from 0.5.10 + 8 MiB per captured
+    prefill size (1,536 for MLA), at least 10 GiB on GPUs of more than 60 GiB.
     0.4 (0.4.1-0.4.5): by TP alone, 0.79 from TP 16, 0.81 from 8, 0.85 from 4, 0.87 from 2, else
     0.88 (server_args.py:187-197 in 0.4.1.post7). 0.4.8 (0.4.8-0.5.2): (gpu_mem - reserved) /
     gpu_mem to three places, reserved = 2.8 + 0.1 TP x PP GiB below 35 GiB, 9.5 + 0.5 TP x PP below
     90, 12 + 0.5 TP x PP below 160, else 32. 0.4.6 and 0.4.7 (server_args.py:247-268 in
     0.4.6.post5, :253-280 in 0.4.7, read from the wheels): the TP tiers up to 81,920 MiB, else 0.88;
     above 96 GiB min(m + 48 GiB (1 - m) / gpu_mem, (gpu_mem - 18 GiB) / gpu_mem); 0.4.7 gives 0.79
-    above 180,000 MiB. SGLang reads gpu_mem from nvidia-smi, llmcalc from CUDA's total."""
+    above 180,000 MiB. SGLang reads gpu_mem from nvidia-smi: `gpu_smi_bytes` where known, else CUDA's total."""
     n = c.tp * c.pp
-    mib = c.gpu_total_bytes / 2**20
+    mib = (c.gpu_smi_bytes or c.gpu_total_bytes) / 2**20
     tiers = 0.79 if n >= 16 else 0.81 if n >= 8 else 0.85 if n >= 4 else 0.87 if n >= 2 else 0.88
     if version == "0.4":
         return tiers
@@ -754,11 +813,16 @@ def _sglang_fraction(c: ServeConfig, chunked: int, version: str = "0.5") -> floa
         gib = mib / 1024
         reserved = (2.8 + 0.1 * n if gib < 35 else 9.5 + 0.5 * n if gib < 90 else 12 + 0.5 * n if gib < 160 else 32)
         return round((mib - reserved * 1024) / mib, 3)
-    max_bs = 256 if mib > 60 * 1024 else 160
-    reserved = 512 + 1.5 * chunked + 2 * max_bs + c.tp * c.pp / 8 * 1024
+    # 0.5.3 on: 512 MiB + 1.5 x max(chunk, 2,048) + TP x PP / 8 GiB + 2 x the decode graphs' max
+    # batch, from 0.5.10 + 8 MiB per captured prefill size (1,536 for MLA; no prefill graphs for
+    # multimodal models or under PP), at least 10 GiB above 60 GiB; to three places
+    _, max_bs = _sglang_tier(c, version)
+    reserved = 512 + 1.5 * max(chunked, 2048) + 2 * max_bs + c.tp * c.pp / 8 * 1024
+    if version in ("0.5.10", "0.5.20") and c.pp == 1 and not multimodal:
+        reserved += 1536 if mla else 8 * _prefill_buckets(chunked)
     if mib > 60 * 1024:
         reserved = max(reserved, 10 * 1024)
-    return (mib - reserved) / mib
+    return round((mib - reserved) / mib, 3)
 
 
 @dataclass(frozen=True)

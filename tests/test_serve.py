@@ -451,3 +451,43 @@ def test_which_model_runner_and_its_graph_estimate():
     assert graphs(llama, "0.29") > graphs(llama, "0.21")
     # fewer sequences, fewer FULL graphs (sizes up to max_num_seqs) and a smaller estimate
     assert graphs(llama, "0.33", max_num_seqs=64) < graphs(llama, "0.33")
+
+
+def test_sglang_0_5_default_fraction_tiers_and_prefill_graphs():
+    """SGLang 0.5.3-0.5.23 (benchmarks/serve/sglang-latest.md): round((gpu_mem - reserved) /
+    gpu_mem, 3) of nvidia-smi's total, reserved = 512 + 1.5 max(chunk, 2,048) + 2 x decode max
+    batch + TP x PP / 8 x 1,024 MiB (+ 8 MiB per prefill graph size from 0.5.10), >= 10 GiB above
+    60 GiB."""
+    from llmcalc.serving import _prefill_buckets, _sglang_fraction, _sglang_tier
+
+    def f(smi_mib: int, version: str, tp: int = 1, **kw) -> float:
+        c = ServeConfig(engine="sglang", gpu_total_bytes=smi_mib * 2**20, gpu_smi_bytes=smi_mib * 2**20, tp=tp)
+        return _sglang_fraction(c, _sglang_tier(c, version)[0], version, **kw)
+
+    assert [_prefill_buckets(n) for n in (2048, 4096, 8192, 16384)] == [42, 50, 58, 74]
+    # H100 (81,559 MiB): 512 + 1.5 x 8,192 + 2 x 256 + 128 + 8 x 58 = 13,904 -> 0.830 (a 0.5.10+ log's default)
+    assert f(81559, "0.5.20") == 0.830
+    assert f(81559, "0.5") == round((81559 - 13440) / 81559, 3) == 0.835  # no prefill graphs before 0.5.10
+    # B200 (183,359 MiB): 512 + 1.5 x 16,384 + 2 x 512 + 128 + 8 x 74 = 26,832 -> 0.854
+    assert f(183359, "0.5.20") == 0.854
+    # an RTX 4090 (24,564 MiB): 0.5.20 chunks 4,096 with decode graphs to 48: 512 + 6,144 + 96 + 128
+    # + 8 x 50 = 7,280 -> 0.704; 0.5.10-0.5.19 chunked 2,048 to 24: 512 + 3,072 + 48 + 128 + 336 -> 0.833
+    assert (f(24564, "0.5.20"), f(24564, "0.5.10")) == (0.704, 0.833)
+    # MLA's prefill graphs reserve a flat 1,536 MiB; a multimodal model captures none
+    assert f(81559, "0.5.20", mla=True) == round((81559 - 13440 - 1536) / 81559, 3)
+    assert f(81559, "0.5.20", multimodal=True) == 0.835
+
+
+def test_sglang_hybrid_sliding_pool_and_the_weights_error():
+    # 0.5.10 on, GPT-OSS's 12 full and 12 sliding layers: a cell of full + 0.8 x sliding, so
+    # 24 / (12 + 9.6) = 1.11x the tokens of the all-full cell "0.5" gives
+    card = load_card("gpt-oss-20b")
+    c = ServeConfig(engine="sglang", gpu_total_bytes=int(79.19 * GiB), memory_fraction=0.85)
+    old = serve(card, replace(c, version="0.5"), "mxfp4", "bf16").kv_cache_tokens
+    new = serve(card, replace(c, version="0.5.20"), "mxfp4", "bf16").kv_cache_tokens
+    assert new / old == pytest.approx(24 / 21.6, rel=1e-4)
+    # weights beyond the fraction: 0.5.14 on names the least fraction that leaves any pool
+    est = serve(load_card("llama-3.1-70b"), replace(c, version="0.5.20", memory_fraction=0.5), "bf16", "bf16")
+    assert not est.starts and est.error.startswith(
+        "Loaded weights leave no GPU memory for the KV cache under --mem-fraction-static=0.5. Raise "
+        "--mem-fraction-static above ")
