@@ -314,8 +314,10 @@ def print_serve(console: Console, r: ServeEstimate, card: ModelCard, w: Workload
                         + (f" · {gpu.name}" if gpu else ""))
     table.add_column("item")
     table.add_column("value", justify="right")
+    graphs = [("CUDA graphs (estimate)", gib(r.cuda_graph_bytes))] if r.cuda_graph_bytes else []
     for label, value in (("budget", gib(r.budget_bytes)), ("weights", gib(r.weights_bytes)),
                          ("non-torch", gib(r.non_torch_bytes)), ("activation peak", gib(r.activation_peak_bytes)),
+                         *graphs,
                          ("KV cache", gib(r.kv_cache_bytes)), ("KV cache tokens", f"{r.kv_cache_tokens:,}"),
                          ("block size", str(r.kv_block_size)),
                          (f"max concurrency at {r.max_model_len:,} tokens", f"{r.max_concurrency:.2f}x")):

@@ -491,3 +491,12 @@ def test_sglang_hybrid_sliding_pool_and_the_weights_error():
     assert not est.starts and est.error.startswith(
         "Loaded weights leave no GPU memory for the KV cache under --mem-fraction-static=0.5. Raise "
         "--mem-fraction-static above ")
+
+
+def test_the_table_shows_the_graph_estimate_where_the_budget_holds_it():
+    runner = CliRunner()
+    args = ["serve", "llama-3.1-8b", "--gpu", "rtx-3090", "--max-model-len", "20000"]
+    now = " ".join(runner.invoke(app, args).output.split())
+    old = " ".join(runner.invoke(app, [*args, "--engine-version", "0.19"]).output.split())
+    # 550,476 KiB = 0.52 GiB (the worked example); 0.19 leaves the graphs out of its budget
+    assert "CUDA graphs (estimate) │ 0.52 │" in now and "CUDA graphs" not in old
