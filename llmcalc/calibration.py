@@ -154,6 +154,13 @@ GEMV_EFFICIENCY = 1.978 / 3.35
 # and o at 8 rows (+18%). A whole decode step built from these kernels (benchmarks/engine_step.py)
 # checks it (docs/engine-speed.md).
 ENGINE_GEMV_EFFICIENCY = 0.846
+# vLLM's grouped expert GEMMs (the Triton fused_moe kernel, transcribed from vLLM 0.19.0 and timed on
+# an H200 with its tuned or default block configs: benchmarks/engine_fused_moe.py,
+# benchmarks/results/engine-moe/h200-prefill.json; driver 580.159.04, CUDA 13.0, torch 2.11.0,
+# triton 3.6.0): where compute-bound (4,096 and 8,192 tokens, six expert shapes, both GEMMs) they
+# ran at 0.35-0.58 of the bf16 peak, median 0.438, against 0.627 for cuBLAS at a dense prefill's
+# shapes (MATMUL_EFFICIENCY): the median, for every dtype.
+ENGINE_MOE_EFFICIENCY = 0.438
 # A serving engine's decode attention is two kernels, FlashAttention's split-KV pass and the
 # combine of the splits, and at a short context they cost far more than two small kernels:
 # 5.79 + 3.43 = 9.22 us per layer for llama-3.1-8b at batch 1 and 512 cached tokens, of which

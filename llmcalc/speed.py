@@ -81,6 +81,9 @@ class Efficiency:
     # achieved / peak bandwidth of a serving engine's weight GEMMs beyond their fixed latency
     # (engine_step_time; 0: as `gemv`)
     engine_gemv: float = 0.0
+    # achieved / peak matrix rate of a serving engine's grouped expert GEMMs (vLLM's Triton
+    # fused_moe) where they are compute-bound (0: as `matmul`)
+    engine_moe: float = 0.0
     link: float = 0.8  # achieved / peak interconnect bandwidth of an all-reduce (assumed)
     link_latency_s: float = 10e-6  # per collective (assumed)
 
@@ -100,6 +103,7 @@ class Op:
     quant: tuple[str, bool] | None = None  # timed by Efficiency.quant_linear (bytes = weight bytes)
     link_bytes: float = 0.0  # a tensor-parallel collective: ring all-reduce bytes per GPU
     fixed_s: float = 0.0  # engine_step_time: the kernels' measured fixed time, in place of kernels x floor
+    grouped: bool = False  # an engine's grouped expert GEMM: its FLOPs at Efficiency.engine_moe
 
 
 @dataclass(frozen=True)
@@ -379,6 +383,8 @@ def _compute_s(op: Op, hw: GpuSpec, eff: Efficiency) -> float:
     """An op's FLOPs at its dtype's matrix rate (0 for elementwise work)."""
     if not (op.flops and op.rate):
         return 0.0
+    if op.grouped and eff.engine_moe:
+        return op.flops / (_rate(hw, op.rate) * eff.engine_moe)
     return op.flops / (_rate(hw, op.rate) * eff.matmul.get(op.rate, eff.matmul.get("bf16", 0.5)))
 
 
@@ -551,10 +557,11 @@ def _engine_mlp_ops(card: ModelCard, w: Workload, rows: int, tp: int, allreduce:
         gated = 2 if card.mlp == "gated" else 1
         layer += [_engine_linear("router", rows, e, h, w), Op("moe_align", 0, routed * 16, 3),
                   Op("experts_gate_up", 2.0 * routed * gated * i * h,
-                     active * wbytes(gated * i, h) + routed * (h + gated * i) * a, 1, w.compute_dtype, True),
+                     active * wbytes(gated * i, h) + routed * (h + gated * i) * a, 1, w.compute_dtype, True,
+                     grouped=True),
                   Op("experts_act_mul", 0, routed * i * (gated + 1) * a, 1),
                   Op("experts_down", 2.0 * routed * i * h, active * wbytes(h, i) + routed * (i + h) * a, 1,
-                     w.compute_dtype, True),
+                     w.compute_dtype, True, grouped=True),
                   Op("moe_sum", 0, routed * h * a + rows * h * a, 1)]
     else:
         layer += dense("", rows, i)
@@ -701,7 +708,7 @@ def efficiency_for(gpu: GpuSpec) -> Efficiency:
                           gemv=float(entry.get("gemv_bytes_per_s", entry["bytes_per_s"])) / gpu.bytes_per_s,
                           forward_s=float(entry.get("forward_s", 0.0)), quant_call_s=default.quant_call_s,
                           quant_linear=default.quant_linear, quant_linear_max_rows=default.quant_linear_max_rows,
-                          engine_gemv=default.engine_gemv,
+                          engine_gemv=default.engine_gemv, engine_moe=default.engine_moe,
                           source=f"calibrated on this machine at {entry.get('measured_at', '?')} ({cal.calibration_file()})")
     return CPU_DEFAULT if gpu.kind == "cpu" else default_efficiency()
 
@@ -713,7 +720,7 @@ def default_efficiency() -> Efficiency:
                       kernel_floor_s=cal.KERNEL_FLOOR_S, launch_s=cal.LAUNCH_S, source=cal.THROUGHPUT_SOURCE,
                       gemv=cal.GEMV_EFFICIENCY, forward_s=cal.FORWARD_S, quant_call_s=dict(cal.QUANT_CALL_S),
                       quant_linear=dict(cal.QUANT_LINEAR), quant_linear_max_rows=cal.QUANT_LINEAR_MAX_ROWS,
-                      engine_gemv=cal.ENGINE_GEMV_EFFICIENCY)
+                      engine_gemv=cal.ENGINE_GEMV_EFFICIENCY, engine_moe=cal.ENGINE_MOE_EFFICIENCY)
 
 
 def calibrated_context(gpu: GpuSpec) -> tuple[int, str] | None:
