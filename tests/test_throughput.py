@@ -289,3 +289,17 @@ def test_engine_decode_attention_has_its_measured_fixed_time():
     pre = [op for op in engine_forward_ops(load_card("llama-3.1-8b"), Workload(seq=512), 512, 512, 512, 1)
            if op.name == "attention"]
     assert pre[0].fixed_s == 0 and pre[0].kernels == 32
+
+
+def test_grouped_expert_gemms_run_at_the_measured_fused_moe_rate():
+    # 1 TFLOP of vLLM's grouped expert GEMM on an H200 (bf16 peak 989.5 TFLOP/s) at the measured
+    # 0.438 of peak: 1e12 / (989.5e12 x 0.438) = 2.3073 ms; the same FLOPs as a dense GEMM at
+    # cuBLAS's prefill rate (0.7628 x 0.8225 = 0.627): 1.611 ms
+    from llmcalc.hardware import get_gpu
+    from llmcalc.speed import Op, _compute_s, default_efficiency
+
+    gpu, eff = get_gpu("h200"), default_efficiency()
+    grouped = Op("experts_gate_up", 1e12, 0, 1, "bf16", True, grouped=True)
+    dense = Op("gate_up_proj", 1e12, 0, 1, "bf16", True)
+    assert _compute_s(grouped, gpu, eff) == pytest.approx(2.3073e-3, rel=1e-4)
+    assert _compute_s(dense, gpu, eff) == pytest.approx(1.611e-3, rel=1e-3)
