@@ -83,6 +83,15 @@ WORKLOADS: list[tuple[str, str, int, int, tuple[tuple[int, ...], ...], bool]] = 
     ("tinyllama-1.1b", "--dtype int8 --gen 32", 4, 512, ((16, 1024),), False),
     ("mistral-7b", "--dtype int8 --gen 32 --int8-outliers all", 2, 512, ((8, 1024),), True),
     ("gpt2-medium", "--mode train --dtype fp32", 2, 256, ((8, 512),), True),
+    # cases-12b.txt: inference rows the fraction left 5-7% off (sliding windows binding at 4,096:
+    # Mistral 7B, Gemma 2 9B, OLMo 3; LFM2's conv layers; the MoE minis)
+    ("mistral-7b", "--dtype bf16 --gen 32", 1, 4096, ((4, 4096),), True),
+    ("gemma-2-9b", "--dtype bf16 --gen 32", 1, 4096, ((2, 4096),), True),
+    ("benchmarks/cards/olmo3-mini.yaml", "--dtype bf16 --gen 16", 1, 8192, ((4, 8192),), True),
+    ("lfm2-1.2b", "--dtype bf16 --gen 32", 4, 512, ((32, 1024, 128), (16, 2048, 64)), True),
+    ("benchmarks/cards/llama-4-scout-4l.yaml", "--dtype bf16 --gen 32", 1, 1024, ((2, 2048),), True),
+    ("benchmarks/cards/deepseek-v3-4l.yaml", "--dtype bf16 --gen 16", 1, 512, ((2, 1024),), True),
+    ("benchmarks/cards/phimoe-mini.yaml", "--dtype bf16 --gen 32", 1, 1024, ((4, 2048),), True),
 ]
 
 
