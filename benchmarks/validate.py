@@ -252,6 +252,15 @@ CASES: list[tuple[str, str]] = [
     ("gemma-3-4b", "--dtype nf4 --batch 2 --seq 8192 --gen 32"),
     ("mistral-7b", "--dtype int8 --batch 4 --seq 2048 --gen 32 --int8-outliers all"),
     ("gpt2-medium", "--mode train --dtype fp32 --batch 16 --seq 1024"),
+    # Held out from the session-12 second set (sliding windows binding, LFM2, the MoE minis),
+    # estimated before the run: 2-8x their traces' batch, sequence and tokens generated.
+    ("mistral-7b", "--dtype bf16 --batch 8 --seq 4096 --gen 64"),
+    ("gemma-2-9b", "--dtype bf16 --batch 4 --seq 8192 --gen 32"),
+    ("benchmarks/cards/olmo3-mini.yaml", "--dtype bf16 --batch 8 --seq 8192 --gen 32"),
+    ("lfm2-1.2b", "--dtype bf16 --batch 64 --seq 2048 --gen 64"),
+    ("benchmarks/cards/llama-4-scout-4l.yaml", "--dtype bf16 --batch 4 --seq 4096 --gen 64"),
+    ("benchmarks/cards/deepseek-v3-4l.yaml", "--dtype bf16 --batch 8 --seq 2048 --gen 32"),
+    ("benchmarks/cards/phimoe-mini.yaml", "--dtype bf16 --batch 8 --seq 4096 --gen 32"),
 ]
 
 
@@ -355,6 +364,8 @@ SUMMARIES = [
                                  "a control"),
     ("h200-recorded-heldout-12.jsonl", "Held out from the session-12 templates (bitsandbytes inference, fp32 "
                                        "training), estimated before the run"),
+    ("h200-recorded-heldout-12b.jsonl", "Held out from the session-12 second set (sliding windows, LFM2, the MoE "
+                                        "minis), estimated before the run"),
 ]
 
 
