@@ -288,11 +288,26 @@ def check() -> None:
                   f"{pct_error(fraction.device_total_bytes, total):+.1f}% |")
 
 
+def rekey() -> None:
+    """Recompute the index's keys from each template's case, the templates unchanged: after a card
+    field is added (card_key checksums every shape field) or a card gains one."""
+    index_path = recorded.ORDERS / "index.json"
+    index = json.loads(index_path.read_text())
+    fresh = {}
+    for entry in index.values():
+        model, options = entry["case"].split(" ", 1)
+        card, w = load_card(model), workload_from_options(options)
+        w, _ = reference_attention(card, w)
+        fresh[f"{recorded.card_key(card)} {recorded.workload_key(w)}"] = entry
+    index_path.write_text(json.dumps(fresh, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {index_path} ({len(fresh)} templates)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("build", "check"))
+    parser.add_argument("command", choices=("build", "check", "rekey"))
     args = parser.parse_args()
-    build() if args.command == "build" else check()
+    {"build": build, "check": check, "rekey": rekey}[args.command]()
 
 
 if __name__ == "__main__":

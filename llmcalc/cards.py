@@ -76,6 +76,7 @@ class ModelCard:
     layer_types: tuple[str, ...] | None = None  # repeated over the layers (LAYER_TYPES); None: all full
     attention_chunk_size: int | None = None  # the chunk of `chunked` layers (Llama 4)
     qk_norm: str | None = None  # QK_NORMS
+    post_norm: bool = False  # the norms apply to attention's and the MLP's outputs, none to their inputs (OLMo 2/3)
     attention_sinks: bool = False  # one learned logit per head joins each softmax (gpt-oss)
     sdpa: bool = True  # transformers has an SDPA path for the family (gpt-oss: eager, flash, flex only)
     lm_head_bias: bool = False
@@ -406,7 +407,7 @@ _POSITIVE_INTS = (
 ).split()
 _NON_NEGATIVE_INTS = ("first_dense_layers", "vision_params", "vision_replicated_params")
 _POSITIVE_NUMBERS = ("final_logit_softcapping",)
-_BOOLS = ("tie_word_embeddings qkv_bias o_bias mlp_bias fused_qkv attention_sinks sdpa lm_head_bias "
+_BOOLS = ("tie_word_embeddings qkv_bias o_bias mlp_bias fused_qkv attention_sinks sdpa lm_head_bias post_norm "
           "shared_expert_gate router_bias router_score_bias conv_bias router_fp32 moe_all_experts rope_fp32").split()
 _LISTS: dict[str, tuple[str, ...] | None] = {"layer_types": LAYER_TYPES, "dense_layers": None, "quant_skip": (),
                                              "rope_cache_rows": None}

@@ -317,7 +317,8 @@ def _olmo2(c: dict[str, Any]) -> dict[str, Any]:
     # post-norms (after attention and after the MLP, none before), q/k normalised over the whole
     # projection; OLMo 2's RMSNorm scales in fp32 and casts last.
     bias = bool(c.get("attention_bias", False))
-    return _llama_like(c) | {"qkv_bias": bias, "o_bias": bias, "norm": "rmsnorm_fp32", "qk_norm": "full"}
+    return _llama_like(c) | {"qkv_bias": bias, "o_bias": bias, "norm": "rmsnorm_fp32", "qk_norm": "full",
+                             "post_norm": True}
 
 
 def _olmo3(c: dict[str, Any]) -> dict[str, Any]:

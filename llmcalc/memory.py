@@ -367,7 +367,10 @@ def _layer_peak(card: ModelCard, w: Workload) -> int:
     # holds the layer's input while the layer builds its new residual: two residual-sized
     # tensors besides the one the layer works on (measured on the H100: +4H B/token in bf16).
     held = 2 * b.s * h
-    resid, normed = b.s * h, b.s * h
+    # a pre-norm layer's attention and MLP read the norm's output; a post-norm one (OLMo 2/3) reads
+    # the residual stream itself (olmo3-mini on the H200: at the MLP's peak three hidden-sized
+    # tensors beside it, not four)
+    resid, normed = b.s * h, (0 if card.post_norm else b.s * h)
     norm_phase = held + resid + _norm_transient(card)
     if card.position_embedding == "rope":
         # q, k, v projections alive; apply_rotary_pos_emb: q*cos, rotate_half(q), *sin, sum.
@@ -473,6 +476,16 @@ def _eager_softmax_bytes(w: Workload) -> int:
     return {"fp16": 8, "bf16": 10, "fp32": 8}[w.compute_dtype]
 
 
+def window_mask_bytes(card: ModelCard, w: Workload) -> int:
+    """A prompt longer than a sliding or chunked window makes transformers build an explicit mask
+    for SDPA, one bool per query and key shared by the batch ([1, 1, S, S]: masking_utils
+    sdpa_mask), alive through the prefill's forward (olmo3-mini on the H200: 64 MiB at 8,192
+    tokens, at any batch)."""
+    window = min(filter(None, (card.sliding_window if card.sliding_layers else None, card.attention_chunk_size)),
+                 default=None)
+    return w.seq * w.seq if window and w.seq > window and w.attention == "sdpa" and w.mode == "infer" else 0
+
+
 def load_phase(card: ModelCard, w: Workload, weights: int) -> Phase:
     """Building the model (the profiler's load phase; inference or training alike)."""
     if PRECISIONS[w.dtype].is_float:
@@ -497,7 +510,7 @@ def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[st
     # inputs_embeds is still alive here (one residual-sized tensor per token).
     final_norm = tokens * (2 * b.s * card.hidden_size + _norm_transient(card))
     logits = seqs * card.vocab_size * (b.a + 4) + 2 * tokens * b.s * card.hidden_size
-    prefill_act = (inputs + max(layer, final_norm, logits)
+    prefill_act = (inputs + window_mask_bytes(card, w) + max(layer, final_norm, logits)
                    + dequant_transient(card, w, tokens, prefill_layer_peak_per_token(card, w)))
     kv_prompt = kv_cache_bytes(card, w, w.seq, windowed=False)  # sliding layers hold the prompt
     phases = [

@@ -1,6 +1,7 @@
 """The memory model: golden values by hand, properties, phase logic."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -295,17 +296,18 @@ def test_llm_int8_decomposing_every_column_holds_the_weight_in_fp32_twice():
     # copies: 9 x 4,096 x 11,008 = 405,798,912 (more than subB + int32 + output: 2nk + 6tn =
     # 190,840,832). 631,242,752, the largest of gate (456,130,560) and up (546,308,096). Beside the
     # held residuals (4 x 2 x 4,096 = 32,768 B per row) and beyond the per-token model's MLP stage
-    # (124,928 B per row): 134,217,728 + 631,242,752 - 511,705,088 = 253,755,392. Plus every
-    # linear's outlier indices, 8 B per input column: 32 x 8 x (6 x 4,096 + 11,008) = 9,109,504.
+    # (116,736 B per row: OLMo 2's post-norms leave no normed input beside the MLP): 134,217,728 +
+    # 631,242,752 - 478,150,656 = 287,309,824. Plus every linear's outlier indices, 8 B per input
+    # column: 32 x 8 x (6 x 4,096 + 11,008) = 9,109,504.
     # (Measured on the H200: the prefill's peak at down_proj, 11.14 GB allocated; few: -3.2%.)
     olmo = load_card("olmo-2-7b")
     w = Workload(dtype="int8", batch=4, seq=1024, gen=32, int8_outliers="all")
-    assert prefill_layer_peak_per_token(olmo, w) == 124_928
+    assert prefill_layer_peak_per_token(olmo, w) == 116_736
     few, every = estimate(olmo, replace(w, int8_outliers="few")), estimate(olmo, w)
-    assert phase(every, "prefill").total - phase(few, "prefill").total == 253_755_392 + 9_109_504
+    assert phase(every, "prefill").total - phase(few, "prefill").total == 287_309_824 + 9_109_504
     # a decode step of 4 rows, still at down_proj's fp32 copies: 4 x 32,768 + 4 x 55,040 +
-    # 405,798,912 - 4 x 124,928 = 405,650,432, and the same indices
-    assert phase(every, "decode").total - phase(few, "decode").total == 405_650_432 + 9_109_504
+    # 405,798,912 - 4 x 116,736 = 405,683,200, and the same indices
+    assert phase(every, "decode").total - phase(few, "decode").total == 405_683_200 + 9_109_504
     # the option is LLM.int8's: other formats ignore it
     nf4 = replace(w, dtype="nf4")
     assert estimate(olmo, nf4).peak_allocated_bytes == estimate(olmo, replace(nf4, int8_outliers="few")).peak_allocated_bytes
@@ -434,3 +436,20 @@ def test_foreach_adamw_holds_a_copy_of_the_parameters_at_its_step():
     assert step - {p.name: p.total for p in fused.phases}["optimizer_step"] == 1_235_814_400 * 2 == 2_471_628_800
     for name in ("forward", "backward", "backward_end"):
         assert {p.name: p.total for p in foreach.phases}[name] == {p.name: p.total for p in fused.phases}[name]
+
+
+def test_post_norm_layers_and_the_window_mask_of_a_long_prompt():
+    # olmo3-mini (H 2,048, I 5,632, bf16): at the MLP's peak PyTorch held inputs_embeds, the layer's
+    # input and its new residual (3 x 4,096 B per token) beside gate, up and act (3 x 11,264 B):
+    # 46,080 B per token, no normed input (the post-norms apply to the outputs; a pre-norm layer
+    # would hold 50,176); a prompt beyond the 4,096-token window adds transformers' [1, 1, S, S]
+    # bool mask once, whatever the batch: 8,192^2 = 67,108,864 B (memory snapshot on the H200)
+    from llmcalc.memory import window_mask_bytes
+
+    card = load_card(str(Path(__file__).resolve().parent.parent / "benchmarks" / "cards" / "olmo3-mini.yaml"))
+    w = Workload(dtype="bf16", batch=4, seq=8192, gen=16)
+    assert prefill_layer_peak_per_token(card, w) == 46_080
+    assert prefill_layer_peak_per_token(replace(card, post_norm=False), w) == 50_176
+    assert window_mask_bytes(card, w) == window_mask_bytes(card, replace(w, batch=1)) == 67_108_864
+    assert window_mask_bytes(card, replace(w, seq=4096)) == 0  # the window does not bind
+    assert window_mask_bytes(card, replace(w, attention="eager")) == 0
