@@ -181,11 +181,14 @@ def cuda_graph_estimate(card: ModelCard, c: ServeConfig, version: str, runner: s
     V2 in 0.22-0.28 returns 0.
 
     A graph's drop, modelled: the driver's memory for the instantiated graph, G per graph (measured)
-    plus N per kernel of the engine op list (from the 0.19 logs; calibration.CUDA_GRAPH_*), and in
-    the first capture the pool's
-    tensors: on Hopper, FlashAttention 3's split-KV buffers of a FULL graph (vLLM fixes 32 splits
-    under CUDA graphs: [32, tokens, heads, head_dim + 1] fp32 for the partial outputs and their
-    log-sum-exp); for PIECEWISE the forward's widest activations at the largest size."""
+    plus N per kernel of the engine op list (from the 0.19 logs; calibration.CUDA_GRAPH_*). The
+    first capture of a mode adds its pool's tensors:
+      FULL       FlashAttention 3's split-KV buffers on Hopper (vLLM fixes 32 splits under CUDA
+                 graphs: [32, tokens, heads, head_dim + 1] fp32, the partial outputs and their
+                 log-sum-exp; MLA: the latent's width); none in fp32 or with attention sinks,
+                 which FlashAttention 3 does not run; an unnamed GPU counts as Hopper
+      PIECEWISE  the forward's widest activations at the largest size: tokens x a x (q/tp + 2H +
+                 3 x the widest MLP/tp, the routed experts' k x I_e for MoE)"""
     v = version_tuple(version)
     if c.enforce_eager or (runner == "v2" and v < (0, 29)):
         return 0, "no CUDA graphs to estimate" if c.enforce_eager else f"{version}'s V2 model runner estimates 0"
