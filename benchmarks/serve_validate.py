@@ -342,7 +342,6 @@ def graph_split() -> list[str]:
     """The per-kernel constant fitted on half the 0.19 sweep's configurations (model, TP, PP, dtype;
     alternate ones) and the estimate checked on the other half, both ways round."""
     import statistics
-    from dataclasses import replace
 
     from llmcalc import serving
 
@@ -374,13 +373,8 @@ def graph_split() -> list[str]:
             card, dtype = load_card(GRAPH_CARDS[log["model"]]), "fp32" if "dtf32" in log["log"] else "bf16"
             config = ServeConfig(version="0.19", gpu_total_bytes=int(79.19 * GiB), gpu_name="NVIDIA H100 80GB HBM3",
                                  tp=log["tp"], pp=log["pp"])
-            saved = calibration.CUDA_GRAPH_BYTES_PER_KERNEL
-            calibration.CUDA_GRAPH_BYTES_PER_KERNEL = k
-            try:
-                est, _ = serving.cuda_graph_estimate(card, replace(config), "0.19", "v1", log["max_num_seqs"],
-                                                     log["max_num_batched_tokens"], dtype, dtype)
-            finally:
-                calibration.CUDA_GRAPH_BYTES_PER_KERNEL = saved
+            est, _ = serving.cuda_graph_estimate(card, config, "0.19", "v1", log["max_num_seqs"],
+                                                 log["max_num_batched_tokens"], dtype, dtype, per_kernel=k)
             errors.append(100 * (est / GiB - log["estimate_total_GiB"]) / log["estimate_total_GiB"])
         out.append(f"fitted on {len(fit)} logs ({k / 1024:.1f} KiB a kernel), the other {len(test)}: {_spread(errors)}, "
                    f"{sum(abs(e) <= 20 for e in errors)} within 20%")

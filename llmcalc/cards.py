@@ -186,6 +186,13 @@ class ModelCard:
         """Layers whose KV cache is capped at the sliding window."""
         return sum(1 for spec in self.layer_specs if spec.mixer == "sliding")
 
+    @property
+    def shortest_window(self) -> int | None:
+        """The shortest sliding or chunked attention window, None where every layer sees every
+        position: past it transformers builds an explicit mask for SDPA."""
+        return min(filter(None, (self.sliding_window if self.sliding_layers else None, self.attention_chunk_size)),
+                   default=None)
+
     @cached_property
     def layer_specs(self) -> tuple[LayerSpec, ...]:
         """What each layer is: its token mixer (LAYER_TYPES) and whether its MLP is routed."""

@@ -481,8 +481,7 @@ def window_mask_bytes(card: ModelCard, w: Workload) -> int:
     for SDPA, one bool per query and key shared by the batch ([1, 1, S, S]: masking_utils
     sdpa_mask), alive through the prefill's forward (olmo3-mini on the H200: 64 MiB at 8,192
     tokens, at any batch)."""
-    window = min(filter(None, (card.sliding_window if card.sliding_layers else None, card.attention_chunk_size)),
-                 default=None)
+    window = card.shortest_window
     return w.seq * w.seq if window and w.seq > window and w.attention == "sdpa" and w.mode == "infer" else 0
 
 

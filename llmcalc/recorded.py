@@ -57,8 +57,7 @@ def workload_key(w: Workload) -> str:
 def window_binds(card: ModelCard, w: Workload) -> bool:
     """Whether a sliding or chunked window is shorter than the sequence (transformers then builds
     masks and takes kernels an unbounded causal mask does not need)."""
-    window = min(filter(None, (card.sliding_window if card.sliding_layers else None, card.attention_chunk_size)),
-                 default=None)
+    window = card.shortest_window
     return window is not None and w.seq + (w.gen if w.mode == "infer" else 0) > window
 
 

@@ -169,7 +169,7 @@ def _graph_nodes(card: ModelCard, dtype: str, compute_dtype: str, rows: int, tp:
 
 
 def cuda_graph_estimate(card: ModelCard, c: ServeConfig, version: str, runner: str, seqs: int, batched: int,
-                        dtype: str, compute_dtype: str) -> tuple[int, str]:
+                        dtype: str, compute_dtype: str, per_kernel: int | None = None) -> tuple[int, str]:
     """vLLM's CUDA-graph memory estimate, per rank, and how it was reached.
 
     V1 runner (gpu_model_runner.py profile_cudagraph_memory, the same formula 0.19-0.33): with
@@ -188,7 +188,8 @@ def cuda_graph_estimate(card: ModelCard, c: ServeConfig, version: str, runner: s
                  log-sum-exp; MLA: the latent's width); none in fp32 or with attention sinks,
                  which FlashAttention 3 does not run; an unnamed GPU counts as Hopper
       PIECEWISE  the forward's widest activations at the largest size: tokens x a x (q/tp + 2H +
-                 3 x the widest MLP/tp, the routed experts' k x I_e for MoE)"""
+                 3 x the widest MLP/tp, the routed experts' k x I_e for MoE)
+    `per_kernel` replaces the per-kernel constant (benchmarks/serve_validate.py holds it out)."""
     v = version_tuple(version)
     if c.enforce_eager or (runner == "v2" and v < (0, 29)):
         return 0, "no CUDA graphs to estimate" if c.enforce_eager else f"{version}'s V2 model runner estimates 0"
@@ -197,7 +198,7 @@ def cuda_graph_estimate(card: ModelCard, c: ServeConfig, version: str, runner: s
     top = sizes[-1]
     nodes, attention = _graph_nodes(card, dtype, compute_dtype, top, c.tp, c.pp)
     layers = ceil(card.num_layers / c.pp)
-    per_node, per_graph = calibration.CUDA_GRAPH_BYTES_PER_KERNEL, calibration.CUDA_GRAPH_BYTES_PER_GRAPH
+    per_node, per_graph = per_kernel or calibration.CUDA_GRAPH_BYTES_PER_KERNEL, calibration.CUDA_GRAPH_BYTES_PER_GRAPH
     piecewise = (layers + 1) * per_graph + (nodes - attention) * per_node
     full = per_graph + nodes * per_node
     a = int(PRECISIONS[compute_dtype].bytes_per_element)

@@ -23,7 +23,7 @@ or `llmcalc calibrate` on your GPU).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import ceil
 
 from llmcalc.calibration import ENGINE_DECODE_ATTENTION_S, INT8_QUANT_BYTES_PER_INPUT
@@ -375,8 +375,8 @@ def _norm_op(card: ModelCard, label: str, n: int, w: Workload) -> Op:
 
 
 def _scaled(op: Op, times: float) -> Op:
-    return Op(op.name, op.flops * times, op.bytes * times, ceil(op.kernels * times), op.rate, op.streams_weights,
-              op.calls, op.count * times, op.quant, op.link_bytes * times, op.fixed_s * times)
+    return replace(op, flops=op.flops * times, bytes=op.bytes * times, kernels=ceil(op.kernels * times),
+                   count=op.count * times, link_bytes=op.link_bytes * times, fixed_s=op.fixed_s * times)
 
 
 def _compute_s(op: Op, hw: GpuSpec, eff: Efficiency) -> float:

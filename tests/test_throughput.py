@@ -303,3 +303,14 @@ def test_grouped_expert_gemms_run_at_the_measured_fused_moe_rate():
     dense = Op("gate_up_proj", 1e12, 0, 1, "bf16", True)
     assert _compute_s(grouped, gpu, eff) == pytest.approx(2.3073e-3, rel=1e-4)
     assert _compute_s(dense, gpu, eff) == pytest.approx(1.611e-3, rel=1e-3)
+
+
+def test_a_whole_forwards_expert_gemms_keep_the_grouped_rate():
+    # the layer's ops are scaled by the layer count; the grouped flag must survive it, or a model's
+    # prefill would time its experts at cuBLAS's dense rate
+    from llmcalc.speed import engine_forward_ops
+
+    ops = engine_forward_ops(load_card("qwen3-30b-a3b"), Workload(), 4096, 4096, 4096, 4096)
+    experts = [op for op in ops if op.name.startswith("experts_") and op.flops]
+    assert len(experts) == 2 and all(op.grouped for op in experts)
+    assert all(not op.grouped for op in ops if op.name in ("qkv_proj", "o_proj", "lm_head"))
