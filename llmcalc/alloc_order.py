@@ -91,7 +91,8 @@ def _transcribed_layers(card: ModelCard) -> bool:
     replayed: +1.4% -> +10.2%): not covered."""
     return (card.norm in ("rmsnorm", "rmsnorm_fp32") and card.norms_per_layer in (2, 4)
             and not card.fused_qkv and card.mlp == "gated" and not card.is_moe and not card.rope_fp32
-            and not card.is_mla and not card.attention_sinks and card.layer_specs[0].mixer != "conv"
+            and not card.is_mla and not card.attention_sinks
+            and not any(spec.mixer in ("conv", "linear") for spec in card.layer_specs)
             and card.activation in ("silu", "gelu", "gelu_pytorch_tanh"))
 
 

@@ -22,7 +22,7 @@ from llmcalc.precision import PRECISIONS
 FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "phi3", "gemma2", "gpt2", "falcon",
             "qwen3", "qwen2_moe", "qwen3_moe", "gemma3", "llama4", "deepseek_v2", "deepseek_v3", "gpt_oss",
             "glm4_moe", "olmo2", "olmo3", "granite", "granitemoe", "smollm3", "phimoe", "cohere2",
-            "ernie4_5", "ernie4_5_moe", "lfm2")
+            "ernie4_5", "ernie4_5_moe", "lfm2", "qwen3_5", "qwen3_5_moe")
 MLP_KINDS = ("gated", "plain")
 # rmsnorm: Llama's (normalise in fp32, cast, then scale by the weight in the model dtype);
 # rmsnorm_fp32: Gemma's and OLMo 2's (normalise and scale in fp32, cast last);
@@ -32,8 +32,9 @@ POSITION_EMBEDDINGS = ("rope", "learned", "alibi")
 # What mixes tokens in a layer: full (global) attention, a sliding window, chunked attention
 # (Llama 4: attends within fixed chunks, its cache holds one chunk), nope (global attention
 # without rotary embeddings), conv (LFM2's gated short convolution: a fixed-size state per
-# sequence, no KV cache).
-LAYER_TYPES = ("full", "sliding", "chunked", "nope", "conv")
+# sequence, no KV cache), linear (Gated DeltaNet linear attention, Qwen3.5/3.6: a causal conv
+# state and a heads x key x value recurrent state per sequence, no KV cache).
+LAYER_TYPES = ("full", "sliding", "chunked", "nope", "conv", "linear")
 # q/k normalisation inside attention: head (an RMSNorm over each head, weight head_dim: Qwen3,
 # Gemma 3, GLM-4.5, LFM2), full (over the whole projection, weights q_dim and kv_dim: OLMo 2),
 # l2 (a weightless L2 norm per head: Llama 4).
@@ -108,8 +109,18 @@ class ModelCard:
     qk_rope_head_dim: int | None = None
     qk_nope_head_dim: int | None = None
     v_head_dim: int | None = None
-    conv_kernel: int | None = None  # `conv` layers: the depthwise kernel (LFM2's conv_L_cache)
+    conv_kernel: int | None = None  # `conv` and `linear` layers: the depthwise kernel (conv_L_cache, linear_conv_kernel_dim)
     conv_bias: bool = False
+    # Gated DeltaNet (`linear` layers, Qwen3.5/3.6): key heads x key_head_dim for q and k, value
+    # heads x value_head_dim for v, the output gate z and the recurrent state (value heads x
+    # key_head_dim x value_head_dim per sequence).
+    linear_key_heads: int | None = None
+    linear_value_heads: int | None = None
+    linear_key_head_dim: int | None = None
+    linear_value_head_dim: int | None = None
+    # Gated attention (Qwen3.5/3.6, Qwen3-Next): q_proj also makes a per-element sigmoid gate of
+    # the attention output (2 x q_dim outputs).
+    attn_output_gate: bool = False
     # A multimodal checkpoint's vision encoder and projector, which the cards' text model does not
     # count (num_params) and transformers' CausalLM path does not build, but a serving engine loads
     # in the model's dtype: their parameters, and of those the ones every TP rank holds whole
@@ -176,6 +187,15 @@ class ModelCard:
     @property
     def kv_dim(self) -> int:  # width of one of the key / value projections
         return self.kv_heads * self.dim_head
+
+    @property
+    def linear_conv_dim(self) -> int:
+        """Channels of a Gated DeltaNet layer's causal conv (and its cached state): q, k and v."""
+        return 2 * (self.linear_key_heads or 0) * (self.linear_key_head_dim or 0) + self.linear_value_dim
+
+    @property
+    def linear_value_dim(self) -> int:
+        return (self.linear_value_heads or 0) * (self.linear_value_head_dim or 0)
 
     @property
     def is_moe(self) -> bool:
@@ -258,6 +278,8 @@ def hf_module_path(p: Param) -> str:
         return p.name
     rest = p.name.split(".", 2)[2]
     head = rest.split(".")[0]
+    if head == "linear_attn":  # Gated DeltaNet's parameters carry their module's name
+        return f"model.layers.{p.layer}.{rest}"
     if head in _ATTENTION_PROJECTIONS:
         section = "self_attn"
     elif head in ("in_proj", "out_proj"):
@@ -344,6 +366,19 @@ def _mixer_params(card: ModelCard, mixer: str) -> list[Param]:
         k = card.conv_kernel or 0
         return (_linear("in_proj", 3 * h, h, card.conv_bias) + [Param("conv", (h, 1, k), "conv")]
                 + ([Param("conv.bias", (h,), "bias")] if card.conv_bias else []) + _linear("out_proj", h, h, card.conv_bias))
+    if mixer == "linear":
+        # Gated DeltaNet (modeling_qwen3_5.py Qwen3_5GatedDeltaNet): in_proj_qkv to q, k (key
+        # heads x key dim each) and v (value heads x value dim), in_proj_z to the output gate,
+        # in_proj_b and in_proj_a to one scalar per value head (beta, the decay's input), a
+        # depthwise causal conv over q, k, v without bias, dt_bias and A_log per value head, a
+        # gated RMSNorm of value_head_dim, out_proj.
+        conv, vdim, vh = card.linear_conv_dim, card.linear_value_dim, card.linear_value_heads or 0
+        lp = (_linear("in_proj_qkv", conv, h, False) + _linear("in_proj_z", vdim, h, False)
+              + _linear("in_proj_b", vh, h, False) + _linear("in_proj_a", vh, h, False)
+              + [Param("conv1d", (conv, 1, card.conv_kernel or 0), "conv"), Param("dt_bias", (vh,), "norm"),
+                 Param("A_log", (vh,), "norm"), Param("norm", (card.linear_value_head_dim or 0,), "norm")]
+              + _linear("out_proj", h, vdim, False))
+        return [p._replace(name="linear_attn." + p.name) for p in lp]
     lp: list[Param] = []
     if card.attention_sinks:
         lp.append(Param("sinks", (card.num_heads,), "sinks"))
@@ -364,7 +399,8 @@ def _mixer_params(card: ModelCard, mixer: str) -> list[Param]:
     if card.fused_qkv:
         lp += _linear("qkv_proj", card.q_dim + 2 * card.kv_dim, h, card.qkv_bias)
     else:
-        for proj, out in (("q_proj", card.q_dim), ("k_proj", card.kv_dim), ("v_proj", card.kv_dim)):
+        q_out = 2 * card.q_dim if card.attn_output_gate else card.q_dim  # the gate's half
+        for proj, out in (("q_proj", q_out), ("k_proj", card.kv_dim), ("v_proj", card.kv_dim)):
             lp += _linear(proj, out, h, card.qkv_bias)
     lp += _linear("o_proj", h, card.q_dim, card.o_bias)
     if card.qk_norm in ("head", "full"):
@@ -410,12 +446,12 @@ _POSITIVE_INTS = (
     "num_kv_heads head_dim norms_per_layer num_experts experts_per_token sliding_window "
     "sliding_window_pattern attention_chunk_size moe_intermediate_size shared_expert_intermediate_size "
     "moe_layer_step q_lora_rank kv_lora_rank qk_rope_head_dim qk_nope_head_dim v_head_dim conv_kernel "
-    "mm_tokens_per_image mm_image_pixels"
+    "mm_tokens_per_image mm_image_pixels linear_key_heads linear_value_heads linear_key_head_dim linear_value_head_dim"
 ).split()
 _NON_NEGATIVE_INTS = ("first_dense_layers", "vision_params", "vision_replicated_params")
 _POSITIVE_NUMBERS = ("final_logit_softcapping",)
 _BOOLS = ("tie_word_embeddings qkv_bias o_bias mlp_bias fused_qkv attention_sinks sdpa lm_head_bias post_norm "
-          "shared_expert_gate router_bias router_score_bias conv_bias router_fp32 moe_all_experts rope_fp32").split()
+          "shared_expert_gate router_bias router_score_bias conv_bias router_fp32 moe_all_experts rope_fp32 attn_output_gate").split()
 _LISTS: dict[str, tuple[str, ...] | None] = {"layer_types": LAYER_TYPES, "dense_layers": None, "quant_skip": (),
                                              "rope_cache_rows": None}
 # lists: of these choices, of layer indices (None), or of strings (())
@@ -516,6 +552,12 @@ def _shape_problems(d: Mapping[str, Any]) -> list[str]:
         problems.append("layer_types: chunked layers need attention_chunk_size")
     if "conv" in types and not d.get("conv_kernel"):
         problems.append("layer_types: conv layers need conv_kernel")
+    linear = ("conv_kernel", "linear_key_heads", "linear_value_heads", "linear_key_head_dim", "linear_value_head_dim")
+    if "linear" in types and not all(d.get(k) for k in linear):
+        problems.append("layer_types: linear layers need " + ", ".join(linear))
+    elif "linear" in types and d["linear_value_heads"] % d["linear_key_heads"]:
+        problems.append(f"linear_key_heads: {d['linear_key_heads']} does not divide linear_value_heads "
+                        f"{d['linear_value_heads']}")
     moe_keys = [k for k in ("moe_intermediate_size", "shared_expert_intermediate_size") if d.get(k)]
     if moe_keys and not d.get("num_experts"):
         problems.append(f"{', '.join(moe_keys)}: needs num_experts")

@@ -17,8 +17,9 @@ from llmcalc.errors import InputError
 # multimodal Gemma 3 and Llama 4 configs hold their language model under text_config (only the
 # text model is counted: the vision tower is not).
 MODEL_TYPES = {f: f for f in FAMILIES} | {"RefinedWebModel": "falcon", "RefinedWeb": "falcon",
-                                          "gemma3_text": "gemma3", "llama4_text": "llama4"}
-NESTED_TEXT = ("gemma3", "llama4")
+                                          "gemma3_text": "gemma3", "llama4_text": "llama4",
+                                          "qwen3_5_text": "qwen3_5", "qwen3_5_moe_text": "qwen3_5_moe"}
+NESTED_TEXT = ("gemma3", "llama4", "qwen3_5", "qwen3_5_moe")
 # tie_word_embeddings when config.json does not say (the transformers config class defaults).
 TIE_DEFAULT = {"gemma2": True, "gpt2": True, "falcon": True, "gemma3": True, "smollm3": True, "cohere2": True,
                "ernie4_5": True, "ernie4_5_moe": True, "lfm2": True}
@@ -398,12 +399,43 @@ def _lfm2(c: dict[str, Any]) -> dict[str, Any]:
                              "conv_kernel": c.get("conv_L_cache", 3), "conv_bias": bool(c.get("conv_bias", False))}
 
 
+def _qwen3_5(c: dict[str, Any]) -> dict[str, Any]:
+    # Qwen3.5 / Qwen3.6 (configuration_qwen3_5.py): Gated DeltaNet layers, every
+    # full_attention_interval-th layer a gated attention layer (q_proj doubled, q/k norms);
+    # zero-centred RMSNorms computed in fp32 (output * (1 + w.float())).
+    c = {"vocab_size": 248320, "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 32,
+         "num_attention_heads": 16, "num_key_value_heads": 4, "max_position_embeddings": 32768} | c
+    types = c.get("layer_types")
+    if not types:
+        n = c.get("full_attention_interval", 4)
+        types = ["linear_attention" if (i + 1) % n else "full_attention" for i in range(c["num_hidden_layers"])]
+    return _llama_like(c) | {
+        "head_dim": c.get("head_dim", 256), "qk_norm": "head", "norm": "rmsnorm_fp32",
+        "qkv_bias": bool(c.get("attention_bias", False)), "o_bias": bool(c.get("attention_bias", False)),
+        "attn_output_gate": bool(c.get("attn_output_gate", True)),
+        "layer_types": [{"linear_attention": "linear", "full_attention": "full"}[t] for t in types],
+        "conv_kernel": c.get("linear_conv_kernel_dim", 4), "linear_key_heads": c.get("linear_num_key_heads", 16),
+        "linear_value_heads": c.get("linear_num_value_heads", 32),
+        "linear_key_head_dim": c.get("linear_key_head_dim", 128),
+        "linear_value_head_dim": c.get("linear_value_head_dim", 128)}
+
+
+def _qwen3_5_moe(c: dict[str, Any]) -> dict[str, Any]:
+    c = {"hidden_size": 2048, "num_hidden_layers": 40, "num_attention_heads": 16, "num_key_value_heads": 2,
+         "intermediate_size": c.get("moe_intermediate_size", 512)} | c
+    return _qwen3_5(c) | {
+        "num_experts": c.get("num_experts", 256), "experts_per_token": c.get("num_experts_per_tok", 8),
+        "moe_intermediate_size": c.get("moe_intermediate_size", 512),
+        "shared_expert_intermediate_size": c.get("shared_expert_intermediate_size", 512), "shared_expert_gate": True}
+
+
 _READERS = {"llama": _llama, "mistral": _mistral, "mixtral": _mixtral, "qwen2": _qwen2, "phi3": _phi3,
             "gemma2": _gemma2, "gpt2": _gpt2, "falcon": _falcon, "qwen3": _qwen3, "qwen2_moe": _qwen2_moe,
             "qwen3_moe": _qwen3_moe, "gemma3": _gemma3, "llama4": _llama4, "deepseek_v2": _deepseek,
             "deepseek_v3": _deepseek, "gpt_oss": _gpt_oss, "glm4_moe": _glm4_moe, "olmo2": _olmo2, "olmo3": _olmo3,
             "granite": _granite, "granitemoe": _granitemoe, "smollm3": _smollm3, "phimoe": _phimoe,
-            "cohere2": _cohere2, "ernie4_5": _ernie4_5, "ernie4_5_moe": _ernie4_5_moe, "lfm2": _lfm2}
+            "cohere2": _cohere2, "ernie4_5": _ernie4_5, "ernie4_5_moe": _ernie4_5_moe, "lfm2": _lfm2,
+            "qwen3_5": _qwen3_5, "qwen3_5_moe": _qwen3_5_moe}
 
 
 def to_hf_config(card: ModelCard) -> dict[str, Any]:
@@ -451,7 +483,7 @@ def to_hf_config(card: ModelCard) -> dict[str, Any]:
 
 def _hf_layer_types(card: ModelCard) -> list[str]:
     names = {"full": "full_attention", "nope": "full_attention", "sliding": "sliding_attention",
-             "chunked": "chunked_attention", "conv": "conv"}
+             "chunked": "chunked_attention", "conv": "conv", "linear": "linear_attention"}
     return [names[spec.mixer] for spec in card.layer_specs]
 
 
@@ -523,7 +555,20 @@ _WRITERS: dict[str, Any] = {
     "lfm2": lambda c: {"layer_types": _hf_layer_types(c), "conv_L_cache": c.conv_kernel, "conv_bias": c.conv_bias,
                        "block_auto_adjust_ff_dim": False,
                        "full_attn_idxs": [i for i, s in enumerate(c.layer_specs) if s.mixer != "conv"]},
+    "qwen3_5": lambda c: _qwen3_5_config(c),
+    "qwen3_5_moe": lambda c: _qwen3_5_config(c) | {
+        "model_type": "qwen3_5_moe_text", "num_experts": c.num_experts, "num_experts_per_tok": c.experts_per_token,
+        "moe_intermediate_size": c.moe_intermediate_size or c.intermediate_size,
+        "shared_expert_intermediate_size": c.shared_expert_intermediate_size or 0},
 }
+
+
+def _qwen3_5_config(c: ModelCard) -> dict[str, Any]:
+    # the text model alone (Qwen3_5ForCausalLM), as the profiler builds every family
+    return {"model_type": "qwen3_5_text", "layer_types": _hf_layer_types(c), "attention_bias": c.qkv_bias,
+            "linear_conv_kernel_dim": c.conv_kernel, "linear_num_key_heads": c.linear_key_heads,
+            "linear_num_value_heads": c.linear_value_heads, "linear_key_head_dim": c.linear_key_head_dim,
+            "linear_value_head_dim": c.linear_value_head_dim}
 
 
 def _deepseek_config(c: ModelCard) -> dict[str, Any]:

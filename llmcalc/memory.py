@@ -270,11 +270,29 @@ def kv_cache_bytes(card: ModelCard, w: Workload, length: int, windowed: bool = T
             # Lfm2HybridConvCache: one (batch, hidden, conv_L_cache) state per conv layer
             total += n * seqs * g.hidden_size * (g.conv_kernel or 0) * v_bytes
             continue
+        if g.layer_specs[0].mixer == "linear":
+            total += n * seqs * linear_state_bytes(g, w)
+            continue
         window = (g.sliding_window or length) if windowed else length
         positions = (n - g.sliding_layers) * length + g.sliding_layers * min(length, window)
         k_width, v_width = g.cache_widths
         total += seqs * positions * (k_width * k_bytes + v_width * v_bytes)
     return ceil(total)
+
+
+def linear_state_bytes(card: ModelCard, w: Workload) -> int:
+    """One sequence's state in one Gated DeltaNet layer (transformers' LinearAttentionLayer):
+    the causal conv's last conv_kernel inputs (conv_dim x kernel, in the projections' dtype)
+    and the recurrent state (value heads x key_head_dim x value_head_dim), which
+    torch_chunk_gated_delta_rule computes and returns in fp32 and the cache keeps so
+    (zeros_like of the first state)."""
+    a = _dtypes(w).a
+    return (card.linear_conv_dim * (card.conv_kernel or 0) * a
+            + 4 * (card.linear_value_heads or 0) * (card.linear_key_head_dim or 0) * (card.linear_value_head_dim or 0))
+
+
+def _recurrent_state_bytes(card: ModelCard) -> int:
+    return 4 * (card.linear_value_heads or 0) * (card.linear_key_head_dim or 0) * (card.linear_value_head_dim or 0)
 
 
 def _kv_bytes(card: ModelCard, w: Workload) -> tuple[float, float]:
@@ -334,10 +352,11 @@ def _norm_saved(card: ModelCard, b: _Bytes) -> int:
     return b.s * h
 
 
-def prefill_layer_peak_per_token(card: ModelCard, w: Workload) -> int:
+def prefill_layer_peak_per_token(card: ModelCard, w: Workload, decode: bool = False) -> int:
     """Largest set of non-cache buffers alive at once inside one decoder layer, bytes per token,
-    including the residual stream the layer was given (the largest over the card's layer kinds)."""
-    return max(_layer_peak(g, w) for _, g in card.layer_groups)
+    including the residual stream the layer was given (the largest over the card's layer kinds).
+    `decode`: one new token per sequence against w.seq cached positions."""
+    return max(_layer_peak(g, w, decode) for _, g in card.layer_groups)
 
 
 def _attn_widths(card: ModelCard) -> tuple[int, int]:
@@ -358,7 +377,7 @@ def _qk_norm_saved(card: ModelCard, a: int) -> int:
     return 8 if card.norm == "rmsnorm_fp32" else 4 + a
 
 
-def _layer_peak(card: ModelCard, w: Workload) -> int:
+def _layer_peak(card: ModelCard, w: Workload, decode: bool = False) -> int:
     """prefill_layer_peak_per_token for a card whose layers are all of one kind."""
     b = _dtypes(w)
     h, i = card.hidden_size, card.intermediate_size
@@ -449,10 +468,16 @@ def _layer_peak(card: ModelCard, w: Workload) -> int:
         if card.shared_expert_intermediate_size:
             # then the shared expert, a dense MLP, beside the routed output (h)
             mlp = max(mlp, h * b.a + card.shared_expert_intermediate_size * b.a * max(2 + act_tmp, 3))
+    if card.attn_output_gate:
+        # gated attention (Qwen3.5): q_proj's second half, copied contiguous (gate.reshape), waits
+        # beside attention for attn_output * sigmoid(gate)
+        attn += q * b.a
     if card.layer_specs[0].mixer == "conv":
         # LFM2's short conv (Lfm2ShortConv.slow_forward): in_proj's B, C, x (3h), B * x, the conv's
         # padded output, C * conv, its contiguous transpose: 6h at once, no attention.
         attn = 6 * h * b.a
+    if card.layer_specs[0].mixer == "linear":
+        attn = _gated_delta_net(card, w, b, decode)
     if card.norms_per_layer == 1:
         # Parallel attention and MLP (Falcon, Cohere): the attention output waits for the MLP's,
         # and the residual is the layer's input itself (held by the caller), not a new sum:
@@ -460,6 +485,42 @@ def _layer_peak(card: ModelCard, w: Workload) -> int:
         # on the H200: four h-wide tensors beside the MLP's three).
         mlp += b.a * h - resid
     return max(norm_phase, held - b.s * h + resid + normed + attn, held + resid + normed + mlp)
+
+
+# torch_chunk_gated_delta_rule's chunk: the prefill runs the delta rule 64 positions at a time
+GDN_CHUNK = 64
+
+
+def _gated_delta_net(card: ModelCard, w: Workload, b: _Bytes, decode: bool) -> int:
+    """Bytes per token a Gated DeltaNet layer holds at its peak beside the residual stream
+    (transformers' torch path, modeling_qwen3_5.py: flash-linear-attention's kernels are not
+    used). Beside the layer's input, in the projections' dtype: z (value dim), the conv's SiLU
+    output whose views are q, k, v (conv dim), b, a and beta (a scalar per value head each), g
+    in fp32, and q and k repeated to every value head when there are fewer key heads.
+    Prefill (torch_chunk_gated_delta_rule): every head's q, k, v in fp32, padded to a multiple
+    of the 64-position chunk, then v*beta, k*beta, the decayed k*beta, the two triangular
+    solves' outputs and the output buffer (5 key-wide and 4 value-wide fp32 tensors), the
+    pairwise decays, the UT system and the intra-chunk scores (chunk-wide each), beta, the
+    decays and their cumulative sum; its peak is `query * cum_decay.exp()`, a sixth key-wide
+    tensor beside them all. Decode (torch_recurrent_gated_delta_rule) holds q, k, v and the
+    output in fp32; its state products are per sequence (linear_state_transient)."""
+    kh, vh = card.linear_key_heads or 0, card.linear_value_heads or 0
+    dk, dv = card.linear_key_head_dim or 0, card.linear_value_head_dim or 0
+    outside = b.a * (card.linear_value_dim + card.linear_conv_dim + 3 * vh) + 4 * vh
+    if vh > kh:
+        outside += 2 * vh * dk * b.a  # repeat_interleave's copies of q and k
+    if decode:
+        return outside + 4 * vh * (2 * dk + 2 * dv)
+    padded = ceil(w.seq / GDN_CHUNK) * GDN_CHUNK
+    return outside + ceil(4 * vh * (6 * dk + 4 * dv + 3 * GDN_CHUNK + 4) * padded / w.seq)
+
+
+def linear_state_transient(card: ModelCard, w: Workload) -> int:
+    """Bytes per sequence beside the cache while a Gated DeltaNet layer runs: three recurrent
+    states at once (prefill: the zero initial state, its decayed copy and k^T v_new; decode: the
+    decayed state, k (x) delta and their sum)."""
+    return max((3 * _recurrent_state_bytes(g) for _, g in card.layer_groups
+                if g.layer_specs[0].mixer == "linear"), default=0)
 
 
 def _routed_copies(card: ModelCard) -> int:
@@ -509,6 +570,7 @@ def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[st
     # inputs_embeds is still alive here (one residual-sized tensor per token).
     final_norm = tokens * (2 * b.s * card.hidden_size + _norm_transient(card))
     logits = seqs * card.vocab_size * (b.a + 4) + 2 * tokens * b.s * card.hidden_size
+    layer += seqs * linear_state_transient(card, w)
     prefill_act = (inputs + window_mask_bytes(card, w) + max(layer, final_norm, logits)
                    + dequant_transient(card, w, tokens, prefill_layer_peak_per_token(card, w)))
     kv_prompt = kv_cache_bytes(card, w, w.seq, windowed=False)  # sliding layers hold the prompt
@@ -533,8 +595,8 @@ def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[st
         # layer at a time: kv_b's output (nope + v per head) and the assembled keys (nope + rope).
         expand = seqs * length * (card.num_heads * ((card.qk_nope_head_dim or 0) + (card.v_head_dim or 0))
                                   + card.k_dim) * b.a if card.is_mla else 0
-        step_layer = prefill_layer_peak_per_token(card, replace(w, seq=length))
-        step = (seqs * step_layer + max(cat_copy, step_logits, expand)
+        step_layer = prefill_layer_peak_per_token(card, replace(w, seq=length), decode=True)
+        step = (seqs * (step_layer + linear_state_transient(card, w)) + max(cat_copy, step_logits, expand)
                 + dequant_transient(card, w, seqs, step_layer))
         ids = 8 * seqs * (w.seq + w.gen)
         # The first step still holds the prompt in the sliding layers' caches (each sheds it at its
@@ -658,6 +720,10 @@ def _backward(card: ModelCard, w: Workload) -> int:
 
 
 def training_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str, str]]:
+    if any(spec.mixer == "linear" for spec in card.layer_specs):
+        # what autograd saves through torch_chunk_gated_delta_rule has not been measured
+        raise InputError(f"{card.name}: training memory of Gated DeltaNet (linear attention) layers is not "
+                         "modelled yet; inference and serving are")
     b = _dtypes(w)
     tokens = w.batch * w.seq
     p_bytes = int(PRECISIONS[w.dtype].bytes_per_element)

@@ -30,6 +30,7 @@ from llmcalc.calibration import ENGINE_DECODE_ATTENTION_S, INT8_QUANT_BYTES_PER_
 from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError
 from llmcalc.hardware import GpuSpec
+from llmcalc.memory import GDN_CHUNK
 from llmcalc.precision import PRECISIONS
 from llmcalc.workload import Workload, math_sdpa
 
@@ -232,6 +233,11 @@ def _layer_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, context
         return _norm_op(card, label, n, w)
 
     layer: list[Op] = [norm("norm", rows)]
+    if card.layer_specs[0].mixer == "linear":
+        layer += _gated_delta_net_ops(card, w, rows, new_tokens, a, eff, tp, engine=False)
+        layer.append(Op("residual", 0, 3 * rows * h * s, 1))
+        layer += [norm("norm", rows)] * (card.norms_per_layer - 1) + _mlp_ops(card, w, rows, a, s, eff, tp, allreduce)
+        return layer
     if card.layer_specs[0].mixer == "conv":
         # LFM2's short conv: in_proj (3h), B * x, a depthwise conv over the sequence (the cached
         # state in decode), C * y, out_proj; no attention.
@@ -359,6 +365,43 @@ def _mlp_ops(card: ModelCard, w: Workload, rows: int, a: int, s: int, eff: Effic
                   + _linear_ops("shared_up_proj", rows, sh, h, w, a, eff) + [Op("shared_act_mul", 0, rows * sh * a * 5, ACT_KERNELS[card.activation] + 1)]
                   + _linear_ops("shared_down_proj", rows, h, sh, w, a, eff))
     return layer
+
+
+def _gated_delta_net_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, a: int, eff: Efficiency | None,
+                         tp: int, engine: bool) -> list[Op]:
+    """A Gated DeltaNet layer (Qwen3.5/3.6): its projections, the causal conv, the delta rule and
+    the gated norm. The delta rule per value head and token: a prompt runs it in chunks of C = 64
+    (the k*beta k^T system and q k^T within the chunk, 2 x 2 C d_k; the two triangular solves,
+    C (d_k + d_v); reading and updating the d_k x d_v state, 3 x 2 d_k d_v), a decode step
+    reads the state, updates it and reads it again (4 x 2 d_k d_v per token) and moves it
+    (fp32, read and written). transformers' torch path runs it in fp32 over materialised
+    tensors (memory.py's list, each written and read once) with a Python loop of 6 kernels a
+    chunk; an engine's fused kernels (flash-linear-attention's) read q, k, v and write the
+    output once. Not timed against a measurement yet."""
+    h = card.hidden_size
+    conv, vdim = card.linear_conv_dim // tp, card.linear_value_dim // tp
+    vh = max(1, (card.linear_value_heads or 0) // tp)
+    dk, dv = card.linear_key_head_dim or 0, card.linear_value_head_dim or 0
+    seqs = max(rows // max(new_tokens, 1), 1)
+    state = seqs * vh * dk * dv * 4
+    def linear(name: str, out: int, inp: int) -> list[Op]:
+        return [_engine_linear(name, rows, out, inp, w)] if eff is None else _linear_ops(name, rows, out, inp, w, a, eff)
+
+    ops = linear("in_proj_qkvz", conv + vdim, h) + linear("in_proj_ba", 2 * vh, h)
+    ops.append(Op("conv", 2.0 * rows * conv * (card.conv_kernel or 0), 3 * rows * conv * a, 1 if engine else 3))
+    if new_tokens > 1:
+        c = GDN_CHUNK
+        flops = 2.0 * rows * vh * (2 * c * dk + c * (dk + dv) / 2 + 3 * dk * dv)
+        io = rows * (conv + vdim) * a + 2 * state * ceil(new_tokens / c)
+        if not engine:
+            io += 2 * 4 * rows * vh * (6 * dk + 4 * dv + 3 * c)
+        kernels = 6 if engine else 40 + 6 * ceil(new_tokens / c)
+        ops.append(Op("delta_rule", flops, io, kernels, "fp32" if not engine else w.compute_dtype))
+    else:
+        io = 2 * state + rows * (conv + vdim) * a + (0 if engine else 6 * state)
+        ops.append(Op("delta_rule", 8.0 * rows * vh * dk * dv, io, 1 if engine else 20))
+    ops.append(Op("gated_norm", 0, rows * vdim * (3 * a + (0 if engine else 16)), 1 if engine else 8))
+    return ops + linear("out_proj", h, vdim)
 
 
 def _norm_op(card: ModelCard, label: str, n: int, w: Workload) -> Op:
@@ -489,7 +532,9 @@ def _engine_layer_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, 
     add_norm = Op("add_norm", 0, rows * h * 4 * a, 1)  # reads x and the residual, writes both
     layer: list[Op] = [add_norm]
     mixer = card.layer_specs[0].mixer
-    if mixer == "conv":  # LFM2's short conv: in_proj, the gated depthwise conv, out_proj
+    if mixer == "linear":
+        layer += _gated_delta_net_ops(card, w, rows, new_tokens, a, None, tp, engine=True)
+    elif mixer == "conv":  # LFM2's short conv: in_proj, the gated depthwise conv, out_proj
         layer += [_engine_linear("in_proj", rows, 3 * h, h, w), Op("conv", 2.0 * rows * h * (card.conv_kernel or 0),
                                                                       5 * rows * h * a, 1),
                   _engine_linear("out_proj", rows, h, h, w)]

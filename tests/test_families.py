@@ -167,7 +167,7 @@ def test_layer_types_are_validated():
                                            "num_layers", "num_heads", "vocab_size", "max_position_embeddings")}
     with pytest.raises(InputError) as exc:
         card_from_mapping(data | {"layer_types": ["sliding", "mamba"]}, "x.yaml")
-    assert str(exc.value) == ("x.yaml: layer_types: entries must be among full, sliding, chunked, nope, conv, "
+    assert str(exc.value) == ("x.yaml: layer_types: entries must be among full, sliding, chunked, nope, conv, linear, "
                               "got ['sliding', 'mamba']")
     with pytest.raises(InputError) as exc:
         card_from_mapping(data | {"layer_types": ["sliding", "full"]}, "x.yaml")
@@ -187,3 +187,67 @@ def test_profiler_builds_every_family_on_the_cpu(path):
     assert [p.name for p in m.phases] == ["load", "forward", "backward", "optimizer_step"]
     m = run_profile(card, Workload(mode="infer", dtype="fp32", batch=2, seq=16, gen=4), device="cpu")
     assert [p.name for p in m.phases] == ["load", "prefill", "decode"]
+
+
+GDN = Path(__file__).parent / "assets" / "families" / "qwen3_5_text.json"
+
+
+def test_gated_delta_net_parameters_by_hand():
+    # tests/assets/families/qwen3_5_text.json: h 64, layers [linear, full] x 2, 4 heads x 16 (2 kv),
+    # Gated DeltaNet with 2 key heads x 8 and 4 value heads x 12: key dim 16, value dim 48, conv dim
+    # 2 x 16 + 48 = 80. Linear layer: in_proj_qkv 80 x 64 = 5,120; in_proj_z 48 x 64 = 3,072; in_proj_b
+    # and in_proj_a 4 x 64 = 256 each; conv1d 80 x 1 x 4 = 320; dt_bias, A_log 4 each; the gated norm 12;
+    # out_proj 64 x 48 = 3,072 -> 12,116. Full layer: q_proj with its gate 2 x 64 x 64 = 8,192; k, v
+    # 32 x 64 = 2,048 each; o 64 x 64 = 4,096; q/k norms 16 each -> 16,416. MLP 3 x 64 x 96 = 18,432;
+    # norms 128. Embeddings and lm_head 2 x 128 x 64 = 16,384; final norm 64.
+    card = load_card(str(GDN))
+    assert [s.mixer for s in card.layer_specs] == ["linear", "full", "linear", "full"]
+    layers = 2 * (12_116 + 18_432 + 128) + 2 * (16_416 + 18_432 + 128)
+    assert card.num_params == layers + 16_384 + 64 == 147_752
+
+
+def test_gated_delta_net_state_and_prefill_peak_by_hand():
+    from llmcalc.memory import _layer_peak, linear_state_bytes
+    card = load_card(str(GDN))
+    linear = next(g for _, g in card.layer_groups if g.layer_specs[0].mixer == "linear")
+    w = Workload(batch=2, seq=128, gen=1)
+    # state per sequence and layer: conv 80 channels x kernel 4 x 2 B = 640; recurrent fp32
+    # 4 value heads x 8 x 12 x 4 B = 1,536
+    assert linear_state_bytes(linear, w) == 640 + 1_536
+    # cache: 2 sequences x (2 linear layers x 2,176 + 2 full layers x 128 positions x (32 + 32) x 2 B)
+    assert kv_cache_bytes(card, w, 128) == 2 * (2 * 2_176 + 2 * 128 * 64 * 2) == 74_240
+    # per token beside the layer's input (bf16): z 48, the conv's output 80, b, a, beta 3 x 4 -> 140 x 2 B;
+    # g 4 x 4 B; q and k repeated to the 4 value heads 2 x 4 x 8 x 2 B = 128 -> 424. The chunked delta
+    # rule in fp32 per value head: 6 key-wide (8), 4 value-wide (12), 3 chunk-wide (64) and 4 scalars:
+    # 4 x 4 x (48 + 48 + 192 + 4) = 4,672. Held: 2 residual copies (256), the residual and the norm's
+    # output (128 + 128), less the one the layer works on (128): 5,480.
+    assert _layer_peak(linear, w) == 424 + 4_672 + 256 + 128 == 5_480
+    # 100 tokens pad to two chunks of 64: the fp32 part scales by 128 / 100 (ceil(4,672 x 1.28) = 5,981)
+    assert _layer_peak(linear, replace(w, seq=100)) == 424 + 5_981 + 384
+
+
+def test_gated_delta_net_training_is_refused():
+    card = load_card(str(GDN))
+    with pytest.raises(InputError, match="training memory of Gated DeltaNet"):
+        estimate(card, Workload(batch=1, seq=128, mode="train"))
+
+
+def test_qwen3_5_multimodal_config_reads_its_text_model():
+    nested = {"model_type": "qwen3_5", "tie_word_embeddings": False,
+              "text_config": json.loads(GDN.read_text()) | {"model_type": "qwen3_5_text"}}
+    assert card_from_hf_config(nested, "x").num_params == 147_752
+
+
+def test_linear_layers_need_their_shape():
+    card = load_card("gemma-3-1b")
+    data = {k: getattr(card, k) for k in ("name", "family", "source", "hidden_size", "intermediate_size",
+                                           "num_layers", "num_heads", "vocab_size", "max_position_embeddings")}
+    with pytest.raises(InputError) as exc:
+        card_from_mapping(data | {"layer_types": ["linear", "full"], "conv_kernel": 4}, "x.yaml")
+    assert str(exc.value) == ("x.yaml: layer_types: linear layers need conv_kernel, linear_key_heads, "
+                              "linear_value_heads, linear_key_head_dim, linear_value_head_dim")
+    shape = {"conv_kernel": 4, "linear_key_heads": 3, "linear_value_heads": 4, "linear_key_head_dim": 8,
+             "linear_value_head_dim": 8}
+    with pytest.raises(InputError) as exc:
+        card_from_mapping(data | {"layer_types": ["linear", "full"]} | shape, "x.yaml")
+    assert str(exc.value) == "x.yaml: linear_key_heads: 3 does not divide linear_value_heads 4"
