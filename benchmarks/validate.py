@@ -261,6 +261,17 @@ CASES: list[tuple[str, str]] = [
     ("benchmarks/cards/llama-4-scout-4l.yaml", "--dtype bf16 --batch 4 --seq 4096 --gen 64"),
     ("benchmarks/cards/deepseek-v3-4l.yaml", "--dtype bf16 --batch 8 --seq 2048 --gen 32"),
     ("benchmarks/cards/phimoe-mini.yaml", "--dtype bf16 --batch 8 --seq 4096 --gen 32"),
+    # Session 13: Gated DeltaNet hybrids (Qwen3.5/3.6), transformers' torch path for the delta rule;
+    # a 1,000-token prompt pads to 16 chunks of 64.
+    ("qwen3.5-0.8b", "--dtype bf16 --batch 1 --seq 2048 --gen 32"),
+    ("qwen3.5-0.8b", "--dtype bf16 --batch 8 --seq 4096 --gen 32"),
+    ("qwen3.5-0.8b", "--dtype fp32 --batch 2 --seq 2048 --gen 16"),
+    ("qwen3.5-0.8b", "--dtype fp16 --batch 16 --seq 1000 --gen 64"),
+    ("qwen3.5-2b", "--dtype bf16 --batch 4 --seq 8192 --gen 16"),
+    ("qwen3.5-9b", "--dtype bf16 --batch 2 --seq 8192 --gen 32"),
+    ("qwen3.5-9b", "--dtype bf16 --batch 32 --seq 1024 --gen 64"),
+    ("qwen3.6-35b-a3b", "--dtype bf16 --batch 4 --seq 4096 --gen 16"),
+    ("qwen3.6-27b", "--dtype bf16 --batch 1 --seq 16384 --gen 16"),
 ]
 
 

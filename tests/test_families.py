@@ -251,3 +251,16 @@ def test_linear_layers_need_their_shape():
     with pytest.raises(InputError) as exc:
         card_from_mapping(data | {"layer_types": ["linear", "full"]} | shape, "x.yaml")
     assert str(exc.value) == "x.yaml: linear_key_heads: 3 does not divide linear_value_heads 4"
+
+
+# The text models of Qwen3.5/3.6 (benchmarks/serve/qwen35-configs.md: the Hub's safetensors totals less
+# the vision tower and the one MTP layer, e.g. Qwen3.5-0.8B 873,438,784 - 100,592,896 - 20,452,864).
+QWEN35_TEXT = {"qwen3.5-0.8b": 752_393_024, "qwen3.5-2b": 1_881_825_088, "qwen3.5-4b": 4_205_751_296,
+               "qwen3.5-9b": 8_953_803_264, "qwen3.5-27b": 26_895_998_464, "qwen3.6-27b": 26_895_998_464,
+               "qwen3.5-35b-a3b": 34_660_610_688, "qwen3.6-35b-a3b": 34_660_610_688,
+               "qwen3.5-122b-a10b": 122_111_526_912, "qwen3.5-397b-a17b": 396_346_350_336}
+
+
+@pytest.mark.parametrize("name", sorted(QWEN35_TEXT))
+def test_qwen3_5_cards_count_the_published_text_models_exactly(name):
+    assert load_card(name).num_params == QWEN35_TEXT[name]
