@@ -377,6 +377,8 @@ SUMMARIES = [
                                        "training), estimated before the run"),
     ("h200-recorded-heldout-12b.jsonl", "Held out from the session-12 second set (sliding windows, LFM2, the MoE "
                                         "minis), estimated before the run"),
+    ("h200-qwen35.jsonl", "Gated DeltaNet hybrids (Qwen3.5/3.6: the delta rule's fp32 live set read from transformers' "
+                          "torch path), estimated before the run (commit 968b1a9)"),
 ]
 
 
