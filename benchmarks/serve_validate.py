@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from llmcalc import calibration  # noqa: E402
 from llmcalc.resolve import load_card  # noqa: E402
-from llmcalc.serving import GiB, ServeConfig, _kv_groups, _vllm_kv, profile_peak, serve  # noqa: E402
+from llmcalc.serving import GiB, ServeConfig, _kv_groups, _vllm_gdn_kv, _vllm_kv, gdn_layout, profile_peak, serve  # noqa: E402
 
 LOGS = ROOT / "benchmarks" / "serve" / "logs.jsonl"
 MORE = ROOT / "benchmarks" / "serve" / "logs-more.jsonl"  # session 8: 49 more, 45 of them one sweep
@@ -381,6 +381,75 @@ def graph_split() -> list[str]:
     return out
 
 
+# gdn-check.json (session 13, a helper's reading of benchmarks/serve/logs-021.jsonl against vLLM
+# 0.20-0.33's source, benchmarks/serve/vllm-hybrid-gdn.md): Qwen3.6 logs on RTX 3090/5090s.
+# (row, card, version, ServeConfig fields, settings the log does not show, what to check):
+# "kv": tokens and concurrency from the available memory the log prints; "layout": the log prints
+# tokens and concurrency but not the memory: some whole number of blocks must give both;
+# "predict": the log prints the memory only (no line to check).
+GDN = ROOT / "benchmarks" / "serve" / "gdn-check.json"
+_FP8 = {"kv_cache_dtype": "fp8"}
+GDN_CASES: list[tuple[int, str, str, dict[str, Any], str, str]] = [
+    (2, "qwen3.6-27b", "0.21", _FP8 | {"tp": 2, "prefix_caching": True}, "no MTP, prefix caching", "kv"),
+    (8, "qwen3.6-27b", "0.24", _FP8 | {"tp": 2, "prefix_caching": True, "num_speculative_tokens": 3},
+     "fp8 KV, MTP 3, prefix caching", "kv"),
+    (9, "qwen3.6-35b-a3b", "0.24", _FP8 | {"tp": 1, "prefix_caching": True}, "prefix caching", "kv"),
+    (11, "qwen3.6-27b", "0.24", _FP8 | {"tp": 2, "prefix_caching": True, "num_speculative_tokens": 3}, "MTP 3", "kv"),
+    (4, "qwen3.6-27b", "0.20", _FP8 | {"tp": 2, "prefix_caching": True, "num_speculative_tokens": 3}, "", "layout"),
+    (5, "qwen3.6-27b", "0.22", _FP8 | {"tp": 2, "prefix_caching": True, "num_speculative_tokens": 3},
+     "prefix caching", "layout"),
+    (6, "qwen3.6-27b", "0.22", _FP8 | {"tp": 2, "prefix_caching": True, "num_speculative_tokens": 3},
+     "prefix caching", "layout"),
+    (1, "qwen3.6-27b", "0.21", _FP8 | {"tp": 4, "prefix_caching": True, "num_speculative_tokens": 3}, "", "predict"),
+    (3, "qwen3.6-27b", "0.21", _FP8 | {"tp": 2, "prefix_caching": True, "num_speculative_tokens": 3},
+     "MTP 3, prefix caching", "predict"),
+    (10, "qwen3.6-27b", "0.24", _FP8 | {"tp": 1, "num_speculative_tokens": 3}, "MTP 3, fp8 KV", "predict"),
+    (0, "qwen3.6-27b", "0.27", {"tp": 2, "num_speculative_tokens": 3}, "", "predict"),
+]
+
+
+def gdn_rows() -> tuple[list[list[str]], int, int]:
+    """(rows, numbers checked, numbers right): tokens and concurrency as vLLM logs them."""
+    logs = json.loads(GDN.read_text())
+    out, checked, right = [], 0, 0
+    for i, name, version, fields, inferred, check in GDN_CASES:
+        log = logs[i]
+        card = load_card(name)
+        c = ServeConfig(gpu_total_bytes=24 * GiB, **fields)
+        length = log["max_model_len"]
+        layout = gdn_layout(card, c, version, length, 1 if c.kv_cache_dtype.startswith("fp8") else 2, 2)
+        setup = (f"{name} TP {c.tp}, {c.kv_cache_dtype} KV, MTP {c.num_speculative_tokens}, prefix caching "
+                 f"{'on' if layout.prefix else 'off'}, len {length:,}, vLLM {log['version']}"
+                 + (f" (not in the log, inferred: {inferred})" if inferred else ""))
+        link = f"[{log['url'].split('github.com/')[-1]}]({log['url']})"
+        grid = f"{layout.block} / {layout.per_request}"
+        if check == "kv":
+            avail = int(log["available_kv_gib_logged"] * GiB)
+            _, tokens, conc, error, *_ = _vllm_gdn_kv(card, c, version, avail, length, 1 if c.kv_cache_dtype != "auto"
+                                                      else 2, 2)
+            ok_t, ok_c = tokens == log["tokens_logged"], f"{conc:.2f}" == f"{log['concurrency_logged']:.2f}"
+            checked, right = checked + 2, right + ok_t + ok_c
+            out.append([link, setup, grid, f"{log['available_kv_gib_logged']:.2f}",
+                        f"{tokens:,} / {log['tokens_logged']:,} ({_pct(tokens, log['tokens_logged'])})",
+                        f"{conc:.2f} / {log['concurrency_logged']:.2f}"])
+        elif check == "layout":
+            # the whole number of blocks whose concurrency x length gives the logged tokens
+            blocks = [b for b in range(1, 100_000) if int(b / layout.per_request * length) == log["tokens_logged"]]
+            ok = bool(blocks) and f"{blocks[0] / layout.per_request:.2f}" == f"{log['concurrency_logged']:.2f}"
+            checked, right = checked + 1, right + ok
+            out.append([link, setup, grid, "(not logged)",
+                        f"{blocks[0]} blocks give {log['tokens_logged']:,}" if blocks else "no whole block count",
+                        f"{blocks[0] / layout.per_request:.2f} / {log['concurrency_logged']:.2f}" if blocks else "-"])
+        else:
+            avail = int(log["available_kv_gib_logged"] * GiB)
+            _, tokens, conc, error, *_ = _vllm_gdn_kv(card, c, version, avail, length, 1 if c.kv_cache_dtype != "auto"
+                                                      else 2, 2)
+            out.append([link, setup, grid, f"{log['available_kv_gib_logged']:.2f}",
+                        f"{tokens:,} / (not logged)" if error is None else "does not start / (not logged)",
+                        f"{conc:.2f} / (not logged)" if error is None else "-"])
+    return out, checked, right
+
+
 def main() -> None:
     table = rows()
     more, errors, verdicts = more_rows()
@@ -459,8 +528,26 @@ def main() -> None:
               "captures allocate no FlashAttention split buffers in these logs, and Llama 4 Scout (PIECEWISE only). "
               "Held out: the per-kernel figure fitted on alternate configurations (model, TP, PP, dtype) and "
               "checked on the rest, both ways round: " + "; ".join(graph_split()) + ".",
+              ""]
+    gdn, gdn_checked, gdn_right = gdn_rows()
+    lines += ["## vLLM 0.20-0.27: Gated DeltaNet hybrids (Qwen3.6)", "",
+              "benchmarks/serve/gdn-check.json: the Qwen3.6 start-up logs among benchmarks/serve/logs-021.jsonl (RTX "
+              "3090/5090 owners' issues, mostly int4 and FP8 checkpoints), and how vLLM lays out a hybrid's cache "
+              "(benchmarks/serve/vllm-hybrid-gdn.md, read from every wheel 0.20.0-0.33.0; llmcalc/serving.py "
+              "gdn_layout). The checkpoints' weights are not checked (AutoRound int4 and NVFP4 are not modelled): each "
+              "row starts from the available memory the log prints. Where a log's excerpt cuts off a setting, the "
+              "row says which, and the setting is the one the club-3090 configuration of that name uses and the "
+              "only one that reproduces the numbers: those rows check the arithmetic, not the settings.", "",
+              "| log | setup | block tokens / blocks per request | available GiB (logged) | KV tokens (llmcalc / logged) | "
+              "concurrency (llmcalc / logged) |", "|---|---|---:|---:|---:|---:|"]
+    lines += ["| " + " | ".join(r) + " |" for r in gdn]
+    lines += ["", f"{gdn_right} of {gdn_checked} logged numbers reproduced exactly (tokens and concurrency from the "
+              "printed memory; or a whole number of blocks giving both). #642's available memory sits on a block "
+              "boundary: its printed 11.05 GiB gives 425 blocks, the log's tokens are those of 426 (11.05-11.08 GiB "
+              "unrounded). Rows without a token line are predictions. Not covered: the int8_per_token_head KV of "
+              "club-3090 #434, the external DFlash drafters of #1084/#1086 and the DeepSeek-V4 logs.",
               "", "Targets (issue 15): weights within 3%, KV cache within 10%, the start verdict right. "
-              f"Logs in all: {len(CASES) + len(SGLANG_CASES) + len(SGLANG_NEW_CASES) + len(OLD_CASES) + len(more)}."]
+              f"Logs in all: {len(CASES) + len(SGLANG_CASES) + len(SGLANG_NEW_CASES) + len(OLD_CASES) + len(more) + sum(case[-1] != 'predict' for case in GDN_CASES)}."]
     (ROOT / "docs" / "serve-validation.md").write_text("\n".join(lines) + "\n")
     for r in table:
         print(" | ".join(r[1:]))

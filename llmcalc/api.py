@@ -266,8 +266,8 @@ def serve(model: ModelLike, *, gpu: str | GpuSpec | None = None, engine: str = "
           max_running_requests: int | None = None, max_num_batched_tokens: int | None = None,
           chunked_prefill_size: int | None = None, kv_cache_dtype: str = "auto", concurrency: int | None = None,
           dtype: str | None = None, quantization: str | None = None, dp: int = 1, enforce_eager: bool = False,
-          enable_prefix_caching: bool = False, revision: str | None = None,
-          as_family: str | None = None) -> ServeResult:
+          enable_prefix_caching: bool | None = None, revision: str | None = None,
+          as_family: str | None = None, num_speculative_tokens: int = 0) -> ServeResult:
     """What vLLM or SGLang allocates per GPU at start-up (`llmcalc serve`); `gpu_memory` in GiB
     as CUDA reports it. The result's `starts` is False (not an exception) when the engine would
     refuse to start, with the engine's message in `error`."""
@@ -292,7 +292,8 @@ def serve(model: ModelLike, *, gpu: str | GpuSpec | None = None, engine: str = "
         tp=tp, pp=pp, memory_fraction=gpu_memory_utilization if vllm else mem_fraction_static,
         max_model_len=max_model_len or context_length, max_num_seqs=max_num_seqs if vllm else max_running_requests,
         max_num_batched_tokens=max_num_batched_tokens if vllm else chunked_prefill_size,
-        kv_cache_dtype=kv_cache_dtype.lower(), dp=dp, enforce_eager=enforce_eager, prefix_caching=enable_prefix_caching)
+        kv_cache_dtype=kv_cache_dtype.lower(), dp=dp, enforce_eager=enforce_eager, prefix_caching=enable_prefix_caching,
+        num_speculative_tokens=num_speculative_tokens)
     warnings = list(card.notes)
     if spec and not gpu_memory and not spec.cuda_total_bytes:
         warnings.append(f"{spec.id}: the catalog has nvidia-smi's total, not CUDA's (which is 0.4-0.6 GiB less): "

@@ -121,6 +121,10 @@ class ModelCard:
     # Gated attention (Qwen3.5/3.6, Qwen3-Next): q_proj also makes a per-element sigmoid gate of
     # the attention output (2 x q_dim outputs).
     attn_output_gate: bool = False
+    # Multi-token-prediction layers the checkpoint carries for speculative decoding (Qwen3.5/3.6:
+    # one): not in the text model's count; a serving engine's MTP drafter runs them as attention
+    # layers with their own KV cache.
+    mtp_layers: int = 0
     # A multimodal checkpoint's vision encoder and projector, which the cards' text model does not
     # count (num_params) and transformers' CausalLM path does not build, but a serving engine loads
     # in the model's dtype: their parameters, and of those the ones every TP rank holds whole
@@ -448,7 +452,7 @@ _POSITIVE_INTS = (
     "moe_layer_step q_lora_rank kv_lora_rank qk_rope_head_dim qk_nope_head_dim v_head_dim conv_kernel "
     "mm_tokens_per_image mm_image_pixels linear_key_heads linear_value_heads linear_key_head_dim linear_value_head_dim"
 ).split()
-_NON_NEGATIVE_INTS = ("first_dense_layers", "vision_params", "vision_replicated_params")
+_NON_NEGATIVE_INTS = ("first_dense_layers", "vision_params", "vision_replicated_params", "mtp_layers")
 _POSITIVE_NUMBERS = ("final_logit_softcapping",)
 _BOOLS = ("tie_word_embeddings qkv_bias o_bias mlp_bias fused_qkv attention_sinks sdpa lm_head_bias post_norm "
           "shared_expert_gate router_bias router_score_bias conv_bias router_fp32 moe_all_experts rope_fp32 attn_output_gate").split()

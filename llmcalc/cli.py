@@ -383,7 +383,8 @@ def serve(
     quantization: Annotated[Optional[str], typer.Option(help="The engine's --quantization: fp8 or bitsandbytes at run time; a checkpoint's own format (awq, gptq, ...) is read from its config.")] = None,
     dp: Annotated[int, typer.Option(help="Data-parallel replicas (each an engine of its own; the figures are per replica).")] = 1,
     enforce_eager: Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs (outside the budget in the modelled versions).")] = False,
-    enable_prefix_caching: Annotated[bool, typer.Option("--enable-prefix-caching", help="Accepted: prefix caching changes nothing at start-up.")] = False,
+    enable_prefix_caching: Annotated[Optional[bool], typer.Option("--enable-prefix-caching/--no-enable-prefix-caching", help="vLLM's prefix caching (default: the engine's): nothing at start-up, but a Gated DeltaNet hybrid keeps one more state block per request (on by default from 0.28).")] = None,
+    num_speculative_tokens: Annotated[int, typer.Option(help="vLLM: MTP speculative decoding with the checkpoint's own MTP layers (Qwen3.5/3.6): their KV cache and a longer GDN conv state.")] = 0,
     json: Json = False,
     revision: Revision = None,
     as_family: AsFamily = None,
@@ -401,7 +402,7 @@ def serve(
                       chunked_prefill_size=chunked_prefill_size, kv_cache_dtype=kv_cache_dtype,
                       concurrency=concurrency, dtype=dtype, quantization=quantization, dp=dp,
                       enforce_eager=enforce_eager, enable_prefix_caching=enable_prefix_caching, revision=revision,
-                      as_family=as_family)
+                      as_family=as_family, num_speculative_tokens=num_speculative_tokens)
     if json:
         print(render.dumps(r.to_dict()))
     else:

@@ -417,7 +417,7 @@ def _qwen3_5(c: dict[str, Any]) -> dict[str, Any]:
         "conv_kernel": c.get("linear_conv_kernel_dim", 4), "linear_key_heads": c.get("linear_num_key_heads", 16),
         "linear_value_heads": c.get("linear_num_value_heads", 32),
         "linear_key_head_dim": c.get("linear_key_head_dim", 128),
-        "linear_value_head_dim": c.get("linear_value_head_dim", 128)}
+        "linear_value_head_dim": c.get("linear_value_head_dim", 128), "mtp_layers": c.get("mtp_num_hidden_layers", 0)}
 
 
 def _qwen3_5_moe(c: dict[str, Any]) -> dict[str, Any]:

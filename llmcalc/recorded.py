@@ -39,12 +39,14 @@ ORDERS = Path(__file__).resolve().parent / "data" / "orders"
 # Card fields that do not change what transformers allocates for the text model.
 _NOT_SHAPE = {"name", "source", "path", "notes", "max_position_embeddings", "vision_params",
               "vision_replicated_params", "mm_tokens_per_image", "mm_image_pixels", "rope_cache_rows",
-              "quantization", "quant_skip"}
+              "quantization", "quant_skip", "mtp_layers"}
 
 
 def card_key(card: ModelCard) -> str:
-    """A checksum of the card's shape: equal for two cards that build the same model."""
-    text = repr([(f.name, getattr(card, f.name)) for f in fields(card) if f.name not in _NOT_SHAPE]).encode()
+    """A checksum of the card's shape: equal for two cards that build the same model. Fields at their
+    default are left out, so a card key added later keeps the templates' keys."""
+    text = repr([(f.name, getattr(card, f.name)) for f in fields(card)
+                 if f.name not in _NOT_SHAPE and getattr(card, f.name) != f.default]).encode()
     return f"{zlib.crc32(text):08x}{zlib.adler32(text):08x}"
 
 

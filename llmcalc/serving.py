@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from math import ceil
+from math import ceil, gcd
 
 from llmcalc import calibration
 from llmcalc.cards import ModelCard, Param
@@ -239,7 +239,10 @@ class ServeConfig:
     block_size: int | None = None  # vLLM: 16, MLA 64; SGLang page_size 1
     dp: int = 1  # data-parallel replicas, each an engine of its own (the accounting is per replica)
     enforce_eager: bool = False  # no CUDA graphs: captured after the cache is sized, outside the budget
-    prefix_caching: bool = False  # reuses blocks at run time: nothing at start-up
+    # None: the engine's default. Nothing at start-up for attention-only models; a Gated DeltaNet
+    # hybrid keeps one more state block per request (vLLM's "align" mode; its default from 0.28)
+    prefix_caching: bool | None = None
+    num_speculative_tokens: int = 0  # MTP drafting with the checkpoint's own MTP layers (card.mtp_layers)
 
 
 @dataclass(frozen=True)
@@ -290,6 +293,20 @@ def validate(card: ModelCard, c: ServeConfig) -> str:
         raise InputError(f"--kv-cache-dtype must be auto or fp8, got '{c.kv_cache_dtype}'")
     if c.gpu_total_bytes <= 0:
         raise InputError("the GPU's memory is unknown: give --gpu-memory GiB")
+    if c.num_speculative_tokens < 0:
+        raise InputError(f"--num-speculative-tokens must be zero or positive, got {c.num_speculative_tokens}")
+    if c.num_speculative_tokens and not card.mtp_layers:
+        raise InputError(f"--num-speculative-tokens: {card.name} has no MTP layers to draft with (card key mtp_layers)")
+    if _linear_layers(card):
+        if c.engine != "vllm" or version_tuple(version) < GDN_FROM:
+            raise InputError(f"{card.name}: Gated DeltaNet layers are modelled for vLLM from "
+                             f"{'.'.join(map(str, GDN_FROM))} (--engine vllm --engine-version 0.20 or later)")
+        if c.pp > 1:
+            raise InputError(f"{card.name}: pipeline stages of a Gated DeltaNet hybrid are not modelled (--pp 1)")
+        heads = (card.linear_key_heads or 0, card.linear_value_heads or 0)
+        if any(h % c.tp for h in heads):
+            raise InputError(f"--tp {c.tp} does not divide {card.name}'s {heads[0]} key and {heads[1]} value "
+                             "heads of its Gated DeltaNet layers")
     return version
 
 
@@ -457,6 +474,102 @@ def _vllm_kv(card: ModelCard, c: ServeConfig, groups: list[_KvGroup], available:
                                                                     max_len, block, batched) for g in groups)
     concurrency = blocks / max(ceil(per_request / page), 1)
     return int(blocks * page * group_size), tokens, concurrency, None
+
+
+# --- Gated DeltaNet hybrids (vLLM 0.20-0.33) ---------------------------------------------------
+# benchmarks/serve/vllm-hybrid-gdn.md reads every wheel from 0.20.0 to 0.33.0 (file:line there);
+# its formulas reproduce the four public 0.20-0.28 logs that print both the available memory and
+# the token count (benchmarks/serve/gdn-check.json).
+
+GDN_FROM = (0, 20)
+GDN_PREFIX_CACHING_FROM = (0, 28)  # arg_utils.py: prefix caching on by default for hybrids ("align")
+GDN_CHECKPOINT_FROM = (0, 33)  # FlashInfer GDN prefill checkpoints in "align" mode (Hopper)
+GDN_CHECKPOINT_ALIGNMENT = 64  # v1/attention/backends/gdn_attn.py FLASHINFER_GDN_CHECKPOINT_ALIGNMENT
+_HOPPER_NAMES = ("h100", "h200", "h800", "h20", "gh200")
+
+
+def _linear_layers(card: ModelCard) -> int:
+    return sum(1 for spec in card.layer_specs if spec.mixer == "linear")
+
+
+@dataclass(frozen=True)
+class GdnLayout:
+    """How vLLM lays out a Gated DeltaNet hybrid's cache on one rank (_vllm_gdn_kv)."""
+
+    state: int  # one GDN layer's state per request: conv + recurrent bytes
+    conv: int
+    recurrent: int
+    block: int  # tokens per attention block
+    page: int  # bytes per block per layer (the GDN state padded to it)
+    group: int  # layers per KV-cache group; the pool has available // (group x page) blocks
+    attn_groups: int
+    gdn_groups: int
+    gdn_blocks: int  # blocks per request in each GDN group
+    per_request: int  # blocks per request of max_model_len
+    prefix: bool
+    checkpoint: bool
+
+
+def gdn_layout(card: ModelCard, c: ServeConfig, version: str, max_len: int, kv_bytes: float, a: int) -> GdnLayout:
+    """Each GDN layer keeps, per request, a conv state of conv dim / TP x (kernel - 1 +
+    speculative tokens) in the model dtype and an fp32 recurrent state of value heads / TP x key dim
+    x value dim (Qwen3.5's mamba_ssm_dtype; mamba_utils.py gated_delta_net_state_shape).
+    _align_hybrid_block_size raises the attention block to the smallest multiple of 16 (64 with
+    0.33's FlashInfer checkpoints) whose page holds one state, and pads the state to that page.
+    Layers are grouped by kind into groups of G layers (the smaller kind's count, or the larger's
+    when within 1.5x; an MTP drafter's attention layers join the attention kind). A request needs
+    cdiv(length, block) blocks per attention group and 1 (+1 with prefix caching's "align" mode,
+    +1 for 0.33's checkpoint, + the speculative tokens) per GDN group."""
+    v = version_tuple(version)
+    tp, ns = c.tp, c.num_speculative_tokens
+    conv = card.linear_conv_dim // tp * ((card.conv_kernel or 1) - 1 + ns) * a
+    recurrent = ((card.linear_value_heads or 0) // tp * (card.linear_key_head_dim or 0)
+                 * (card.linear_value_head_dim or 0) * 4)
+    state = conv + recurrent
+    per_token = 2 * max(1, card.kv_heads // tp) * card.dim_head * kv_bytes
+    prefix = c.prefix_caching if c.prefix_caching is not None else v >= GDN_PREFIX_CACHING_FROM
+    checkpoint = prefix and v >= GDN_CHECKPOINT_FROM and any(n in c.gpu_name.lower() for n in _HOPPER_NAMES)
+    align = max(16, c.block_size or 16)
+    if checkpoint:
+        align = align * GDN_CHECKPOINT_ALIGNMENT // gcd(align, GDN_CHECKPOINT_ALIGNMENT)
+    block = align * ceil(state / (align * per_token))
+    n_gdn = _linear_layers(card)
+    n_attn = card.num_layers - n_gdn + (card.mtp_layers if ns else 0)
+    small, large = sorted((n_attn, n_gdn))
+    group = large if large < 1.5 * small else small
+    attn_groups, gdn_groups = ceil(n_attn / group), ceil(n_gdn / group)
+    gdn_blocks = (2 if prefix else 1) + ns + (1 if checkpoint else 0)
+    return GdnLayout(state, conv, recurrent, block, int(block * per_token), group, attn_groups, gdn_groups, gdn_blocks,
+                     attn_groups * ceil(max_len / block) + gdn_groups * gdn_blocks, prefix, checkpoint)
+
+
+def _vllm_gdn_kv(card: ModelCard, c: ServeConfig, version: str, available: int, max_len: int, kv_bytes: float,
+                 a: int) -> tuple[int, int, float, str | None, int, int, str]:
+    """(KV bytes, tokens, concurrency, error, block, one block's bytes on this rank, explanation) as
+    vLLM sizes a Gated DeltaNet hybrid's cache (gdn_layout): every group shares one pool of
+    available // (G x page) blocks; the logged tokens are concurrency x max_model_len (0.20.1 on),
+    not blocks x block; the engine refuses to start with fewer blocks than one request needs."""
+    g = gdn_layout(card, c, version, max_len, kv_bytes, a)
+    n_gdn = _linear_layers(card)
+    note = (f"Gated DeltaNet state {g.state:,} B (conv {g.conv:,} + fp32 recurrent {g.recurrent:,}) per layer and "
+            f"request: attention blocks of {g.block} tokens, pages of {g.page:,} B; "
+            f"{card.num_layers - n_gdn}{' + MTP' if c.num_speculative_tokens else ''} attention and "
+            f"{n_gdn} GDN layers in groups of {g.group}; {g.per_request} blocks per request ({g.gdn_blocks} per GDN "
+            f"group{', prefix caching' if g.prefix else ''}{', FlashInfer prefill checkpoints' if g.checkpoint else ''})")
+    if available <= 0:
+        return 0, 0, 0.0, ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` "
+                           "when initializing the engine."), g.block, g.page * g.group, note
+    blocks = int(available // (g.group * g.page))
+    if blocks < g.per_request:
+        longest = (blocks - g.gdn_groups * g.gdn_blocks) // g.attn_groups * g.block
+        hint = f"Based on the available memory, the estimated maximum model length is {longest}." if longest > 0 else ""
+        return 0, 0, 0.0, (f"To serve at least one request with the models's max seq len ({max_len}), "
+                           f"({g.group * g.page * g.per_request / GiB:.2f} GiB KV cache is needed, which is larger "
+                           f"than the available KV cache memory ({available / GiB:.2f} GiB). {hint} Try increasing "
+                           "`gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine."), \
+            g.block, g.page * g.group, note
+    concurrency = blocks / g.per_request
+    return blocks * g.group * g.page, int(concurrency * max_len), concurrency, None, g.block, g.page * g.group, note
 
 
 # --- activations of the profile run ---------------------------------------------------------
@@ -655,7 +768,7 @@ def serve(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str) -> Se
         notes["data_parallel"] = f"{c.dp} replicas, each with this budget and cache: {c.dp} x the concurrency"
     if c.enforce_eager:
         notes["cuda_graph"] = "--enforce-eager: no CUDA graphs (outside the budget here either way)"
-    if c.prefix_caching:
+    if c.prefix_caching and not _linear_layers(card):
         notes["prefix_caching"] = "reuses cached blocks at run time: nothing changes at start-up"
     return replace(est, data_parallel=c.dp, explain=est.explain | notes)
 
@@ -691,7 +804,13 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
         if version_tuple(version) >= CUDA_GRAPH_BUDGET_FROM:
             cuda_graph, graph_note = cuda_graph_estimate(card, c, version, runner, seqs, batched, dtype, compute_dtype)
         available = budget - weights - non_torch - activation - cuda_graph
-        kv, tokens, concurrency, error = _vllm_kv(card, c, groups, available, block, max_len, batched)
+        if _linear_layers(card):
+            kv, tokens, concurrency, error, block, block_bytes, gdn_note = _vllm_gdn_kv(
+                card, c, version, available, max_len, kv_bytes, a)
+            explain["gdn"] = gdn_note
+        else:
+            kv, tokens, concurrency, error = _vllm_kv(card, c, groups, available, block, max_len, batched)
+            block_bytes = _block_bytes(groups, block)
         free = c.gpu_total_bytes - calibration.CUDA_CONTEXT_BYTES  # the context exists before the check
         if free < budget and version != "0.8":  # Worker.init_device (0.9 and later)
             error = (f"Free memory on device ({free / GiB:.2f}/{c.gpu_total_bytes / GiB:.2f} GiB) on startup is less "
@@ -709,8 +828,7 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
             "kv_cache": f"blocks of {block} tokens; {sum(g.layers for g in groups)} layers on this rank",
         }
         return ServeEstimate("vllm", version, budget, weights, non_torch, activation, cuda_graph, available, kv, tokens,
-                             block,
-                             _block_bytes(groups, block), max_len, seqs, batched, concurrency, error is None, error,
+                             block, block_bytes, max_len, seqs, batched, concurrency, error is None, error,
                              explain)
     # SGLang: mem_fraction_static of the memory free before the weights (after the CUDA context and
     # NCCL) holds the weights and the pool

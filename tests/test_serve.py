@@ -500,3 +500,58 @@ def test_the_table_shows_the_graph_estimate_where_the_budget_holds_it():
     old = " ".join(runner.invoke(app, [*args, "--engine-version", "0.19"]).output.split())
     # 550,476 KiB = 0.52 GiB (the worked example); 0.19 leaves the graphs out of its budget
     assert "CUDA graphs (estimate) │ 0.52 │" in now and "CUDA graphs" not in old
+
+
+def test_gated_delta_net_hybrid_by_hand():
+    # club-3090 #652 (vLLM 0.24.0, RTX 5090): Qwen3.6-35B-A3B, TP 1, fp8 KV, prefix caching, 131,072 tokens,
+    # "Available KV cache memory: 6.01 GiB". A GDN layer's state per request: conv 8,192 channels x (4 - 1)
+    # x 2 B = 49,152 and the fp32 recurrent state 32 x 128 x 128 x 4 = 2,097,152 -> 2,146,304 B. Attention
+    # per token and layer 2 x 2 heads x 256 x 1 B = 1,024 -> block 16 x cdiv(2,146,304, 16 x 1,024) = 2,096
+    # tokens, page 2,146,304 B. 10 attention and 30 GDN layers: groups of 10 (1 + 3 groups); the pool
+    # int(6.01 GiB / (10 x 2,146,304)) = 300 blocks; a request cdiv(131,072, 2,096) = 63 attention blocks
+    # + 3 GDN groups x 2 ("align") = 69: concurrency 300 / 69 = 4.35, tokens int(4.3478 x 131,072) = 569,878,
+    # as logged.
+    from llmcalc.serving import _vllm_gdn_kv, gdn_layout
+    card = load_card("qwen3.6-35b-a3b")
+    c = ServeConfig(gpu_total_bytes=32 * GiB, kv_cache_dtype="fp8", prefix_caching=True)
+    g = gdn_layout(card, c, "0.24", 131_072, 1, 2)
+    assert (g.state, g.block, g.page, g.group, g.per_request) == (2_146_304, 2_096, 2_146_304, 10, 69)
+    kv, tokens, conc, error, block, _, _ = _vllm_gdn_kv(card, c, "0.24", int(6.01 * GiB), 131_072, 1, 2)
+    assert (kv, tokens, round(conc, 2), error, block) == (300 * 10 * 2_146_304, 569_878, 4.35, None, 2_096)
+    # from 0.28 prefix caching is the default for hybrids; before it, off: one GDN block per group fewer
+    assert gdn_layout(card, replace(c, prefix_caching=None), "0.27", 131_072, 1, 2).per_request == 66
+    assert gdn_layout(card, replace(c, prefix_caching=None), "0.28", 131_072, 1, 2).per_request == 69
+    # 0.33 on Hopper keeps a FlashInfer prefill checkpoint: blocks of a multiple of 64 (2,112) and 3 a group
+    hopper = gdn_layout(card, replace(c, gpu_name="NVIDIA H100 80GB HBM3"), "0.33", 131_072, 1, 2)
+    assert (hopper.block, hopper.gdn_blocks) == (2_112, 3)
+
+
+def test_mtp_drafting_joins_the_attention_layers():
+    # club-3090 #594 (vLLM 0.24.0): Qwen3.6-27B TP 2, fp8 KV, MTP 3, prefix caching, 262,144 tokens, 5.33 GiB.
+    # conv 10,240 / 2 x (3 + 3) x 2 = 61,440 + recurrent 24 x 128 x 128 x 4 = 1,572,864 -> 1,634,304 B;
+    # attention 2 x 2 x 256 x 1 = 1,024 B a token -> block 1,600; 16 + 1 MTP attention layers against 48 GDN:
+    # groups of 17 (1 + 3); a request 164 + 3 x (2 + 3) = 179 blocks; int(5.33 GiB / (17 x 1,638,400)) = 205
+    # blocks: 1.15x, 300,220 tokens, as logged.
+    from llmcalc.serving import _vllm_gdn_kv
+    card = load_card("qwen3.6-27b")
+    c = ServeConfig(gpu_total_bytes=24 * GiB, tp=2, kv_cache_dtype="fp8", prefix_caching=True, num_speculative_tokens=3)
+    _, tokens, conc, _, block, _, _ = _vllm_gdn_kv(card, c, "0.24", int(5.33 * GiB), 262_144, 1, 2)
+    assert (tokens, round(conc, 2), block) == (300_220, 1.15, 1_600)
+
+
+def test_gated_delta_net_serving_limits_are_said():
+    runner = CliRunner()
+    base = ["serve", "qwen3.6-27b", "--gpu-memory", "79", "--json"]
+    out = runner.invoke(app, [*base, "--engine", "sglang"])
+    assert out.exit_code == 2
+    assert "qwen3.6-27b: Gated DeltaNet layers are modelled for vLLM from 0.20" in out.output
+    out = runner.invoke(app, [*base, "--engine-version", "0.19"])
+    assert out.exit_code == 2
+    out = runner.invoke(app, [*base, "--tp", "32"])
+    assert out.exit_code == 2 and "--tp 32 does not divide" in out.output
+    out = runner.invoke(app, ["serve", "llama-3.1-8b", "--gpu-memory", "79", "--num-speculative-tokens", "2"])
+    assert out.exit_code == 2
+    assert "--num-speculative-tokens: llama-3.1-8b has no MTP layers to draft with (card key mtp_layers)" in out.output
+    # a start: the enlarged block and the cache as JSON
+    doc = json.loads(runner.invoke(app, [*base, "--dtype", "fp8", "--max-model-len", "32768"]).output)
+    assert doc["serve"]["kv_block_size"] == 784 and doc["serve"]["starts"] is True
