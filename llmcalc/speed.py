@@ -367,6 +367,20 @@ def _mlp_ops(card: ModelCard, w: Workload, rows: int, a: int, s: int, eff: Effic
     return layer
 
 
+# Kernels of one Gated DeltaNet layer in transformers' torch path, counted from
+# modeling_qwen3_5.py (5.17): the padding mask (2), b, a -> beta and g (8), q and k repeated to the
+# value heads (4), five fp32 conversions, two L2 norms (5 each) and the query's scale (16 with the
+# zero state), the gated RMSNorm (12) and the cache's copies (2): 42 outside the delta rule proper;
+# a decode step's recurrence is 11 more, a prompt's chunked rule 30 more plus 9 a chunk; the causal
+# conv 5 in decode (cat, the state's copy, conv1d, SiLU), 3 in a prompt. Measured on the H200
+# (validation rows' profiler traces, transformers 5.17): a qwen3.5-0.8b decode step launches
+# 2,006 kernels.
+GDN_KERNELS_OUTSIDE = 42
+GDN_KERNELS_DECODE = 11
+GDN_KERNELS_PREFILL = 30
+GDN_KERNELS_PER_CHUNK = 9
+
+
 def _gated_delta_net_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, a: int, eff: Efficiency | None,
                          tp: int, engine: bool) -> list[Op]:
     """A Gated DeltaNet layer (Qwen3.5/3.6): its projections, the causal conv, the delta rule and
@@ -375,33 +389,43 @@ def _gated_delta_net_ops(card: ModelCard, w: Workload, rows: int, new_tokens: in
     C (d_k + d_v); reading and updating the d_k x d_v state, 3 x 2 d_k d_v), a decode step
     reads the state, updates it and reads it again (4 x 2 d_k d_v per token) and moves it
     (fp32, read and written). transformers' torch path runs it in fp32 over materialised
-    tensors (memory.py's list, each written and read once) with a Python loop of 6 kernels a
-    chunk; an engine's fused kernels (flash-linear-attention's) read q, k, v and write the
-    output once. Not timed against a measurement yet."""
+    tensors (memory.py's list, each written and read once) with a Python loop over the chunks and
+    the state's products as separate passes (14 over the state in decode); an engine's fused kernels
+    (flash-linear-attention's) read q, k, v and write the output once, with merged projections."""
     h = card.hidden_size
     conv, vdim = card.linear_conv_dim // tp, card.linear_value_dim // tp
     vh = max(1, (card.linear_value_heads or 0) // tp)
     dk, dv = card.linear_key_head_dim or 0, card.linear_value_head_dim or 0
     seqs = max(rows // max(new_tokens, 1), 1)
     state = seqs * vh * dk * dv * 4
-    def linear(name: str, out: int, inp: int) -> list[Op]:
-        return [_engine_linear(name, rows, out, inp, w)] if eff is None else _linear_ops(name, rows, out, inp, w, a, eff)
-
-    ops = linear("in_proj_qkvz", conv + vdim, h) + linear("in_proj_ba", 2 * vh, h)
-    ops.append(Op("conv", 2.0 * rows * conv * (card.conv_kernel or 0), 3 * rows * conv * a, 1 if engine else 3))
-    if new_tokens > 1:
+    prompt = new_tokens > 1
+    if eff is None:  # an engine: in_proj_qkvz and in_proj_ba merged
+        ops = [_engine_linear("in_proj_qkvz", rows, conv + vdim, h, w), _engine_linear("in_proj_ba", rows, 2 * vh, h, w)]
+    else:
+        ops = (_linear_ops("in_proj_qkv", rows, conv, h, w, a, eff) + _linear_ops("in_proj_z", rows, vdim, h, w, a, eff)
+               + _linear_ops("in_proj_b", rows, vh, h, w, a, eff) + _linear_ops("in_proj_a", rows, vh, h, w, a, eff))
+    ops.append(Op("conv", 2.0 * rows * conv * (card.conv_kernel or 0), 3 * rows * conv * a,
+                  1 if engine else 3 if prompt else 5))
+    if prompt:
         c = GDN_CHUNK
         flops = 2.0 * rows * vh * (2 * c * dk + c * (dk + dv) / 2 + 3 * dk * dv)
-        io = rows * (conv + vdim) * a + 2 * state * ceil(new_tokens / c)
+        # the state per chunk: an engine reads and writes it once; the torch loop reads it in two
+        # products, decays it (read, write), writes k^T v_new and adds them (read 2, write 1)
+        io = rows * (conv + vdim) * a + (2 if engine else 7) * state * ceil(new_tokens / c)
         if not engine:
             io += 2 * 4 * rows * vh * (6 * dk + 4 * dv + 3 * c)
-        kernels = 6 if engine else 40 + 6 * ceil(new_tokens / c)
+        kernels = 6 if engine else GDN_KERNELS_OUTSIDE + GDN_KERNELS_PREFILL + GDN_KERNELS_PER_CHUNK * ceil(new_tokens / c)
         ops.append(Op("delta_rule", flops, io, kernels, "fp32" if not engine else w.compute_dtype))
     else:
-        io = 2 * state + rows * (conv + vdim) * a + (0 if engine else 6 * state)
-        ops.append(Op("delta_rule", 8.0 * rows * vh * dk * dv, io, 1 if engine else 20))
-    ops.append(Op("gated_norm", 0, rows * vdim * (3 * a + (0 if engine else 16)), 1 if engine else 8))
-    return ops + linear("out_proj", h, vdim)
+        # the state: an engine reads and writes it once; the torch recurrence passes over
+        # state-sized tensors 14 times (decay 2, k-product and its sum 3, the outer product 1,
+        # the update 3, the q-product and its sum 3, the cache's copy 2)
+        io = (2 if engine else 14) * state + rows * (conv + vdim) * a
+        ops.append(Op("delta_rule", 8.0 * rows * vh * dk * dv, io,
+                      1 if engine else GDN_KERNELS_OUTSIDE + GDN_KERNELS_DECODE))
+    ops.append(Op("gated_norm", 0, rows * vdim * (3 * a + (0 if engine else 16)), 1))
+    out = [_engine_linear("out_proj", rows, h, vdim, w)] if eff is None else _linear_ops("out_proj", rows, h, vdim, w, a, eff)
+    return ops + out
 
 
 def _norm_op(card: ModelCard, label: str, n: int, w: Workload) -> Op:

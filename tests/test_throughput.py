@@ -314,3 +314,20 @@ def test_a_whole_forwards_expert_gemms_keep_the_grouped_rate():
     experts = [op for op in ops if op.name.startswith("experts_") and op.flops]
     assert len(experts) == 2 and all(op.grouped for op in experts)
     assert all(not op.grouped for op in ops if op.name in ("qkv_proj", "o_proj", "lm_head"))
+
+
+def test_gated_delta_net_decode_ops_as_transformers_runs_them():
+    # tests/assets/families/qwen3_5_text.json: one GDN layer at batch 2, one new token, bf16. Kernels:
+    # the four projections (4), the causal conv's update (5), the delta rule and its surroundings
+    # (42 + 11, counted from modeling_qwen3_5.py), the gated norm (1), out_proj (1) -> 64.
+    # The recurrence passes 14 times over the fp32 state: 2 sequences x 4 value heads x 8 x 12 x 4 B.
+    from pathlib import Path
+
+    from llmcalc.speed import _gated_delta_net_ops
+    card = load_card(str(Path(__file__).parent / "assets" / "families" / "qwen3_5_text.json"))
+    w = Workload(batch=2, seq=16, gen=4)
+    ops = _gated_delta_net_ops(card, w, 2, 1, 2, default_efficiency(), 1, engine=False)
+    assert sum(op.kernels for op in ops) == 64
+    rule = next(op for op in ops if op.name == "delta_rule")
+    state = 2 * 4 * 8 * 12 * 4
+    assert rule.bytes == 14 * state + 2 * (80 + 48) * 2  # + q, k, v and z read in bf16
