@@ -272,6 +272,14 @@ CASES: list[tuple[str, str]] = [
     ("qwen3.5-9b", "--dtype bf16 --batch 32 --seq 1024 --gen 64"),
     ("qwen3.6-35b-a3b", "--dtype bf16 --batch 4 --seq 4096 --gen 16"),
     ("qwen3.6-27b", "--dtype bf16 --batch 1 --seq 16384 --gen 16"),
+    # Qwen3-Next's fused GDN projections (12 of its 48 layers), and Gated DeltaNet training: the first
+    # measurement of what autograd saves through the delta rule's torch path
+    ("benchmarks/cards/qwen3-next-12l.yaml", "--dtype bf16 --batch 2 --seq 4096 --gen 16"),
+    ("benchmarks/cards/qwen3-next-12l.yaml", "--dtype bf16 --batch 8 --seq 2048 --gen 16"),
+    ("qwen3.5-0.8b", "--mode train --dtype bf16 --batch 4 --seq 2048"),
+    ("qwen3.5-0.8b", "--mode train --dtype bf16 --batch 2 --seq 2048 --grad-checkpointing"),
+    ("qwen3.5-0.8b", "--mode train --dtype fp32 --autocast bf16 --batch 2 --seq 2048"),
+    ("qwen3.5-2b", "--mode train --dtype bf16 --batch 1 --seq 4096"),
 ]
 
 

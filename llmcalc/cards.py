@@ -22,7 +22,7 @@ from llmcalc.precision import PRECISIONS
 FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "phi3", "gemma2", "gpt2", "falcon",
             "qwen3", "qwen2_moe", "qwen3_moe", "gemma3", "llama4", "deepseek_v2", "deepseek_v3", "gpt_oss",
             "glm4_moe", "olmo2", "olmo3", "granite", "granitemoe", "smollm3", "phimoe", "cohere2",
-            "ernie4_5", "ernie4_5_moe", "lfm2", "qwen3_5", "qwen3_5_moe")
+            "ernie4_5", "ernie4_5_moe", "lfm2", "qwen3_5", "qwen3_5_moe", "qwen3_next")
 MLP_KINDS = ("gated", "plain")
 # rmsnorm: Llama's (normalise in fp32, cast, then scale by the weight in the model dtype);
 # rmsnorm_fp32: Gemma's and OLMo 2's (normalise and scale in fp32, cast last);
@@ -118,6 +118,9 @@ class ModelCard:
     linear_value_heads: int | None = None
     linear_key_head_dim: int | None = None
     linear_value_head_dim: int | None = None
+    # Qwen3-Next's layout: q, k, v and z from one projection (in_proj_qkvz, grouped by key head) and
+    # b, a from another (in_proj_ba), both kept alive through the layer; Qwen3.5 has four.
+    linear_fused_proj: bool = False
     # Gated attention (Qwen3.5/3.6, Qwen3-Next): q_proj also makes a per-element sigmoid gate of
     # the attention output (2 x q_dim outputs).
     attn_output_gate: bool = False
@@ -377,8 +380,11 @@ def _mixer_params(card: ModelCard, mixer: str) -> list[Param]:
         # depthwise causal conv over q, k, v without bias, dt_bias and A_log per value head, a
         # gated RMSNorm of value_head_dim, out_proj.
         conv, vdim, vh = card.linear_conv_dim, card.linear_value_dim, card.linear_value_heads or 0
-        lp = (_linear("in_proj_qkv", conv, h, False) + _linear("in_proj_z", vdim, h, False)
-              + _linear("in_proj_b", vh, h, False) + _linear("in_proj_a", vh, h, False)
+        projections = (_linear("in_proj_qkvz", conv + vdim, h, False) + _linear("in_proj_ba", 2 * vh, h, False)
+                       if card.linear_fused_proj else
+                       _linear("in_proj_qkv", conv, h, False) + _linear("in_proj_z", vdim, h, False)
+                       + _linear("in_proj_b", vh, h, False) + _linear("in_proj_a", vh, h, False))
+        lp = (projections
               + [Param("conv1d", (conv, 1, card.conv_kernel or 0), "conv"), Param("dt_bias", (vh,), "norm"),
                  Param("A_log", (vh,), "norm"), Param("norm", (card.linear_value_head_dim or 0,), "norm")]
               + _linear("out_proj", h, vdim, False))
@@ -455,7 +461,7 @@ _POSITIVE_INTS = (
 _NON_NEGATIVE_INTS = ("first_dense_layers", "vision_params", "vision_replicated_params", "mtp_layers")
 _POSITIVE_NUMBERS = ("final_logit_softcapping",)
 _BOOLS = ("tie_word_embeddings qkv_bias o_bias mlp_bias fused_qkv attention_sinks sdpa lm_head_bias post_norm "
-          "shared_expert_gate router_bias router_score_bias conv_bias router_fp32 moe_all_experts rope_fp32 attn_output_gate").split()
+          "shared_expert_gate router_bias router_score_bias conv_bias router_fp32 moe_all_experts rope_fp32 attn_output_gate linear_fused_proj").split()
 _LISTS: dict[str, tuple[str, ...] | None] = {"layer_types": LAYER_TYPES, "dense_layers": None, "quant_skip": (),
                                              "rope_cache_rows": None}
 # lists: of these choices, of layer indices (None), or of strings (())

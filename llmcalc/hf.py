@@ -429,13 +429,28 @@ def _qwen3_5_moe(c: dict[str, Any]) -> dict[str, Any]:
         "shared_expert_intermediate_size": c.get("shared_expert_intermediate_size", 512), "shared_expert_gate": True}
 
 
+def _qwen3_next(c: dict[str, Any]) -> dict[str, Any]:
+    # Qwen3-Next (configuration_qwen3_next.py): Qwen3.5's layers with fused GDN projections, a
+    # 151,936-token vocabulary, MoE layers by decoder_sparse_step and mlp_only_layers
+    c = {"vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 48,
+         "num_attention_heads": 16, "num_key_value_heads": 2} | c
+    moe = {"num_experts": c.get("num_experts", 512), "num_experts_per_tok": c.get("num_experts_per_tok", 10),
+           "moe_intermediate_size": c.get("moe_intermediate_size", 512), "decoder_sparse_step": c.get("decoder_sparse_step", 1)}
+    card = _qwen3_5(c) | {"linear_fused_proj": True}
+    if moe["num_experts"]:
+        card |= _qwen_moe(c | moe) | {
+            "shared_expert_intermediate_size": c.get("shared_expert_intermediate_size", 512) or None,
+            "shared_expert_gate": bool(c.get("shared_expert_intermediate_size", 512))}
+    return card
+
+
 _READERS = {"llama": _llama, "mistral": _mistral, "mixtral": _mixtral, "qwen2": _qwen2, "phi3": _phi3,
             "gemma2": _gemma2, "gpt2": _gpt2, "falcon": _falcon, "qwen3": _qwen3, "qwen2_moe": _qwen2_moe,
             "qwen3_moe": _qwen3_moe, "gemma3": _gemma3, "llama4": _llama4, "deepseek_v2": _deepseek,
             "deepseek_v3": _deepseek, "gpt_oss": _gpt_oss, "glm4_moe": _glm4_moe, "olmo2": _olmo2, "olmo3": _olmo3,
             "granite": _granite, "granitemoe": _granitemoe, "smollm3": _smollm3, "phimoe": _phimoe,
             "cohere2": _cohere2, "ernie4_5": _ernie4_5, "ernie4_5_moe": _ernie4_5_moe, "lfm2": _lfm2,
-            "qwen3_5": _qwen3_5, "qwen3_5_moe": _qwen3_5_moe}
+            "qwen3_5": _qwen3_5, "qwen3_5_moe": _qwen3_5_moe, "qwen3_next": _qwen3_next}
 
 
 def to_hf_config(card: ModelCard) -> dict[str, Any]:
@@ -560,6 +575,10 @@ _WRITERS: dict[str, Any] = {
         "model_type": "qwen3_5_moe_text", "num_experts": c.num_experts, "num_experts_per_tok": c.experts_per_token,
         "moe_intermediate_size": c.moe_intermediate_size or c.intermediate_size,
         "shared_expert_intermediate_size": c.shared_expert_intermediate_size or 0},
+    "qwen3_next": lambda c: _qwen3_5_config(c) | {
+        "model_type": "qwen3_next", "num_experts": c.num_experts or 0, "num_experts_per_tok": c.experts_per_token or 1,
+        "moe_intermediate_size": c.moe_intermediate_size or c.intermediate_size,
+        "shared_expert_intermediate_size": c.shared_expert_intermediate_size or 0} | _sparse_step_layers(c),
 }
 
 

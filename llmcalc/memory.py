@@ -497,7 +497,8 @@ def _gated_delta_net(card: ModelCard, w: Workload, b: _Bytes, decode: bool) -> i
     used). Beside the layer's input, in the projections' dtype: z (value dim), the conv's SiLU
     output whose views are q, k, v (conv dim), b, a and beta (a scalar per value head each), g
     in fp32, and q and k repeated to every value head when there are fewer key heads.
-    Prefill (torch_chunk_gated_delta_rule): every head's q, k, v in fp32, padded to a multiple
+    Qwen3-Next's fused projections stay alive beside them. Prefill
+    (torch_chunk_gated_delta_rule): every head's q, k, v in fp32, padded to a multiple
     of the 64-position chunk, then v*beta, k*beta, the decayed k*beta, the two triangular
     solves' outputs and the output buffer (5 key-wide and 4 value-wide fp32 tensors), the
     pairwise decays, the UT system and the intra-chunk scores (chunk-wide each), beta, the
@@ -507,6 +508,10 @@ def _gated_delta_net(card: ModelCard, w: Workload, b: _Bytes, decode: bool) -> i
     kh, vh = card.linear_key_heads or 0, card.linear_value_heads or 0
     dk, dv = card.linear_key_head_dim or 0, card.linear_value_head_dim or 0
     outside = b.a * (card.linear_value_dim + card.linear_conv_dim + 3 * vh) + 4 * vh
+    if card.linear_fused_proj:
+        # Qwen3-Next: the forward keeps in_proj_qkvz's and in_proj_ba's outputs to its end, and z,
+        # b, a are contiguous copies of their slices
+        outside += b.a * (card.linear_conv_dim + card.linear_value_dim + 2 * vh)
     if vh > kh:
         outside += 2 * vh * dk * b.a  # repeat_interleave's copies of q and k
     if decode:
@@ -675,6 +680,8 @@ def _saved(card: ModelCard, w: Workload) -> int:
         # in_proj's output (B, C, x: 3h, saved by the products), B * x (the conv's input), the
         # conv output (C * conv's), the contiguous transpose (out_proj's input)
         attn = 6 * h * b.a
+    if card.layer_specs[0].mixer == "linear":
+        attn = _gated_delta_net_saved(card, w, b)
     _, act_saved = ACTIVATIONS[card.activation]
     # gated: silu saves gate, mul saves act and up, down saves the product; plain: the
     # activation saves fc's output, fc_out saves the activation's.
@@ -699,6 +706,25 @@ def _saved(card: ModelCard, w: Workload) -> int:
     return norms + qkv_in + attn + mlp_in + mlp
 
 
+def _gated_delta_net_saved(card: ModelCard, w: Workload, b: _Bytes) -> int:
+    """Bytes per token a Gated DeltaNet layer saves for backward (transformers' torch path, read
+    op by op from modeling_qwen3_5.py): in the projections' dtype the projection output (the conv's
+    input), the conv's padded output (SiLU's input), beta and out_proj's input; in fp32 the decay's
+    softplus input and product, the gated RMSNorm's input, gate and SiLU(gate) (12 B per value-dim
+    element) beside its two 16-bit products; and per value head, per position padded to the
+    64-token chunk, eight key-wide tensors (q and k before and after their L2 norm and padding,
+    k*beta, the solved k_cumdecay, the decayed q and k the chunk loop reads), three value-wide (v,
+    the solved values, v_new), five chunk-wide (the pairwise decays, the UT system before and after
+    the decay, the intra-chunk scores before and after it), the state each chunk starts from (key x
+    value dims per 64 positions) and six scalars."""
+    vh = card.linear_value_heads or 0
+    dk, dv = card.linear_key_head_dim or 0, card.linear_value_head_dim or 0
+    conv, vdim, c = card.linear_conv_dim, card.linear_value_dim, GDN_CHUNK
+    padded = ceil(w.seq / c) * c
+    outside = b.a * (2 * conv + vh + vdim) + 8 * vh + vdim * (12 + 2 * b.a)
+    return outside + ceil(4 * vh * (8 * dk + 3 * dv + 5 * c + dk * dv / c + 6) * padded / w.seq)
+
+
 def _layer_backward_transient(card: ModelCard, w: Workload) -> int:
     """Gradient buffers alive while one layer runs backward, bytes per token: the incoming
     and outgoing residual gradients, plus for the MLP grad(prod), grad(act), grad(up); for flash
@@ -716,14 +742,18 @@ def _backward(card: ModelCard, w: Workload) -> int:
         # and the gate_up gradient (2i)
         mlp = _routed_copies(card) * 4 * i * b.s
     attn = (2 * q + 2 * k) * b.a + 4 * q
+    if card.layer_specs[0].mixer == "linear":
+        # the chunk loop's backward accumulates full-length gradients of the five tensors it slices
+        # per chunk (new values, k_cumdecay, the decayed q and k: 3 key-wide and 1 value-wide; the
+        # intra-chunk scores, chunk-wide), each beside the zero-filled full-length gradient of one
+        # slice, then q's and k's gradients (first cut, fp32, per value head and padded position)
+        dk, dv, c = card.linear_key_head_dim or 0, card.linear_value_head_dim or 0, GDN_CHUNK
+        padded = ceil(w.seq / c) * c
+        attn = ceil(4 * (card.linear_value_heads or 0) * (2 * (3 * dk + dv + c) + dk + dv) * padded / w.seq)
     return 2 * b.s * h + max(mlp, attn)
 
 
 def training_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[str, str]]:
-    if any(spec.mixer == "linear" for spec in card.layer_specs):
-        # what autograd saves through torch_chunk_gated_delta_rule has not been measured
-        raise InputError(f"{card.name}: training memory of Gated DeltaNet (linear attention) layers is not "
-                         "modelled yet; inference and serving are")
     b = _dtypes(w)
     tokens = w.batch * w.seq
     p_bytes = int(PRECISIONS[w.dtype].bytes_per_element)

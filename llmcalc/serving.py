@@ -486,6 +486,10 @@ GDN_PREFIX_CACHING_FROM = (0, 28)  # arg_utils.py: prefix caching on by default 
 GDN_CHECKPOINT_FROM = (0, 33)  # FlashInfer GDN prefill checkpoints in "align" mode (Hopper)
 GDN_CHECKPOINT_ALIGNMENT = 64  # v1/attention/backends/gdn_attn.py FLASHINFER_GDN_CHECKPOINT_ALIGNMENT
 _HOPPER_NAMES = ("h100", "h200", "h800", "h20", "gh200")
+# the architectures whose config hook copies mamba_ssm_dtype ("float32") into the cache config
+# (model_executor/models/config.py MODELS_CONFIG_MAP); Qwen3-Next has none: its recurrent state
+# takes the model's dtype unless --mamba-ssm-cache-dtype says otherwise
+GDN_FP32_STATE = ("qwen3_5", "qwen3_5_moe")
 
 
 def _linear_layers(card: ModelCard) -> int:
@@ -512,8 +516,9 @@ class GdnLayout:
 
 def gdn_layout(card: ModelCard, c: ServeConfig, version: str, max_len: int, kv_bytes: float, a: int) -> GdnLayout:
     """Each GDN layer keeps, per request, a conv state of conv dim / TP x (kernel - 1 +
-    speculative tokens) in the model dtype and an fp32 recurrent state of value heads / TP x key dim
-    x value dim (Qwen3.5's mamba_ssm_dtype; mamba_utils.py gated_delta_net_state_shape).
+    speculative tokens) in the model dtype and a recurrent state of value heads / TP x key dim x
+    value dim, in fp32 for Qwen3.5/3.6 (their mamba_ssm_dtype), in the model's dtype for Qwen3-Next
+    (mamba_utils.py gated_delta_net_state_shape).
     _align_hybrid_block_size raises the attention block to the smallest multiple of 16 (64 with
     0.33's FlashInfer checkpoints) whose page holds one state, and pads the state to that page.
     Layers are grouped by kind into groups of G layers (the smaller kind's count, or the larger's
@@ -524,7 +529,7 @@ def gdn_layout(card: ModelCard, c: ServeConfig, version: str, max_len: int, kv_b
     tp, ns = c.tp, c.num_speculative_tokens
     conv = card.linear_conv_dim // tp * ((card.conv_kernel or 1) - 1 + ns) * a
     recurrent = ((card.linear_value_heads or 0) // tp * (card.linear_key_head_dim or 0)
-                 * (card.linear_value_head_dim or 0) * 4)
+                 * (card.linear_value_head_dim or 0) * (4 if card.family in GDN_FP32_STATE else a))
     state = conv + recurrent
     per_token = 2 * max(1, card.kv_heads // tp) * card.dim_head * kv_bytes
     prefix = c.prefix_caching if c.prefix_caching is not None else v >= GDN_PREFIX_CACHING_FROM

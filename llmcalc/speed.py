@@ -401,6 +401,10 @@ def _gated_delta_net_ops(card: ModelCard, w: Workload, rows: int, new_tokens: in
     prompt = new_tokens > 1
     if eff is None:  # an engine: in_proj_qkvz and in_proj_ba merged
         ops = [_engine_linear("in_proj_qkvz", rows, conv + vdim, h, w), _engine_linear("in_proj_ba", rows, 2 * vh, h, w)]
+    elif card.linear_fused_proj:  # Qwen3-Next: two projections, then q, k, v and z copied out of them
+        ops = (_linear_ops("in_proj_qkvz", rows, conv + vdim, h, w, a, eff)
+               + _linear_ops("in_proj_ba", rows, 2 * vh, h, w, a, eff)
+               + [Op("qkvz_copies", 0, 4 * rows * (conv + vdim) * a, 6)])
     else:
         ops = (_linear_ops("in_proj_qkv", rows, conv, h, w, a, eff) + _linear_ops("in_proj_z", rows, vdim, h, w, a, eff)
                + _linear_ops("in_proj_b", rows, vh, h, w, a, eff) + _linear_ops("in_proj_a", rows, vh, h, w, a, eff))
