@@ -280,6 +280,11 @@ CASES: list[tuple[str, str]] = [
     ("qwen3.5-0.8b", "--mode train --dtype bf16 --batch 2 --seq 2048 --grad-checkpointing"),
     ("qwen3.5-0.8b", "--mode train --dtype fp32 --autocast bf16 --batch 2 --seq 2048"),
     ("qwen3.5-2b", "--mode train --dtype bf16 --batch 1 --seq 4096"),
+    # Held out from the training terms above (the autocast ones read off a b1 x 1,024 trace), estimated
+    # before the run
+    ("qwen3.5-2b", "--mode train --dtype bf16 --batch 2 --seq 2048 --grad-checkpointing"),
+    ("qwen3.5-9b", "--mode train --dtype bf16 --batch 1 --seq 2048 --grad-checkpointing"),
+    ("qwen3.5-0.8b", "--mode train --dtype fp32 --autocast bf16 --batch 4 --seq 1000"),
 ]
 
 
@@ -385,6 +390,8 @@ SUMMARIES = [
                                        "training), estimated before the run"),
     ("h200-recorded-heldout-12b.jsonl", "Held out from the session-12 second set (sliding windows, LFM2, the MoE "
                                         "minis), estimated before the run"),
+    ("h200-qwen35-first.jsonl", "Qwen3-Next's fused projections (estimated before the run) and the first measurement of "
+                                "Gated DeltaNet training (bf16 as estimated before it; autocast corrected after it)"),
     ("h200-qwen35.jsonl", "Gated DeltaNet hybrids (Qwen3.5/3.6: the delta rule's fp32 live set read from transformers' "
                           "torch path), estimated before the run (commit 968b1a9)"),
 ]

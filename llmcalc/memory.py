@@ -722,7 +722,20 @@ def _gated_delta_net_saved(card: ModelCard, w: Workload, b: _Bytes) -> int:
     conv, vdim, c = card.linear_conv_dim, card.linear_value_dim, GDN_CHUNK
     padded = ceil(w.seq / c) * c
     outside = b.a * (2 * conv + vh + vdim) + 8 * vh + vdim * (12 + 2 * b.a)
-    return outside + ceil(4 * vh * (8 * dk + 3 * dv + 5 * c + dk * dv / c + 6) * padded / w.seq)
+    chunk = 4 * vh * (8 * dk + 3 * dv + 5 * c + dk * dv / c + 6)
+    if w.autocast:
+        # Autocast runs every matmul of the delta rule in bf16 and saves its own bf16 copies of the
+        # operands (it caches casts of weights only): k*beta, k and q for the two chunk-wide
+        # products, whose outputs are then bf16 (and the intra-chunk scores after the decay are no
+        # longer saved); in the chunk loop k_cumdecay, q, the state, the scores, v_new (twice) and k;
+        # the decayed q and k themselves are no longer saved in fp32. Outside: the conv's bf16 input
+        # (cast from the fp32 copy .to(weight.dtype) makes), the fourth projection's cast of x, z and
+        # b, a themselves, and the gated norm's weighted product and out_proj's input one more
+        # 16-bit copy each (qwen3.5-0.8b under autocast on the H200: 53.4 KB per token and layer
+        # above the bf16 run's set, from its allocation trace).
+        chunk += vh * (b.a * (3 * dk + 2 * dv + c + dk * dv / c) + b.a * 4 * dk - 2 * c * b.a - 4 * c - 8 * dk)
+        outside += b.a * (conv + card.hidden_size + vdim + 2 * vh + 2 * vdim)
+    return outside + ceil(chunk * padded / w.seq)
 
 
 def _layer_backward_transient(card: ModelCard, w: Workload) -> int:

@@ -258,3 +258,18 @@ QWEN35_TEXT = {"qwen3.5-0.8b": 752_393_024, "qwen3.5-2b": 1_881_825_088, "qwen3.
 @pytest.mark.parametrize("name", sorted(QWEN35_TEXT))
 def test_qwen3_5_cards_count_the_published_text_models_exactly(name):
     assert load_card(name).num_params == QWEN35_TEXT[name]
+
+
+def test_gated_delta_net_saved_for_backward_by_hand():
+    from llmcalc.memory import _dtypes, _gated_delta_net_saved
+    card = load_card(str(GDN))
+    linear = next(g for _, g in card.layer_groups if g.layer_specs[0].mixer == "linear")
+    w = Workload(mode="train", batch=2, seq=128)
+    # bf16, per token: the projection output and the conv's output (2 x 80), beta (4) and out_proj's
+    # input (48) x 2 B = 424; the decay's fp32 terms 8 x 4 = 32; the gated norm's fp32 input, gate and
+    # SiLU(gate) and two bf16 products 48 x (12 + 4) = 768 -> 1,224. The delta rule in fp32 per value
+    # head (4): eight key-wide (8) and three value-wide (12) tensors, five chunk-wide (64), a state
+    # per 64 positions (8 x 12 / 64 = 1.5) and six scalars: 4 x 4 x 427.5 = 6,840.
+    assert _gated_delta_net_saved(linear, w, _dtypes(w)) == 1_224 + 6_840 == 8_064
+    # training through a hybrid is estimated (and larger with a longer prompt)
+    assert estimate(card, w).peak_allocated_bytes < estimate(card, replace(w, seq=256)).peak_allocated_bytes
