@@ -93,9 +93,12 @@ WORKLOADS: list[tuple[str, str, int, int, tuple[tuple[int, ...], ...], bool]] = 
     ("benchmarks/cards/deepseek-v3-4l.yaml", "--dtype bf16 --gen 16", 1, 512, ((2, 1024),), True),
     ("benchmarks/cards/phimoe-mini.yaml", "--dtype bf16 --gen 32", 1, 1024, ((4, 2048),), True),
     # session 13 (cases-13b.txt, cases-13c.txt): Qwen3.5 training with checkpointing, the delta rule's
-    # per-chunk tensors fragmenting the pool (the fraction: -11% and -17% on the device total)
-    ("qwen3.5-0.8b", "--mode train --dtype bf16 --grad-checkpointing", 1, 1024, ((2, 2048),), True),
-    ("qwen3.5-2b", "--mode train --dtype bf16 --grad-checkpointing", 1, 1024, ((2, 2048),), True),
+    # per-chunk tensors fragmenting the pool (the fraction: -11% and -17% on the device total). Not
+    # shipped: the chunked delta rule allocates per 64-token chunk, so the (B, 2S) trace has more
+    # allocations than the (B, S) one and 28,464 of them do not align; the order generated from them
+    # put the held-out rows' reserve at 17.38 and 24.79 GiB against 19.29 and 29.22 measured
+    ("qwen3.5-0.8b", "--mode train --dtype bf16 --grad-checkpointing", 1, 1024, ((2, 2048),), False),
+    ("qwen3.5-2b", "--mode train --dtype bf16 --grad-checkpointing", 1, 1024, ((2, 2048),), False),
 ]
 
 

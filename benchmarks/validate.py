@@ -392,6 +392,8 @@ SUMMARIES = [
                                         "minis), estimated before the run"),
     ("h200-qwen35-first.jsonl", "Qwen3-Next's fused projections (estimated before the run) and the first measurement of "
                                 "Gated DeltaNet training (bf16 as estimated before it; autocast corrected after it)"),
+    ("h200-qwen35-heldout.jsonl", "Held out from the Gated DeltaNet training terms (bf16 with checkpointing at 2B and "
+                                  "9B, autocast at 4 x 1,000), estimated before the run (commit dd8c3a6)"),
     ("h200-qwen35.jsonl", "Gated DeltaNet hybrids (Qwen3.5/3.6: the delta rule's fp32 live set read from transformers' "
                           "torch path), estimated before the run (commit 968b1a9)"),
 ]
