@@ -7,6 +7,7 @@ Defaults mirror the transformers configuration classes of each family (v5).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,6 +51,9 @@ def card_from_hf_config(config: Any, source: str, as_family: str | None = None) 
         raise InputError(f"{source}: missing key {exc.args[0]!r} for model_type {model_type!r}") from None
     name = str(c.get("_name_or_path") or source).rstrip("/").split("/")[-1] or "config"
     card = {"name": name, "family": family, "source": source} | {k: v for k, v in card.items() if v is not None}
+    vision = config.get("vision_config")
+    if family in _VISION and isinstance(vision, Mapping):
+        card["vision_params"] = _VISION[family](vision)
     qc = config.get("quantization_config") or config.get("compression_config")
     if isinstance(qc, Mapping):
         card |= quantization_from_config(qc, source)
@@ -171,6 +175,24 @@ def quantization_from_config(qc: Mapping[str, Any], source: str) -> dict[str, An
         fmt = {"NVFP4": "nvfp4", "FP8": "fp8"}.get(algo)
     elif method == "compressed-tensors":
         fmt = _compressed_tensors(qc)
+    elif method in ("auto-round", "intel/auto-round", "auto_round"):
+        # Intel's AutoRound (vLLM's INC / auto_round loader): integers packed as GPTQ's (or AWQ's)
+        # qweight, scales and zeros per group; extra_config names the modules left at 16 bits
+        # (a module path or a regex), block_name_to_quantize the only blocks quantized
+        packing = str(qc.get("packing_format", "auto_round:auto_gptq"))
+        bits = qc.get("bits", 4)
+        if str(qc.get("data_type", "int")) == "int" and bits in (4, 8):
+            fmt = (f"awq-int4-g{_group(qc.get('group_size', 128))}" if "awq" in packing and bits == 4
+                   else f"gptq-int{bits}-g{_group(qc.get('group_size', 128))}")
+        extra = qc.get("extra_config") or {}
+        skip += [name if re.fullmatch(r"[\w.]+", name) else f"re:{name}" for name, cfg in extra.items()
+                 if isinstance(cfg, Mapping) and (cfg.get("bits") or bits) >= 16]
+        blocks = qc.get("block_name_to_quantize") or qc.get("to_quant_block_names")
+        if isinstance(blocks, str):
+            blocks = blocks.split(",")
+        if blocks:
+            # outside the quantized blocks (lm_head; the embeddings are never quantized)
+            skip.append("lm_head")
     if fmt is None:
         raise InputError(f"{source}: quantization_config {dict(qc).get('quant_method')!r} "
                          f"({_describe(qc)}) is not modelled; pass --dtype to say how the weights are stored")
@@ -429,6 +451,21 @@ def _qwen3_5_moe(c: dict[str, Any]) -> dict[str, Any]:
         "shared_expert_intermediate_size": c.get("shared_expert_intermediate_size", 512), "shared_expert_gate": True}
 
 
+def _qwen3_5_vision(v: Mapping[str, Any]) -> int:
+    """Qwen3.5/3.6's vision tower (Qwen3_5VisionModel: a Conv3d patch embedding, learned position
+    embeddings, ViT blocks with biased qkv/proj and MLP, the 2 x 2 patch merger), which vLLM loads
+    beside the text model. benchmarks/serve/qwen35-configs.md: with the text model and the MTP
+    layer it gives the Hub's totals of all nine checkpoints exactly (27B: 460,730,096)."""
+    v = {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "patch_size": 16, "temporal_patch_size": 2,
+         "in_channels": 3, "spatial_merge_size": 2, "out_hidden_size": 3584, "num_position_embeddings": 2304} | dict(v)
+    h, i, out = v["hidden_size"], v["intermediate_size"], v["out_hidden_size"]
+    merged = h * v["spatial_merge_size"] ** 2
+    patch = v["in_channels"] * v["temporal_patch_size"] * v["patch_size"] ** 2 * h + h
+    block = 4 * h + (3 * h * h + 3 * h) + (h * h + h) + (h * i + i) + (i * h + h)
+    merger = 2 * h + (merged * merged + merged) + (merged * out + out)
+    return int(patch + v["num_position_embeddings"] * h + v["depth"] * block + merger)
+
+
 def _qwen3_next(c: dict[str, Any]) -> dict[str, Any]:
     # Qwen3-Next (configuration_qwen3_next.py): Qwen3.5's layers with fused GDN projections, a
     # 151,936-token vocabulary, MoE layers by decoder_sparse_step and mlp_only_layers
@@ -451,6 +488,10 @@ _READERS = {"llama": _llama, "mistral": _mistral, "mixtral": _mixtral, "qwen2": 
             "granite": _granite, "granitemoe": _granitemoe, "smollm3": _smollm3, "phimoe": _phimoe,
             "cohere2": _cohere2, "ernie4_5": _ernie4_5, "ernie4_5_moe": _ernie4_5_moe, "lfm2": _lfm2,
             "qwen3_5": _qwen3_5, "qwen3_5_moe": _qwen3_5_moe, "qwen3_next": _qwen3_next}
+
+
+# the vision towers read from a multimodal config's vision_config (serving loads them)
+_VISION = {"qwen3_5": _qwen3_5_vision, "qwen3_5_moe": _qwen3_5_vision}
 
 
 def to_hf_config(card: ModelCard) -> dict[str, Any]:

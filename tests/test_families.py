@@ -273,3 +273,25 @@ def test_gated_delta_net_saved_for_backward_by_hand():
     assert _gated_delta_net_saved(linear, w, _dtypes(w)) == 1_224 + 6_840 == 8_064
     # training through a hybrid is estimated (and larger with a longer prompt)
     assert estimate(card, w).peak_allocated_bytes < estimate(card, replace(w, seq=256)).peak_allocated_bytes
+
+
+def test_qwen3_5_hub_config_counts_its_vision_tower_and_reads_autoround():
+    # Qwen3.6-27B's multimodal config: the vision tower (27 blocks of 1,152, merger to 5,120) is
+    # 460,730,096 parameters (benchmarks/serve/qwen35-configs.md: patch 1,770,624 + positions 2,654,208
+    # + blocks 411,466,608 + merger 44,838,656), which serving loads beside the text model
+    text = {"model_type": "qwen3_5_text", "hidden_size": 5120, "intermediate_size": 17408, "num_hidden_layers": 64,
+            "num_attention_heads": 24, "num_key_value_heads": 4, "head_dim": 256, "linear_num_value_heads": 48}
+    autoround = {"quant_method": "auto-round", "bits": 4, "group_size": 128, "sym": True,
+                 "packing_format": "auto_round:auto_gptq", "block_name_to_quantize": "model.language_model.layers",
+                 "extra_config": {r".*linear_attn\.in_proj_a.*": {"bits": 16}, "model.language_model.layers.0.mlp.down_proj": {"bits": 16}}}
+    card = card_from_hf_config({"model_type": "qwen3_5", "tie_word_embeddings": False, "text_config": text,
+                                "vision_config": {"out_hidden_size": 5120}, "quantization_config": autoround}, "x")
+    assert card.num_params == 26_895_998_464 and card.vision_params == 460_730_096
+    # AutoRound's GPTQ packing: int4 in groups of 128; the modules extra_config keeps at 16 bits skipped
+    assert card.quantization == "gptq-int4-g128"
+    assert card.quant_skip == ("re:.*linear_attn\\.in_proj_a.*", "model.language_model.layers.0.mlp.down_proj", "lm_head")
+    from llmcalc.cards import skipped
+    names = {p.name: p for p in card.parameters()}
+    assert skipped(names["layers.5.linear_attn.in_proj_a"], card.quant_skip)
+    assert not skipped(names["layers.5.linear_attn.in_proj_qkv"], card.quant_skip)
+    assert skipped(names["layers.0.down_proj"], card.quant_skip) and not skipped(names["layers.1.down_proj"], card.quant_skip)
