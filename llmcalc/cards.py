@@ -143,6 +143,9 @@ class ModelCard:
     # (default: one of max_position_embeddings rows). vLLM's linear RoPE scaling by f builds
     # max_position x f rows: Gemma 3's full-attention layers (f = 8) beside its sliding ones.
     rope_cache_rows: tuple[int, ...] = ()
+    # Dimensions of each head the rotary embedding turns (partial_rotary_factor x head_dim: Qwen3.5's
+    # 64 of 256); None: all of them. A serving engine's cos/sin cache has this many columns.
+    rotary_dim: int | None = None
     # A pre-quantized checkpoint (config.json's quantization_config): the storage format of its
     # linear layers (llmcalc.precision), the default when --dtype is not given, and the modules it
     # leaves in 16 bits (modules_to_not_convert, ignore: Hugging Face module paths, `re:` regexes).
@@ -456,7 +459,8 @@ _POSITIVE_INTS = (
     "num_kv_heads head_dim norms_per_layer num_experts experts_per_token sliding_window "
     "sliding_window_pattern attention_chunk_size moe_intermediate_size shared_expert_intermediate_size "
     "moe_layer_step q_lora_rank kv_lora_rank qk_rope_head_dim qk_nope_head_dim v_head_dim conv_kernel "
-    "mm_tokens_per_image mm_image_pixels linear_key_heads linear_value_heads linear_key_head_dim linear_value_head_dim"
+    "mm_tokens_per_image mm_image_pixels linear_key_heads linear_value_heads linear_key_head_dim linear_value_head_dim "
+    "rotary_dim"
 ).split()
 _NON_NEGATIVE_INTS = ("first_dense_layers", "vision_params", "vision_replicated_params", "mtp_layers")
 _POSITIVE_NUMBERS = ("final_logit_softcapping",)

@@ -439,7 +439,15 @@ def _qwen3_5(c: dict[str, Any]) -> dict[str, Any]:
         "conv_kernel": c.get("linear_conv_kernel_dim", 4), "linear_key_heads": c.get("linear_num_key_heads", 16),
         "linear_value_heads": c.get("linear_num_value_heads", 32),
         "linear_key_head_dim": c.get("linear_key_head_dim", 128),
-        "linear_value_head_dim": c.get("linear_value_head_dim", 128), "mtp_layers": c.get("mtp_num_hidden_layers", 0)}
+        "linear_value_head_dim": c.get("linear_value_head_dim", 128), "mtp_layers": c.get("mtp_num_hidden_layers", 0),
+        "rotary_dim": int(c.get("head_dim", 256) * _partial_rotary(c))}
+
+
+def _partial_rotary(c: dict[str, Any]) -> float:
+    """partial_rotary_factor, at the top of a text config or (transformers 5) in rope_parameters;
+    Qwen3.5's default 0.25."""
+    rope = c.get("rope_parameters") if isinstance(c.get("rope_parameters"), Mapping) else {}
+    return float(c.get("partial_rotary_factor") or rope.get("partial_rotary_factor") or 0.25)
 
 
 def _qwen3_5_moe(c: dict[str, Any]) -> dict[str, Any]:

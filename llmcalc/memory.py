@@ -568,7 +568,7 @@ def inference_phases(card: ModelCard, w: Workload) -> tuple[list[Phase], dict[st
     weights = weight_bytes(card, w)
     explain: dict[str, str] = {}
     # Prompt ids (int64) and RoPE's cos/sin (positions are shared across the batch).
-    inputs = 8 * tokens + 2 * w.seq * card.dim_head * 4
+    inputs = 8 * tokens + 2 * w.seq * (card.rotary_dim or card.dim_head) * 4
     layer = prefill_layer_peak_per_token(card, w) * tokens
     # After the last layer: final norm over all tokens, then logits for the last position only
     # (generate's logits_to_keep=1) and their fp32 copy for sampling.

@@ -356,7 +356,7 @@ def weights_per_rank(card: ModelCard, dtype: str, compute_dtype: str, tp: int, p
             part = _marlin_mxfp4_bytes(card, p, tp, store, other)
         stage = (p.layer // per_stage) if p.layer is not None else pp - 1  # final norm, lm_head bias: last stage
         stage_bytes[stage] = stage_bytes.get(stage, 0.0) + part
-    rotary = card.qk_rope_head_dim if card.is_mla else card.dim_head
+    rotary = card.qk_rope_head_dim if card.is_mla else (card.rotary_dim or card.dim_head)
     rows = card.rope_cache_rows or (card.max_position_embeddings,)
     rope = sum(other.tensor_bytes(r * (rotary or 0)) for r in rows) if card.position_embedding == "rope" else 0
     # a multimodal checkpoint's vision encoder and projector, in the compute dtype, on the first

@@ -149,3 +149,25 @@ def test_a_card_never_imports_huggingface_hub():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert run.stdout.strip() == "False"
+
+
+def test_a_qwen3_6_checkpoint_by_hub_id_serves_with_its_vision_tower(tmp_path):
+    # Qwen/Qwen3.6-27B's config.json (a multimodal qwen3_5 config, text and vision nested), from the
+    # cache: the text model's 26,895,998,464 parameters, and under vLLM the vision tower's 460,730,096
+    # in bf16 beside them; the hybrid's enlarged block (784 tokens at TP 1 in bf16, docs/serve.md)
+    config = {"model_type": "qwen3_5", "architectures": ["Qwen3_5ForConditionalGeneration"], "tie_word_embeddings": False,
+              "text_config": {"model_type": "qwen3_5_text", "hidden_size": 5120, "intermediate_size": 17408,
+                              "num_hidden_layers": 64, "num_attention_heads": 24, "num_key_value_heads": 4,
+                              "head_dim": 256, "linear_num_value_heads": 48, "max_position_embeddings": 262144,
+                              "mtp_num_hidden_layers": 1},
+              "vision_config": {"out_hidden_size": 5120}}
+    lay_out(tmp_path, "Qwen/Qwen3.6-27B", {"config.json": config})
+    env = {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    doc = json.loads(llmcalc("estimate", "Qwen/Qwen3.6-27B", "--seq", "4096", "--json", env=env).stdout)
+    assert doc["model"]["params"] == 26_895_998_464
+    run = llmcalc("serve", "Qwen/Qwen3.6-27B", "--gpu-memory", "139", "--max-model-len", "32768", "--json", env=env)
+    serve = json.loads(run.stdout)["serve"]
+    # weights: (26,895,998,464 + 460,730,096) x 2 B, the vocabulary a multiple of 64, one rotary cache of
+    # 262,144 x 64 x 2 B (partial_rotary_factor 0.25 of the 256-wide heads)
+    assert serve["weights_bytes"] == (26_895_998_464 + 460_730_096) * 2 + 262_144 * 64 * 2
+    assert serve["kv_block_size"] == 784 and serve["starts"] is True
