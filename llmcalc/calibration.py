@@ -161,6 +161,18 @@ ENGINE_GEMV_EFFICIENCY = 0.846
 # ran at 0.35-0.58 of the bf16 peak, median 0.438, against 0.627 for cuBLAS at a dense prefill's
 # shapes (MATMUL_EFFICIENCY): the median, for every dtype.
 ENGINE_MOE_EFFICIENCY = 0.438
+# Gated DeltaNet's delta rule as engines run it: flash-linear-attention's Triton kernels (vLLM
+# vendors them), fla-core 0.6.0 timed on an H200 from CUDA graphs at Qwen3.6-27B's, Qwen3.6-35B-A3B's
+# and Qwen3.5-0.8B's shapes (benchmarks/gdn_kernels.py, benchmarks/results/gdn-kernels/h200.json;
+# driver 580.159.04, CUDA 13.0, torch 2.11.0, triton 3.6.0). A prompt's chunked rule moves what
+# speed._gated_delta_net_ops lists (the L2-normalised q and k, the WY factors, the per-chunk states,
+# v_new, the output) at 0.31-0.43 of peak bandwidth from 2,048 tokens on: the median of those six
+# rows, 0.394. A decode step's fused recurrence reads and writes every fp32 state at 0.50-0.61 of
+# peak from 64 sequences on (median of six rows 0.583), beside a fixed 13.35 us (one sequence: the
+# median of the three models' time beyond their bytes; 4.9-21.7 us over the 1-8 sequence rows).
+ENGINE_GDN_PREFILL_BANDWIDTH = 0.394
+ENGINE_GDN_DECODE_BANDWIDTH = 0.583
+ENGINE_GDN_DECODE_S = 13.35e-6
 # A serving engine's decode attention is two kernels, FlashAttention's split-KV pass and the
 # combine of the splits, and at a short context they cost far more than two small kernels:
 # 5.79 + 3.43 = 9.22 us per layer for llama-3.1-8b at batch 1 and 512 cached tokens, of which

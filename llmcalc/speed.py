@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from math import ceil
 
+from llmcalc import calibration
 from llmcalc.calibration import ENGINE_DECODE_ATTENTION_S, INT8_QUANT_BYTES_PER_INPUT
 from llmcalc.cards import ModelCard
 from llmcalc.errors import InputError
@@ -105,6 +106,7 @@ class Op:
     link_bytes: float = 0.0  # a tensor-parallel collective: ring all-reduce bytes per GPU
     fixed_s: float = 0.0  # engine_step_time: the kernels' measured fixed time, in place of kernels x floor
     grouped: bool = False  # an engine's grouped expert GEMM: its FLOPs at Efficiency.engine_moe
+    bandwidth: float = 0.0  # engine_step_time: the kernel's measured fraction of peak bandwidth (0: the copy rate)
 
 
 @dataclass(frozen=True)
@@ -410,23 +412,38 @@ def _gated_delta_net_ops(card: ModelCard, w: Workload, rows: int, new_tokens: in
                + _linear_ops("in_proj_b", rows, vh, h, w, a, eff) + _linear_ops("in_proj_a", rows, vh, h, w, a, eff))
     ops.append(Op("conv", 2.0 * rows * conv * (card.conv_kernel or 0), 3 * rows * conv * a,
                   1 if engine else 3 if prompt else 5))
-    if prompt:
+    kh = max(1, (card.linear_key_heads or 0) // tp)
+    if prompt and engine:
+        # flash-linear-attention's chunked rule (chunk_gated_delta_rule_fwd), per token: q and k
+        # L2-normalised (read, write), the decay's cumulative sum, the intra-chunk matrix A (64
+        # fp32 per value head, written and read), the WY factors w and u and the new values (each
+        # written and read), the state at every chunk in bf16 (written and read), q read once, k
+        # three times, v once, the output written; 7 kernels, at their measured bandwidth
         c = GDN_CHUNK
         flops = 2.0 * rows * vh * (2 * c * dk + c * (dk + dv) / 2 + 3 * dk * dv)
-        # the state per chunk: an engine reads and writes it once; the torch loop reads it in two
-        # products, decays it (read, write), writes k^T v_new and adds them (read 2, write 1)
-        io = rows * (conv + vdim) * a + (2 if engine else 7) * state * ceil(new_tokens / c)
-        if not engine:
-            io += 2 * 4 * rows * vh * (6 * dk + 4 * dv + 3 * c)
-        kernels = 6 if engine else GDN_KERNELS_OUTSIDE + GDN_KERNELS_PREFILL + GDN_KERNELS_PER_CHUNK * ceil(new_tokens / c)
-        ops.append(Op("delta_rule", flops, io, kernels, "fp32" if not engine else w.compute_dtype))
+        per_token = (16 * kh * dk + 8 * vh + 2 * 4 * c * vh + 4 * vh * (dk + dv) + 4 * vh * dv
+                     + 4 * vh * dk * dv / c + 2 * vh * dv + 2 * vh * dv)
+        ops.append(Op("delta_rule", flops, rows * per_token, 7, w.compute_dtype,
+                      bandwidth=calibration.ENGINE_GDN_PREFILL_BANDWIDTH))
+    elif prompt:
+        c = GDN_CHUNK
+        flops = 2.0 * rows * vh * (2 * c * dk + c * (dk + dv) / 2 + 3 * dk * dv)
+        # the state per chunk: the torch loop reads it in two products, decays it (read, write),
+        # writes k^T v_new and adds them (read 2, write 1)
+        io = rows * (conv + vdim) * a + 7 * state * ceil(new_tokens / c) + 2 * 4 * rows * vh * (6 * dk + 4 * dv + 3 * c)
+        kernels = GDN_KERNELS_OUTSIDE + GDN_KERNELS_PREFILL + GDN_KERNELS_PER_CHUNK * ceil(new_tokens / c)
+        ops.append(Op("delta_rule", flops, io, kernels, "fp32"))
+    elif engine:
+        # the fused recurrence: every fp32 state read and written once, q, k, v read and the output
+        # written, at its measured bandwidth beside a measured fixed time
+        io = 2 * state + rows * (4 * kh * dk + 4 * vh * dv)
+        ops.append(Op("delta_rule", 8.0 * rows * vh * dk * dv, io, 1, fixed_s=calibration.ENGINE_GDN_DECODE_S,
+                      bandwidth=calibration.ENGINE_GDN_DECODE_BANDWIDTH))
     else:
-        # the state: an engine reads and writes it once; the torch recurrence passes over
-        # state-sized tensors 14 times (decay 2, k-product and its sum 3, the outer product 1,
-        # the update 3, the q-product and its sum 3, the cache's copy 2)
-        io = (2 if engine else 14) * state + rows * (conv + vdim) * a
-        ops.append(Op("delta_rule", 8.0 * rows * vh * dk * dv, io,
-                      1 if engine else GDN_KERNELS_OUTSIDE + GDN_KERNELS_DECODE))
+        # the torch recurrence passes over state-sized tensors 14 times (decay 2, k-product and its
+        # sum 3, the outer product 1, the update 3, the q-product and its sum 3, the cache's copy 2)
+        io = 14 * state + rows * (conv + vdim) * a
+        ops.append(Op("delta_rule", 8.0 * rows * vh * dk * dv, io, GDN_KERNELS_OUTSIDE + GDN_KERNELS_DECODE))
     ops.append(Op("gated_norm", 0, rows * vdim * (3 * a + (0 if engine else 16)), 1))
     out = [_engine_linear("out_proj", rows, h, vdim, w)] if eff is None else _linear_ops("out_proj", rows, h, vdim, w, a, eff)
     return ops + out
@@ -659,7 +676,7 @@ def engine_step_time(ops: list[Op], hw: GpuSpec, eff: Efficiency) -> StepTime:
             kernels += op.kernels
             continue
         t_compute = _compute_s(op, hw, eff)
-        t_memory = op.bytes / (bw_gemm if op.streams_weights else bw)
+        t_memory = op.bytes / (hw.bytes_per_s * op.bandwidth if op.bandwidth else bw_gemm if op.streams_weights else bw)
         if t_compute > t_memory:
             compute += t_compute
         else:
