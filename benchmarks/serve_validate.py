@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from llmcalc import calibration  # noqa: E402
 from llmcalc.resolve import load_card  # noqa: E402
-from llmcalc.serving import GiB, ServeConfig, _kv_groups, _vllm_gdn_kv, _vllm_kv, gdn_layout, profile_peak, serve  # noqa: E402
+from llmcalc.serving import (GiB, ServeConfig, _kv_groups, _sglang_mamba, _vllm_gdn_kv, _vllm_kv, gdn_layout,  # noqa: E402
+                             profile_peak, serve)
 
 LOGS = ROOT / "benchmarks" / "serve" / "logs.jsonl"
 MORE = ROOT / "benchmarks" / "serve" / "logs-more.jsonl"  # session 8: 49 more, 45 of them one sweep
@@ -465,7 +466,7 @@ def _meets(number: str, error: str) -> bool | None:
 
 
 def targets(table: list[list[str]], old: list[list[str]], more: list[list[str]], more_errors: dict[str, list[float]],
-            verdicts: list[bool], gdn: list[list[str]]) -> tuple[int, int]:
+            verdicts: list[bool], gdn: list[list[str]], sglang_gdn: list[float]) -> tuple[int, int]:
     """(logs whose every target number meets its target, logs with a target number)."""
     logs: dict[str, list[bool]] = {}
     for row in table + old:
@@ -480,7 +481,42 @@ def targets(table: list[list[str]], old: list[list[str]], more: list[list[str]],
             logs[row[0] + row[1]] = [abs(float(row[4].rsplit("(", 1)[1].rstrip("%)"))) <= 10]
         elif "blocks give" in row[4]:
             logs[row[0] + row[1]] = [True]
+    for i, err in enumerate(sglang_gdn):
+        logs[f"sglang-gdn-{i}"] = [abs(err) <= 10]
     return sum(all(v) for v in logs.values()), len(logs)
+
+
+# SGLang 0.5.9-0.5.18 logs of Qwen3.5/3.6-shaped hybrids (benchmarks/serve/sglang-hybrid-gdn.md, section 9):
+# (link, card, TP, version bucket, free memory before and after the weights (GiB), the fraction, the
+# multimodal 100 MiB, logged tokens, logged max_mamba_cache_size or None). The pool starts from the
+# logged free memory: rest = after - before x (1 - fraction) (- 100 MiB), as the engine computes it.
+_OTEL = "https://github.com/farbodtavakkoli/OTel/blob/6f7791c059822d1a817982cb06e3b9d7393de56b/inference/sglang/llm/README.md"
+SGLANG_GDN_CASES: list[tuple[str, str, int, str, float, float, float, bool, int, int | None]] = [
+    (_OTEL + " (H100, 0.5.18; Qwen3.8-27B-FP8, Qwen3.6-27B's shapes)", "qwen3.6-27b", 1, "0.5.10", 78.48, 50.01,
+     0.85, True, 330_323, 124),
+    (_OTEL + " (MI355X, a 0.5.17 ROCm build; aiter's x 0.85 on the fraction)", "qwen3.6-27b", 1, "0.5.10", 287.27,
+     258.78, 0.7225, True, 1_543_256, None),
+    (_OTEL + " (MI355X TP 2, as above)", "qwen3.6-27b", 2, "0.5.10", 279.24, 264.75, 0.7225, True, 3_228_418, None),
+    ("https://github.com/kvcache-ai/ktransformers/issues/1870 (RTX 4090 x 2, 0.5.9, Qwen3.5-397B-A17B-FP8)",
+     "qwen3.5-397b-a17b", 2, "0.5", 22.84, 19.08, 0.85, False, 580_364, 82),
+]
+
+
+def sglang_gdn_rows() -> tuple[list[list[str]], list[float]]:
+    out, errors = [], []
+    for link, name, tp, version, before, after, fraction, multimodal, tokens, logged_slots in SGLANG_GDN_CASES:
+        card = load_card(name)
+        c = ServeConfig(engine="sglang", version=version, tp=tp, gpu_total_bytes=int(before * GiB))
+        rest = (after - before * (1 - fraction)) * GiB - (100 * 2**20 if multimodal else 0)
+        mamba, slots, _, _ = _sglang_mamba(card, c, version, rest, 2)
+        cell = sum(g.layers * g.bytes_per_token for g in _kv_groups(card, c, 2, 1))
+        predicted = int((rest - mamba) // cell)
+        errors.append(100 * (predicted - tokens) / tokens)
+        url, _, what = link.partition(" (")
+        out.append([f"[{url.split('github.com/')[-1]}]({url}) ({what}", f"{name} TP {tp}, fraction {fraction}",
+                    f"{slots} / {logged_slots if logged_slots is not None else '-'}",
+                    f"{predicted:,} / {tokens:,} ({_pct(predicted, tokens)})"])
+    return out, errors
 
 
 def main() -> None:
@@ -562,6 +598,7 @@ def main() -> None:
               "Held out: the per-kernel figure fitted on alternate configurations (model, TP, PP, dtype) and "
               "checked on the rest, both ways round: " + "; ".join(graph_split()) + ".",
               ""]
+    sg_gdn, sg_gdn_errors = sglang_gdn_rows()
     gdn, gdn_checked, gdn_right = gdn_rows()
     lines += ["## vLLM 0.20-0.27: Gated DeltaNet hybrids (Qwen3.6)", "",
               "benchmarks/serve/gdn-check.json: the Qwen3.6 start-up logs among benchmarks/serve/logs-021.jsonl (RTX "
@@ -579,8 +616,20 @@ def main() -> None:
               "boundary: its printed 11.05 GiB gives 425 blocks, the log's tokens are those of 426 (11.05-11.08 GiB "
               "unrounded). Rows without a token line are predictions. Not covered: the int8_per_token_head KV of "
               "club-3090 #434, the external DFlash drafters of #1084/#1086 and the DeepSeek-V4 logs.",
+              "", "## SGLang 0.5.9-0.5.18: Gated DeltaNet hybrids", "",
+              "benchmarks/serve/sglang-hybrid-gdn.md (a helper's reading of every wheel 0.5.3-0.5.23): the Mamba "
+              "pool of a hybrid takes rest x 0.9 / 1.9 in whole slots of every GDN layer's conv and fp32 states, the "
+              "full-attention layers' KV the remainder (serving._sglang_mamba). From each log's free memory before "
+              "and after the weights and its fraction:", "",
+              "| log | setup | slots (llmcalc / logged) | KV tokens (llmcalc / logged) |", "|---|---|---:|---:|"]
+    lines += ["| " + " | ".join(r) + " |" for r in sg_gdn]
+    lines += ["", f"{len(sg_gdn)} logs: tokens {_spread(sg_gdn_errors)}. The H100 log's free memory puts it 3 MiB "
+              "past a slot boundary: one slot more than logged (its tokens imply 58 MiB less, perhaps loader "
+              "temporaries 0.5.18 had not yet collected); the MI355X rows need ROCm's aiter backend's x 0.85 on the "
+              "fraction, which llmcalc does not apply.",
               "", "Targets (issue 15): weights within 3%, KV cache within 10%, the start verdict right: "
-              "{} of {} logs meet every target among the numbers they show. ".format(*targets(table, old, more, errors, verdicts, gdn))
+              "{} of {} logs meet every target among the numbers they show. ".format(*targets(table, old, more, errors, verdicts, gdn,
+                                                                                             sg_gdn_errors))
               + "The others, each discussed above: vLLM 0.6.4 on an RTX 3090 (#10517, two runs: the cache 15-19% short "
               "where llmcalc charges a CUDA-13 context to a CUDA-12 build), 0.8.5 on four A10s (#17469: -29% "
               "tokens, the sampler's path unknown), ~0.5.4 on eight L4s (#7593: weights -8%, not explained), SGLang's "
@@ -588,7 +637,7 @@ def main() -> None:
               "and vLLM 0.19's gpt-oss-20b at 0.95 utilization on TP 1 and 2, which its sampler warm-up after graph "
               "capture ran out of memory (the same model started at 0.9 on TP 2; what the profile leaves pinned, 0.1-2.3 "
               "GiB between runs, decides it: benchmarks/serve/vllm-warmup.md). "
-              + f"Logs in all: {len(CASES) + len(SGLANG_CASES) + len(SGLANG_NEW_CASES) + len(OLD_CASES) + len(more) + sum(case[-1] != 'predict' for case in GDN_CASES)}."]
+              + f"Logs in all: {len(CASES) + len(SGLANG_CASES) + len(SGLANG_NEW_CASES) + len(OLD_CASES) + len(more) + sum(case[-1] != 'predict' for case in GDN_CASES) + len(SGLANG_GDN_CASES)}."]
     (ROOT / "docs" / "serve-validation.md").write_text("\n".join(lines) + "\n")
     for r in table:
         print(" | ".join(r[1:]))

@@ -298,9 +298,10 @@ def validate(card: ModelCard, c: ServeConfig) -> str:
     if c.num_speculative_tokens and not card.mtp_layers:
         raise InputError(f"--num-speculative-tokens: {card.name} has no MTP layers to draft with (card key mtp_layers)")
     if _linear_layers(card):
-        if c.engine != "vllm" or version_tuple(version) < GDN_FROM:
+        if (c.engine == "vllm" and version_tuple(version) < GDN_FROM) or (c.engine == "sglang"
+                                                                          and version not in SGLANG_GDN_VERSIONS):
             raise InputError(f"{card.name}: Gated DeltaNet layers are modelled for vLLM from "
-                             f"{'.'.join(map(str, GDN_FROM))} (--engine vllm --engine-version 0.20 or later)")
+                             f"{'.'.join(map(str, GDN_FROM))} and SGLang from 0.5 (--engine-version)")
         if c.pp > 1:
             raise InputError(f"{card.name}: pipeline stages of a Gated DeltaNet hybrid are not modelled (--pp 1)")
         heads = (card.linear_key_heads or 0, card.linear_value_heads or 0)
@@ -404,8 +405,8 @@ def _kv_groups(card: ModelCard, c: ServeConfig, dtype_bytes: float, pp: int) -> 
     groups = []
     for n, g in card.layer_groups:
         spec = g.layer_specs[0]
-        if spec.mixer == "conv":
-            continue  # a fixed state per request (counted by neither engine's token pool here)
+        if spec.mixer in ("conv", "linear"):
+            continue  # a fixed state per request, not a per-token cell (Gated DeltaNet: gdn_layout, _sglang_mamba)
         if card.is_mla:  # one latent per token, the same on every TP rank
             per_token = ((card.kv_lora_rank or 0) + (card.qk_rope_head_dim or 0)) * dtype_bytes
         else:
@@ -853,6 +854,12 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
     rest = free_before - weights - free_before * (1 - fraction)
     if version == "0.5.20" and card.vision_params:
         rest -= 100 * 2**20  # SGLANG_VLM_CACHE_SIZE_MB (kv_cache_configurator.py, 0.5.18 on)
+    mamba_note = ""
+    slots = 0
+    if _linear_layers(card):
+        # the Mamba pool of a Gated DeltaNet hybrid takes its share of `rest` first
+        mamba, slots, mamba_note, mamba_error = _sglang_mamba(card, c, version, rest, a)
+        rest -= mamba
     cell = sum(g.layers * g.bytes_per_token for g in groups)
     if version in ("0.5.10", "0.5.20") and card.family in SGLANG_SWA_FAMILIES and any(g.window for g in groups):
         # HybridSWAPoolConfigurator: full-attention layers a token each, sliding ones 0.8 of one;
@@ -869,11 +876,55 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
                  f"Raise --mem-fraction-static above {ceil(1000 * floor) / 1000:.3f} (minimum viable = 1 - "
                  f"available/pre = {floor:.4f}). If using speculative decoding, draft weights are now counted.")
     running = c.max_num_seqs or min(tokens // 2, max(min(int(tokens / max_len * 512), 4096), 2048))
+    if mamba_note:
+        error = mamba_error or error
+        running = min(running, slots // (3 if version == "0.5" else 5))
     explain |= {"budget": f"mem_fraction_static {fraction:.3f} of the memory free before the weights",
                 "kv_cache": f"cell {cell:,.0f} B per token over {sum(g.layers for g in groups)} layers"}
+    if mamba_note:
+        explain["gdn"] = mamba_note
     return ServeEstimate("sglang", version, int(free_before * fraction), weights, non_torch, 0, 0, int(rest),
                          int(tokens * cell), tokens, page, _block_bytes(groups, page), max_len, running, batched,
                          tokens / max_len if max_len else 0.0, error is None, error, explain)
+
+
+SGLANG_GDN_VERSIONS = ("0.5", "0.5.10", "0.5.20")
+SGLANG_MAMBA_FULL_RATIO = 0.9  # --mamba-full-memory-ratio's default from 0.5.4
+
+
+def _sglang_mamba(card: ModelCard, c: ServeConfig, version: str, rest: float,
+                  a: int) -> tuple[float, int, str, str | None]:
+    """(bytes, the slots SGLang logs as max_mamba_cache_size, explanation, error) of a Gated
+    DeltaNet hybrid's Mamba pool (benchmarks/serve/sglang-hybrid-gdn.md reads every wheel 0.5.3-0.5.23):
+    per request, every GDN layer's conv state (conv dim / TP x (kernel - 1), 16-bit) and recurrent
+    state (value heads / TP x key dim x value dim, fp32: --mamba-ssm-dtype's default, or the
+    checkpoint's mamba_ssm_dtype); the pool takes rest x 0.9 / 1.9 in whole slots (radix cache on),
+    the full-attention layers' KV the remainder. From 0.5.17 one slot fewer is logged (the same
+    bytes); a request holds 3 slots (5 from 0.5.14's extra_buffer strategy) and the running
+    requests are capped at slots / that."""
+    tp = c.tp
+    per = _linear_layers(card) * (card.linear_conv_dim // tp * ((card.conv_kernel or 1) - 1) * a
+                                  + (card.linear_value_heads or 0) // tp * (card.linear_key_head_dim or 0)
+                                  * (card.linear_value_head_dim or 0) * 4)
+    count = int(rest * SGLANG_MAMBA_FULL_RATIO / (1 + SGLANG_MAMBA_FULL_RATIO) // per) if rest > 0 else 0
+    # 0.5.17 on logs one slot fewer and 0.5.14 on holds 5 a request (extra_buffer): "0.5.10" follows its
+    # later releases (0.5.10-0.5.13 log one more slot and hold 3), "0.5" (0.5.4-0.5.9) the earlier
+    slots = count if version == "0.5" else count - 1
+    ratio = 3 if version == "0.5" else 5
+    note = (f"Mamba pool: {count} slots of {per / 2**20:.2f} MiB ({_linear_layers(card)} GDN layers' conv and fp32 "
+            f"states), {count * per / GiB:.2f} GiB of the {rest / GiB:.2f} GiB after the weights; "
+            f"{slots} logged as max_mamba_cache_size, {ratio} a request")
+    error = None
+    if version in ("0.5.10", "0.5.20") and slots <= 0:  # 0.5.13 on
+        error = (f"Not enough GPU memory for hybrid (mamba/linear-attention) state cache. Computed "
+                 f"max_mamba_cache_size={slots} (total_rest_memory={rest / GiB:.2f} GB, mamba_cache_per_req="
+                 f"{per / 2**20:.2f} MB). Try: (1) reduce --max-running-requests, (2) increase --mem-fraction-static, "
+                 "(3) reduce --speculative-num-draft-tokens, or (4) use GPUs with more memory.")
+    elif version in ("0.5.10", "0.5.20") and slots // ratio == 0:
+        error = (f"Hybrid (mamba/linear-attention) state cache is too small to serve any requests. "
+                 f"max_mamba_cache_size={slots}, mamba_ratio={ratio}, resulting max_num_reqs=0. Try: (1) reduce "
+                 "--max-running-requests, (2) increase --mem-fraction-static, or (3) use GPUs with more memory.")
+    return count * per, slots, note, error
 
 
 def _sglang_tier(c: ServeConfig, version: str) -> tuple[int, int]:

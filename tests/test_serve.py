@@ -542,9 +542,9 @@ def test_mtp_drafting_joins_the_attention_layers():
 def test_gated_delta_net_serving_limits_are_said():
     runner = CliRunner()
     base = ["serve", "qwen3.6-27b", "--gpu-memory", "79", "--json"]
-    out = runner.invoke(app, [*base, "--engine", "sglang"])
+    out = runner.invoke(app, [*base, "--engine", "sglang", "--engine-version", "0.4.8"])
     assert out.exit_code == 2
-    assert "qwen3.6-27b: Gated DeltaNet layers are modelled for vLLM from 0.20" in out.output
+    assert "qwen3.6-27b: Gated DeltaNet layers are modelled for vLLM from 0.20 and SGLang from 0.5" in out.output
     out = runner.invoke(app, [*base, "--engine-version", "0.19"])
     assert out.exit_code == 2
     out = runner.invoke(app, [*base, "--tp", "32"])
@@ -555,3 +555,28 @@ def test_gated_delta_net_serving_limits_are_said():
     # a start: the enlarged block and the cache as JSON
     doc = json.loads(runner.invoke(app, [*base, "--dtype", "fp8", "--max-model-len", "32768"]).output)
     assert doc["serve"]["kv_block_size"] == 784 and doc["serve"]["starts"] is True
+
+
+def test_sglang_mamba_pool_by_hand():
+    # ktransformers #1870 (SGLang 0.5.9, two RTX 4090s): Qwen3.5-397B-A17B at TP 2, 22.84 GiB free before the
+    # weights, 19.08 after, --mem-fraction-static 0.85: rest = 19.08 - 22.84 x 0.15 = 15.654 GiB. A slot: 45 GDN
+    # layers x (12,288 conv channels (2 x 16 x 128 + 64 x 128) / 2 x 3 x 2 B + 64 / 2 value heads x 128 x 128 x 4 B)
+    # = 45 x 2,134,016 = 96,030,720 B (91.58 MiB, as logged); the pool int(rest x 0.9 / 1.9 / slot) = 82 slots (as
+    # logged), 7.33 GiB; the full-attention
+    # KV, 15 layers x 2 x 1 head x 256 x 2 B = 15,360 B a token, gets the rest: 581,629 tokens (logged 580,364)
+    from llmcalc.serving import _sglang_mamba
+    card = load_card("qwen3.5-397b-a17b")
+    c = ServeConfig(engine="sglang", version="0.5", tp=2, gpu_total_bytes=int(22.84 * GiB))
+    rest = (19.08 - 22.84 * 0.15) * GiB
+    mamba, slots, _, error = _sglang_mamba(card, c, "0.5", rest, 2)
+    assert (mamba, slots, error) == (82 * 96_030_720, 82, None)
+    assert int((rest - mamba) // 15_360) == 581_629
+    # 0.5.17 on logs one slot fewer; too little memory is SGLang's own message
+    assert _sglang_mamba(card, c, "0.5.20", rest, 2)[1] == 81
+    error = _sglang_mamba(card, c, "0.5.20", 0.1 * GiB, 2)[3]
+    assert error.startswith("Not enough GPU memory for hybrid (mamba/linear-attention) state cache. "
+                            "Computed max_mamba_cache_size=-1 (total_rest_memory=0.10 GB, mamba_cache_per_req=91.58 MB)")
+    # through serve: the running requests are capped at the slots / 5
+    est = serve(card, ServeConfig(engine="sglang", tp=8, gpu_total_bytes=int(139 * GiB), gpu_smi_bytes=143_771 * 2**20,
+                                  max_model_len=262_144), "fp8-block", "bf16")
+    assert est.starts and est.max_num_seqs <= int(est.explain["gdn"].split(" slots")[0].split()[-1]) // 5
