@@ -24,8 +24,17 @@ sys.path.insert(0, str(ROOT))
 
 from llmcalc import calibration  # noqa: E402
 from llmcalc.resolve import load_card  # noqa: E402
-from llmcalc.serving import (GiB, ServeConfig, _kv_groups, _sglang_mamba, _vllm_gdn_kv, _vllm_kv, gdn_layout,  # noqa: E402
-                             profile_peak, serve)
+from llmcalc.serving import (  # noqa: E402
+    GiB,
+    ServeConfig,
+    _kv_groups,
+    _sglang_mamba,
+    _vllm_gdn_kv,
+    _vllm_kv,
+    gdn_layout,
+    profile_peak,
+    serve,
+)
 
 LOGS = ROOT / "benchmarks" / "serve" / "logs.jsonl"
 MORE = ROOT / "benchmarks" / "serve" / "logs-more.jsonl"  # session 8: 49 more, 45 of them one sweep
