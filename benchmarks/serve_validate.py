@@ -613,8 +613,8 @@ def main() -> None:
               "benchmarks/serve/gdn-check.json: the Qwen3.6 start-up logs among benchmarks/serve/logs-021.jsonl (RTX "
               "3090/5090 owners' issues, mostly int4 and FP8 checkpoints), and how vLLM lays out a hybrid's cache "
               "(benchmarks/serve/vllm-hybrid-gdn.md, read from every wheel 0.20.0-0.33.0; llmcalc/serving.py "
-              "gdn_layout). The checkpoints' weights are not checked (AutoRound int4 and NVFP4 are not modelled): each "
-              "row starts from the available memory the log prints. Where a log's excerpt cuts off a setting, the "
+              "gdn_layout). The logs' excerpts print no weights line, so each row starts from the available memory the "
+              "log prints. Where a log's excerpt cuts off a setting, the "
               "row says which, and the setting is the one the club-3090 configuration of that name uses and the "
               "only one that reproduces the numbers: those rows check the arithmetic, not the settings.", "",
               "| log | setup | block tokens / blocks per request | available GiB (logged) | KV tokens (llmcalc / logged) | "
