@@ -134,6 +134,10 @@ class ModelCard:
     # (benchmarks/serve/multimodal-weights.md).
     vision_params: int = 0
     vision_replicated_params: int = 0
+    # The vision encoder's width and the layer count its config names num_hidden_layers (None: the
+    # config has no such key; Qwen3.5's says depth), which SGLang's default memory fraction reads.
+    vision_hidden_size: int | None = None
+    vision_layers: int | None = None
     # The dummy image of vLLM's multimodal profile run (benchmarks/serve/vllm-multimodal-profile.md):
     # the embeddings it becomes and the pixel values it is fed as (tiles x 3 x height x width), at
     # the processor's defaults. Unset: the profile's image inputs are not modelled.
@@ -460,7 +464,7 @@ _POSITIVE_INTS = (
     "sliding_window_pattern attention_chunk_size moe_intermediate_size shared_expert_intermediate_size "
     "moe_layer_step q_lora_rank kv_lora_rank qk_rope_head_dim qk_nope_head_dim v_head_dim conv_kernel "
     "mm_tokens_per_image mm_image_pixels linear_key_heads linear_value_heads linear_key_head_dim linear_value_head_dim "
-    "rotary_dim"
+    "rotary_dim vision_hidden_size vision_layers"
 ).split()
 _NON_NEGATIVE_INTS = ("first_dense_layers", "vision_params", "vision_replicated_params", "mtp_layers")
 _POSITIVE_NUMBERS = ("final_logit_softcapping",)

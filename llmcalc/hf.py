@@ -54,6 +54,8 @@ def card_from_hf_config(config: Any, source: str, as_family: str | None = None) 
     vision = config.get("vision_config")
     if family in _VISION and isinstance(vision, Mapping):
         card["vision_params"] = _VISION[family](vision)
+        card["vision_hidden_size"] = int(vision.get("hidden_size", 1152))
+        card["vision_layers"] = vision.get("num_hidden_layers")
     qc = config.get("quantization_config") or config.get("compression_config")
     if isinstance(qc, Mapping):
         card |= quantization_from_config(qc, source)

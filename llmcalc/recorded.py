@@ -39,7 +39,7 @@ ORDERS = Path(__file__).resolve().parent / "data" / "orders"
 # Card fields that do not change what transformers allocates for the text model.
 _NOT_SHAPE = {"name", "source", "path", "notes", "max_position_embeddings", "vision_params",
               "vision_replicated_params", "mm_tokens_per_image", "mm_image_pixels", "rope_cache_rows",
-              "quantization", "quant_skip", "mtp_layers"}
+              "quantization", "quant_skip", "mtp_layers", "vision_hidden_size", "vision_layers"}
 
 
 def card_key(card: ModelCard) -> str:

@@ -838,7 +838,9 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
                              explain)
     # SGLang: mem_fraction_static of the memory free before the weights (after the CUDA context and
     # NCCL) holds the weights and the pool
-    fraction = c.memory_fraction or _sglang_fraction(c, batched, version, bool(card.vision_params), card.is_mla)
+    # 0.5.16 on captures prefill graphs for Qwen3.5/3.6 too (multimodal_breakable_cuda_graph_supported_model_archs)
+    graphs_blocked = bool(card.vision_params) and not (version == "0.5.20" and card.family in GDN_FP32_STATE)
+    fraction = c.memory_fraction or _sglang_fraction(c, batched, version, graphs_blocked, card.is_mla)
     if version == "0.4" and card.vision_params:
         # 0.4.1-0.4.5's ModelRunner cuts the fraction of a multimodal model by 5%, a value the user
         # set included (model_runner.py:130 in 0.4.1.post7; benchmarks/serve/sglang-logs.md)
@@ -954,9 +956,14 @@ def _prefill_buckets(top: int) -> int:
 
 def _sglang_vlm_factor(card: ModelCard) -> float:
     """adjust_mem_fraction_for_vlm (memory_hook.py:417-462 in 0.5.23, unchanged since 0.5.3):
-    0.95 x clamp(1 - 0.1 (L H^2 / (24 x 1,024^2) - 1), 0.8, 1.05) of the vision tower, whose L H^2
-    llmcalc takes as its parameters / 12 (a transformer layer holds ~12 H^2 weights)."""
-    ratio = card.vision_params / 12 / (24 * 1024**2)
+    0.95 x clamp(1 - 0.1 (L H^2 / (24 x 1,024^2) - 1), 0.8, 1.05) of the vision config's
+    num_hidden_layers L (24 where the config has none: Qwen3.5's names its layers depth) and
+    hidden_size H; where the card does not give H, llmcalc takes L H^2 as the tower's parameters
+    / 12 (a transformer layer holds ~12 H^2 weights)."""
+    if card.vision_hidden_size:
+        ratio = (card.vision_layers or 24) * card.vision_hidden_size ** 2 / (24 * 1024**2)
+    else:
+        ratio = card.vision_params / 12 / (24 * 1024**2)
     return 0.95 * max(0.8, min(1.05, 1 - 0.1 * (ratio - 1)))
 
 

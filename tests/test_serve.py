@@ -580,3 +580,19 @@ def test_sglang_mamba_pool_by_hand():
     est = serve(card, ServeConfig(engine="sglang", tp=8, gpu_total_bytes=int(139 * GiB), gpu_smi_bytes=143_771 * 2**20,
                                   max_model_len=262_144), "fp8-block", "bf16")
     assert est.starts and est.max_num_seqs <= int(est.explain["gdn"].split(" slots")[0].split()[-1]) // 5
+
+
+def test_sglang_default_fraction_for_qwen3_6():
+    # SGLang 0.5.20 (benchmarks/serve/sglang-hybrid-gdn.md section 6): the vision factor reads the vision
+    # config's num_hidden_layers, which Qwen3.5/3.6's lacks, so 24 layers of width 1,152: 0.95 x (1.1 - 0.1 x
+    # 1,152^2 / 1,024^2) = 0.92477; and from 0.5.16 the prefill graphs are captured for these multimodal
+    # architectures too. On an H100 (81,559 MiB) at TP 1 and an RTX 5090 at TP 2: 0.768 and 0.715.
+    from llmcalc.hardware import get_gpu
+    from llmcalc.serving import _sglang_vlm_factor
+    card = load_card("qwen3.6-27b")
+    assert round(_sglang_vlm_factor(card), 5) == 0.92477
+    for gpu, tp, fraction in (("h100-sxm-80gb", 1, "0.768"), ("rtx-5090", 2, "0.715")):
+        g = get_gpu(gpu)
+        c = ServeConfig(engine="sglang", tp=tp, gpu_total_bytes=g.cuda_total_bytes or g.memory_bytes,
+                        gpu_smi_bytes=g.memory_bytes, gpu_name=g.name)
+        assert serve(card, c, "fp8-block", "bf16").explain["budget"].startswith(f"mem_fraction_static {fraction} ")
