@@ -124,7 +124,7 @@ def report(path: Path) -> None:
         card = load_card(r["card"])
         rows, new = (r["tokens"], r["tokens"]) if r["mode"] == "prefill" else (r["seqs"], 1)
         w = Workload(batch=rows // new, seq=max(new, 1), gen=2)
-        op = next(o for o in _gated_delta_net_ops(card, w, rows, new, 2, None, 1, engine=True) if o.name == "delta_rule")
+        op = next(o for o in _gated_delta_net_ops(card, w, rows, new, 2, None, 1) if o.name == "delta_rule")
         pred = engine_step_time([op], hw, eff).kernel_s
         errors.append((pred / r["seconds"] - 1) * 100)
         what = f"prefill {r['tokens']:,} tokens" if r["mode"] == "prefill" else f"decode {r['seqs']} sequences"

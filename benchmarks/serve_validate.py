@@ -427,7 +427,8 @@ def gdn_rows() -> tuple[list[list[str]], int, int]:
         card = load_card(name)
         c = ServeConfig(gpu_total_bytes=24 * GiB, **fields)
         length = log["max_model_len"]
-        layout = gdn_layout(card, c, version, length, 1 if c.kv_cache_dtype.startswith("fp8") else 2, 2)
+        kv_bytes = 1 if c.kv_cache_dtype.startswith("fp8") else 2
+        layout = gdn_layout(card, c, version, length, kv_bytes, 2)
         setup = (f"{name} TP {c.tp}, {c.kv_cache_dtype} KV, MTP {c.num_speculative_tokens}, prefix caching "
                  f"{'on' if layout.prefix else 'off'}, len {length:,}, vLLM {log['version']}"
                  + (f" (not in the log, inferred: {inferred})" if inferred else ""))
@@ -435,8 +436,7 @@ def gdn_rows() -> tuple[list[list[str]], int, int]:
         grid = f"{layout.block} / {layout.per_request}"
         if check == "kv":
             avail = int(log["available_kv_gib_logged"] * GiB)
-            _, tokens, conc, error, *_ = _vllm_gdn_kv(card, c, version, avail, length, 1 if c.kv_cache_dtype != "auto"
-                                                      else 2, 2)
+            _, tokens, conc, error, *_ = _vllm_gdn_kv(card, c, version, avail, length, kv_bytes, 2)
             ok_t, ok_c = tokens == log["tokens_logged"], f"{conc:.2f}" == f"{log['concurrency_logged']:.2f}"
             checked, right = checked + 2, right + ok_t + ok_c
             out.append([link, setup, grid, f"{log['available_kv_gib_logged']:.2f}",
@@ -452,8 +452,7 @@ def gdn_rows() -> tuple[list[list[str]], int, int]:
                         f"{blocks[0] / layout.per_request:.2f} / {log['concurrency_logged']:.2f}" if blocks else "-"])
         else:
             avail = int(log["available_kv_gib_logged"] * GiB)
-            _, tokens, conc, error, *_ = _vllm_gdn_kv(card, c, version, avail, length, 1 if c.kv_cache_dtype != "auto"
-                                                      else 2, 2)
+            _, tokens, conc, error, *_ = _vllm_gdn_kv(card, c, version, avail, length, kv_bytes, 2)
             out.append([link, setup, grid, f"{log['available_kv_gib_logged']:.2f}",
                         f"{tokens:,} / (not logged)" if error is None else "does not start / (not logged)",
                         f"{conc:.2f} / (not logged)" if error is None else "-"])
@@ -517,7 +516,7 @@ def sglang_gdn_rows() -> tuple[list[list[str]], list[float]]:
         card = load_card(name)
         c = ServeConfig(engine="sglang", version=version, tp=tp, gpu_total_bytes=int(before * GiB))
         rest = (after - before * (1 - fraction)) * GiB - (100 * 2**20 if multimodal else 0)
-        mamba, slots, _, _ = _sglang_mamba(card, c, version, rest, 2)
+        mamba, slots, *_ = _sglang_mamba(card, c, version, rest, 2)
         cell = sum(g.layers * g.bytes_per_token for g in _kv_groups(card, c, 2, 1))
         predicted = int((rest - mamba) // cell)
         errors.append(100 * (predicted - tokens) / tokens)

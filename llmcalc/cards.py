@@ -212,6 +212,11 @@ class ModelCard:
         return (self.linear_value_heads or 0) * (self.linear_value_head_dim or 0)
 
     @property
+    def linear_state_elements(self) -> int:
+        """A Gated DeltaNet layer's recurrent state per sequence: value heads x key dim x value dim."""
+        return self.linear_value_dim * (self.linear_key_head_dim or 0)
+
+    @property
     def is_moe(self) -> bool:
         return bool(self.num_experts)
 

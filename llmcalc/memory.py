@@ -286,13 +286,7 @@ def linear_state_bytes(card: ModelCard, w: Workload) -> int:
     and the recurrent state (value heads x key_head_dim x value_head_dim), which
     torch_chunk_gated_delta_rule computes and returns in fp32 and the cache keeps so
     (zeros_like of the first state)."""
-    a = _dtypes(w).a
-    return (card.linear_conv_dim * (card.conv_kernel or 0) * a
-            + 4 * (card.linear_value_heads or 0) * (card.linear_key_head_dim or 0) * (card.linear_value_head_dim or 0))
-
-
-def _recurrent_state_bytes(card: ModelCard) -> int:
-    return 4 * (card.linear_value_heads or 0) * (card.linear_key_head_dim or 0) * (card.linear_value_head_dim or 0)
+    return card.linear_conv_dim * (card.conv_kernel or 0) * _dtypes(w).a + 4 * card.linear_state_elements
 
 
 def _kv_bytes(card: ModelCard, w: Workload) -> tuple[float, float]:
@@ -524,7 +518,7 @@ def linear_state_transient(card: ModelCard, w: Workload) -> int:
     """Bytes per sequence beside the cache while a Gated DeltaNet layer runs: three recurrent
     states at once (prefill: the zero initial state, its decayed copy and k^T v_new; decode: the
     decayed state, k (x) delta and their sum)."""
-    return max((3 * _recurrent_state_bytes(g) for _, g in card.layer_groups
+    return max((3 * 4 * g.linear_state_elements for _, g in card.layer_groups
                 if g.layer_specs[0].mixer == "linear"), default=0)
 
 

@@ -433,23 +433,32 @@ def _request_bytes(groups: list[_KvGroup], length: int, block: int, batched: int
     return int(total)
 
 
+NO_CACHE_MEMORY = ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
+                   "initializing the engine.")
+
+
+def _too_long(max_len: int, needed: float, available: float, longest: int) -> str:
+    """vLLM's error when one request of max_model_len does not fit the cache (kv_cache_utils.py
+    _check_enough_kv_cache_memory), with its estimated maximum length."""
+    hint = f"Based on the available memory, the estimated maximum model length is {longest}." if longest > 0 else ""
+    return (f"To serve at least one request with the models's max seq len ({max_len}), "
+            f"({needed / GiB:.2f} GiB KV cache is needed, which is larger than the available KV "
+            f"cache memory ({available / GiB:.2f} GiB). {hint} Try increasing "
+            f"`gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.")
+
+
 def _vllm_kv(card: ModelCard, c: ServeConfig, groups: list[_KvGroup], available: int, block: int, max_len: int,
              batched: int) -> tuple[int, int, float, str | None]:
     """(KV bytes, tokens, concurrency, error) as vLLM V1 (0.9-0.11, 0.19) sizes the cache."""
     if available <= 0:
-        return 0, 0, 0.0, ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` "
-                           "when initializing the engine.")
+        return 0, 0, 0.0, NO_CACHE_MEMORY
     needed = _request_bytes(groups, max_len, block, batched)
     if needed > available:
         lo, hi = 0, max_len  # estimate_max_model_len: the longest length whose request fits
         while lo < hi:
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if _request_bytes(groups, mid, block, batched) <= available else (lo, mid - 1)
-        hint = f"Based on the available memory, the estimated maximum model length is {lo}." if lo > 0 else ""
-        return 0, 0, 0.0, (f"To serve at least one request with the models's max seq len ({max_len}), "
-                           f"({needed / GiB:.2f} GiB KV cache is needed, which is larger than the available KV "
-                           f"cache memory ({available / GiB:.2f} GiB). {hint} Try increasing "
-                           f"`gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.")
+        return 0, 0, 0.0, _too_long(max_len, needed, available, lo)
     pages = {g.bytes_per_token for g in groups}
     kinds = {(g.bytes_per_token, g.window) for g in groups}
     if len(kinds) == 1:  # one kind of layer: _get_kv_cache_config_uniform_type
@@ -529,8 +538,7 @@ def gdn_layout(card: ModelCard, c: ServeConfig, version: str, max_len: int, kv_b
     v = version_tuple(version)
     tp, ns = c.tp, c.num_speculative_tokens
     conv = card.linear_conv_dim // tp * ((card.conv_kernel or 1) - 1 + ns) * a
-    recurrent = ((card.linear_value_heads or 0) // tp * (card.linear_key_head_dim or 0)
-                 * (card.linear_value_head_dim or 0) * (4 if card.family in GDN_FP32_STATE else a))
+    recurrent = card.linear_state_elements // tp * (4 if card.family in GDN_FP32_STATE else a)
     state = conv + recurrent
     per_token = 2 * max(1, card.kv_heads // tp) * card.dim_head * kv_bytes
     prefix = c.prefix_caching if c.prefix_caching is not None else v >= GDN_PREFIX_CACHING_FROM
@@ -557,23 +565,18 @@ def _vllm_gdn_kv(card: ModelCard, c: ServeConfig, version: str, available: int, 
     not blocks x block; the engine refuses to start with fewer blocks than one request needs."""
     g = gdn_layout(card, c, version, max_len, kv_bytes, a)
     n_gdn = _linear_layers(card)
-    note = (f"Gated DeltaNet state {g.state:,} B (conv {g.conv:,} + fp32 recurrent {g.recurrent:,}) per layer and "
+    note = (f"Gated DeltaNet state {g.state:,} B (conv {g.conv:,} + recurrent {g.recurrent:,}) per layer and "
             f"request: attention blocks of {g.block} tokens, pages of {g.page:,} B; "
             f"{card.num_layers - n_gdn}{' + MTP' if c.num_speculative_tokens else ''} attention and "
             f"{n_gdn} GDN layers in groups of {g.group}; {g.per_request} blocks per request ({g.gdn_blocks} per GDN "
             f"group{', prefix caching' if g.prefix else ''}{', FlashInfer prefill checkpoints' if g.checkpoint else ''})")
     if available <= 0:
-        return 0, 0, 0.0, ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` "
-                           "when initializing the engine."), g.block, g.page * g.group, note
+        return 0, 0, 0.0, NO_CACHE_MEMORY, g.block, g.page * g.group, note
     blocks = int(available // (g.group * g.page))
     if blocks < g.per_request:
         longest = (blocks - g.gdn_groups * g.gdn_blocks) // g.attn_groups * g.block
-        hint = f"Based on the available memory, the estimated maximum model length is {longest}." if longest > 0 else ""
-        return 0, 0, 0.0, (f"To serve at least one request with the models's max seq len ({max_len}), "
-                           f"({g.group * g.page * g.per_request / GiB:.2f} GiB KV cache is needed, which is larger "
-                           f"than the available KV cache memory ({available / GiB:.2f} GiB). {hint} Try increasing "
-                           "`gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine."), \
-            g.block, g.page * g.group, note
+        return (0, 0, 0.0, _too_long(max_len, g.group * g.page * g.per_request, available, longest), g.block,
+                g.page * g.group, note)
     concurrency = blocks / g.per_request
     return blocks * g.group * g.page, int(concurrency * max_len), concurrency, None, g.block, g.page * g.group, note
 
@@ -721,8 +724,7 @@ def _vllm_v0(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str, ve
     tokens = blocks * block
     error = None
     if blocks <= 0:
-        error = ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
-                 "initializing the engine.")
+        error = NO_CACHE_MEMORY
     elif max_len > tokens:
         error = (f"The model's max seq len ({max_len}) is larger than the maximum number of tokens that can be "
                  f"stored in KV cache ({tokens}). Try increasing `gpu_memory_utilization` or decreasing "
@@ -857,10 +859,10 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
     if version == "0.5.20" and card.vision_params:
         rest -= 100 * 2**20  # SGLANG_VLM_CACHE_SIZE_MB (kv_cache_configurator.py, 0.5.18 on)
     mamba_note = ""
-    slots = 0
+    requests = 0
     if _linear_layers(card):
         # the Mamba pool of a Gated DeltaNet hybrid takes its share of `rest` first
-        mamba, slots, mamba_note, mamba_error = _sglang_mamba(card, c, version, rest, a)
+        mamba, _, requests, mamba_note, mamba_error = _sglang_mamba(card, c, version, rest, a)
         rest -= mamba
     cell = sum(g.layers * g.bytes_per_token for g in groups)
     if version in ("0.5.10", "0.5.20") and card.family in SGLANG_SWA_FAMILIES and any(g.window for g in groups):
@@ -880,7 +882,7 @@ def _serve_rank(card: ModelCard, c: ServeConfig, dtype: str, compute_dtype: str)
     running = c.max_num_seqs or min(tokens // 2, max(min(int(tokens / max_len * 512), 4096), 2048))
     if mamba_note:
         error = mamba_error or error
-        running = min(running, slots // (3 if version == "0.5" else 5))
+        running = min(running, requests)
     explain |= {"budget": f"mem_fraction_static {fraction:.3f} of the memory free before the weights",
                 "kv_cache": f"cell {cell:,.0f} B per token over {sum(g.layers for g in groups)} layers"}
     if mamba_note:
@@ -895,8 +897,9 @@ SGLANG_MAMBA_FULL_RATIO = 0.9  # --mamba-full-memory-ratio's default from 0.5.4
 
 
 def _sglang_mamba(card: ModelCard, c: ServeConfig, version: str, rest: float,
-                  a: int) -> tuple[float, int, str, str | None]:
-    """(bytes, the slots SGLang logs as max_mamba_cache_size, explanation, error) of a Gated
+                  a: int) -> tuple[float, int, int, str, str | None]:
+    """(bytes, the slots SGLang logs as max_mamba_cache_size, the running requests they allow,
+    explanation, error) of a Gated
     DeltaNet hybrid's Mamba pool (benchmarks/serve/sglang-hybrid-gdn.md reads every wheel 0.5.3-0.5.23):
     per request, every GDN layer's conv state (conv dim / TP x (kernel - 1), 16-bit) and recurrent
     state (value heads / TP x key dim x value dim, fp32: --mamba-ssm-dtype's default, or the
@@ -906,8 +909,7 @@ def _sglang_mamba(card: ModelCard, c: ServeConfig, version: str, rest: float,
     requests are capped at slots / that."""
     tp = c.tp
     per = _linear_layers(card) * (card.linear_conv_dim // tp * ((card.conv_kernel or 1) - 1) * a
-                                  + (card.linear_value_heads or 0) // tp * (card.linear_key_head_dim or 0)
-                                  * (card.linear_value_head_dim or 0) * 4)
+                                  + card.linear_state_elements // tp * 4)
     count = int(rest * SGLANG_MAMBA_FULL_RATIO / (1 + SGLANG_MAMBA_FULL_RATIO) // per) if rest > 0 else 0
     # 0.5.17 on logs one slot fewer and 0.5.14 on holds 5 a request (extra_buffer): "0.5.10" follows its
     # later releases (0.5.10-0.5.13 log one more slot and hold 3), "0.5" (0.5.4-0.5.9) the earlier
@@ -926,7 +928,7 @@ def _sglang_mamba(card: ModelCard, c: ServeConfig, version: str, rest: float,
         error = (f"Hybrid (mamba/linear-attention) state cache is too small to serve any requests. "
                  f"max_mamba_cache_size={slots}, mamba_ratio={ratio}, resulting max_num_reqs=0. Try: (1) reduce "
                  "--max-running-requests, (2) increase --mem-fraction-static, or (3) use GPUs with more memory.")
-    return count * per, slots, note, error
+    return count * per, slots, slots // ratio, note, error
 
 
 def _sglang_tier(c: ServeConfig, version: str) -> tuple[int, int]:

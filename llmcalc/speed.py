@@ -236,7 +236,7 @@ def _layer_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, context
 
     layer: list[Op] = [norm("norm", rows)]
     if card.layer_specs[0].mixer == "linear":
-        layer += _gated_delta_net_ops(card, w, rows, new_tokens, a, eff, tp, engine=False)
+        layer += _gated_delta_net_ops(card, w, rows, new_tokens, a, eff, tp)
         layer.append(Op("residual", 0, 3 * rows * h * s, 1))
         layer += [norm("norm", rows)] * (card.norms_per_layer - 1) + _mlp_ops(card, w, rows, a, s, eff, tp, allreduce)
         return layer
@@ -384,7 +384,7 @@ GDN_KERNELS_PER_CHUNK = 9
 
 
 def _gated_delta_net_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, a: int, eff: Efficiency | None,
-                         tp: int, engine: bool) -> list[Op]:
+                         tp: int) -> list[Op]:
     """A Gated DeltaNet layer (Qwen3.5/3.6): its projections, the causal conv, the delta rule and
     the gated norm. The delta rule per value head and token: a prompt runs it in chunks of C = 64
     (the k*beta k^T system and q k^T within the chunk, 2 x 2 C d_k; the two triangular solves,
@@ -392,15 +392,18 @@ def _gated_delta_net_ops(card: ModelCard, w: Workload, rows: int, new_tokens: in
     reads the state, updates it and reads it again (4 x 2 d_k d_v per token) and moves it
     (fp32, read and written). transformers' torch path runs it in fp32 over materialised
     tensors (memory.py's list, each written and read once) with a Python loop over the chunks and
-    the state's products as separate passes (14 over the state in decode); an engine's fused kernels
-    (flash-linear-attention's) read q, k, v and write the output once, with merged projections."""
+    the state's products as separate passes (14 over the state in decode); an engine (eff None:
+    engine_step_time times it) runs merged projections and flash-linear-attention's kernels, which
+    move what is listed below at their measured bandwidth."""
     h = card.hidden_size
     conv, vdim = card.linear_conv_dim // tp, card.linear_value_dim // tp
     vh = max(1, (card.linear_value_heads or 0) // tp)
     dk, dv = card.linear_key_head_dim or 0, card.linear_value_head_dim or 0
     seqs = max(rows // max(new_tokens, 1), 1)
-    state = seqs * vh * dk * dv * 4
-    prompt = new_tokens > 1
+    state = seqs * card.linear_state_elements // tp * 4
+    prompt, engine = new_tokens > 1, eff is None
+    c = GDN_CHUNK
+    flops = 2.0 * rows * vh * ((2 * c * dk + c * (dk + dv) / 2 + 3 * dk * dv) if prompt else 4 * dk * dv)
     if eff is None:  # an engine: in_proj_qkvz and in_proj_ba merged
         ops = [_engine_linear("in_proj_qkvz", rows, conv + vdim, h, w), _engine_linear("in_proj_ba", rows, 2 * vh, h, w)]
     elif card.linear_fused_proj:  # Qwen3-Next: two projections, then q, k, v and z copied out of them
@@ -419,15 +422,11 @@ def _gated_delta_net_ops(card: ModelCard, w: Workload, rows: int, new_tokens: in
         # fp32 per value head, written and read), the WY factors w and u and the new values (each
         # written and read), the state at every chunk in bf16 (written and read), q read once, k
         # three times, v once, the output written; 7 kernels, at their measured bandwidth
-        c = GDN_CHUNK
-        flops = 2.0 * rows * vh * (2 * c * dk + c * (dk + dv) / 2 + 3 * dk * dv)
         per_token = (16 * kh * dk + 8 * vh + 2 * 4 * c * vh + 4 * vh * (dk + dv) + 4 * vh * dv
                      + 4 * vh * dk * dv / c + 2 * vh * dv + 2 * vh * dv)
         ops.append(Op("delta_rule", flops, rows * per_token, 7, w.compute_dtype,
                       bandwidth=calibration.ENGINE_GDN_PREFILL_BANDWIDTH))
     elif prompt:
-        c = GDN_CHUNK
-        flops = 2.0 * rows * vh * (2 * c * dk + c * (dk + dv) / 2 + 3 * dk * dv)
         # the state per chunk: the torch loop reads it in two products, decays it (read, write),
         # writes k^T v_new and adds them (read 2, write 1)
         io = rows * (conv + vdim) * a + 7 * state * ceil(new_tokens / c) + 2 * 4 * rows * vh * (6 * dk + 4 * dv + 3 * c)
@@ -437,13 +436,13 @@ def _gated_delta_net_ops(card: ModelCard, w: Workload, rows: int, new_tokens: in
         # the fused recurrence: every fp32 state read and written once, q, k, v read and the output
         # written, at its measured bandwidth beside a measured fixed time
         io = 2 * state + rows * (4 * kh * dk + 4 * vh * dv)
-        ops.append(Op("delta_rule", 8.0 * rows * vh * dk * dv, io, 1, fixed_s=calibration.ENGINE_GDN_DECODE_S,
+        ops.append(Op("delta_rule", flops, io, 1, fixed_s=calibration.ENGINE_GDN_DECODE_S,
                       bandwidth=calibration.ENGINE_GDN_DECODE_BANDWIDTH))
     else:
         # the torch recurrence passes over state-sized tensors 14 times (decay 2, k-product and its
         # sum 3, the outer product 1, the update 3, the q-product and its sum 3, the cache's copy 2)
         io = 14 * state + rows * (conv + vdim) * a
-        ops.append(Op("delta_rule", 8.0 * rows * vh * dk * dv, io, GDN_KERNELS_OUTSIDE + GDN_KERNELS_DECODE))
+        ops.append(Op("delta_rule", flops, io, GDN_KERNELS_OUTSIDE + GDN_KERNELS_DECODE))
     ops.append(Op("gated_norm", 0, rows * vdim * (3 * a + (0 if engine else 16)), 1))
     out = [_engine_linear("out_proj", rows, h, vdim, w)] if eff is None else _linear_ops("out_proj", rows, h, vdim, w, a, eff)
     return ops + out
@@ -578,7 +577,7 @@ def _engine_layer_ops(card: ModelCard, w: Workload, rows: int, new_tokens: int, 
     layer: list[Op] = [add_norm]
     mixer = card.layer_specs[0].mixer
     if mixer == "linear":
-        layer += _gated_delta_net_ops(card, w, rows, new_tokens, a, None, tp, engine=True)
+        layer += _gated_delta_net_ops(card, w, rows, new_tokens, a, None, tp)
     elif mixer == "conv":  # LFM2's short conv: in_proj, the gated depthwise conv, out_proj
         layer += [_engine_linear("in_proj", rows, 3 * h, h, w), Op("conv", 2.0 * rows * h * (card.conv_kernel or 0),
                                                                       5 * rows * h * a, 1),

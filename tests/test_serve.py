@@ -568,12 +568,12 @@ def test_sglang_mamba_pool_by_hand():
     card = load_card("qwen3.5-397b-a17b")
     c = ServeConfig(engine="sglang", version="0.5", tp=2, gpu_total_bytes=int(22.84 * GiB))
     rest = (19.08 - 22.84 * 0.15) * GiB
-    mamba, slots, _, error = _sglang_mamba(card, c, "0.5", rest, 2)
-    assert (mamba, slots, error) == (82 * 96_030_720, 82, None)
+    mamba, slots, requests, _, error = _sglang_mamba(card, c, "0.5", rest, 2)
+    assert (mamba, slots, requests, error) == (82 * 96_030_720, 82, 82 // 3, None)
     assert int((rest - mamba) // 15_360) == 581_629
     # 0.5.17 on logs one slot fewer; too little memory is SGLang's own message
-    assert _sglang_mamba(card, c, "0.5.20", rest, 2)[1] == 81
-    error = _sglang_mamba(card, c, "0.5.20", 0.1 * GiB, 2)[3]
+    assert _sglang_mamba(card, c, "0.5.20", rest, 2)[1:3] == (81, 81 // 5)
+    error = _sglang_mamba(card, c, "0.5.20", 0.1 * GiB, 2)[4]
     assert error.startswith("Not enough GPU memory for hybrid (mamba/linear-attention) state cache. "
                             "Computed max_mamba_cache_size=-1 (total_rest_memory=0.10 GB, mamba_cache_per_req=91.58 MB)")
     # through serve: the running requests are capped at the slots / 5

@@ -326,7 +326,7 @@ def test_gated_delta_net_decode_ops_as_transformers_runs_them():
     from llmcalc.speed import _gated_delta_net_ops
     card = load_card(str(Path(__file__).parent / "assets" / "families" / "qwen3_5_text.json"))
     w = Workload(batch=2, seq=16, gen=4)
-    ops = _gated_delta_net_ops(card, w, 2, 1, 2, default_efficiency(), 1, engine=False)
+    ops = _gated_delta_net_ops(card, w, 2, 1, 2, default_efficiency(), 1)
     assert sum(op.kernels for op in ops) == 64
     rule = next(op for op in ops if op.name == "delta_rule")
     state = 2 * 4 * 8 * 12 * 4
